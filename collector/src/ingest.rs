@@ -1,0 +1,476 @@
+//! One collector run: owns the instance lock, the store, the tailer and the open batch.
+//!
+//! The store is the truth. Every batch is committed with the file offsets it advances; after
+//! any failed commit the store is reopened and the tailer is re-synchronised from what it says,
+//! so a commit that failed after all (or half-way) can neither lose nor duplicate a line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tracing::{error, info, warn};
+
+use crate::agent::InventoryRow;
+use crate::config::Config;
+use crate::segment;
+use crate::store::{Batch, OpenError, Store};
+use crate::sys;
+use crate::tail::{ReadOutcome, TailLimits, Tailer};
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Audit files tracked at the end.
+    pub files: u64,
+    /// Lines stored in `credential_requests`.
+    pub lines: u64,
+    /// Lines stored in `rejected_lines`.
+    pub rejected: u64,
+    /// Gaps recorded (bytes gone before they could be read).
+    pub gaps: u64,
+    /// Parquet files published.
+    pub segment_files: u64,
+    /// Inventory rows stored.
+    pub inventory_rows: u64,
+}
+
+/// Another collector owns the store; the caller exits with a distinct message.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another credtrail-collector ({holder}) is already running on store {}; stop it first or give this one another --store",
+    .store.display()
+)]
+pub struct AlreadyRunning {
+    pub store: PathBuf,
+    pub holder: String,
+}
+
+pub struct Collector {
+    config: Config,
+    host: String,
+    store: Option<Store>,
+    _lock: File,
+    tailer: Tailer,
+    batch: Batch,
+    batch_since: Option<Instant>,
+    paused_since: Option<Instant>,
+    last_pause_warning: Option<Instant>,
+    last_rescan: Option<Instant>,
+    last_publish: Instant,
+    last_checkpoint: Instant,
+    /// The last commit failed (its lines are read again from the files next time).
+    commit_failed: bool,
+    summary: RunSummary,
+}
+
+impl Collector {
+    /// Takes the instance lock and opens the store, waiting while another process holds the
+    /// store's database lock (up to `wait`, or forever with `None`), holding every audit file
+    /// open in the meantime so rolls deleted while waiting are still read.
+    pub fn open(config: &Config, wait: Option<Duration>) -> Result<Collector> {
+        if let Some(parent) = config.store.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let lock = take_instance_lock(&config.store)?;
+        let started = Instant::now();
+        let mut held: Vec<(PathBuf, File)> = Vec::new();
+        let mut delay = Duration::from_millis(100);
+        let store = loop {
+            match Store::open(&config.store) {
+                Ok(store) => break store,
+                Err(OpenError::Locked { message, .. }) => {
+                    if wait.is_some_and(|w| started.elapsed() >= w) {
+                        bail!(
+                            "store {} stayed locked by another process: {message}",
+                            config.store.display()
+                        );
+                    }
+                    warn!(store = %config.store.display(), %message, "store is locked by another process; retrying");
+                    hold_audit_files(&config.audit_dir, &mut held);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let host = config.host_name();
+        let states = store.load_states()?;
+        let next_seq = store.next_seq()?;
+        let mut tailer = Tailer::new(config.audit_dir.clone(), limits(config), states);
+        for (path, file) in held {
+            tailer.hold(path, file)?;
+        }
+        Ok(Collector {
+            config: config.clone(),
+            batch: Batch::new(host.clone(), next_seq),
+            host,
+            store: Some(store),
+            _lock: lock,
+            tailer,
+            batch_since: None,
+            paused_since: None,
+            last_pause_warning: None,
+            last_rescan: None,
+            last_publish: Instant::now(),
+            last_checkpoint: Instant::now(),
+            commit_failed: false,
+            summary: RunSummary::default(),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn summary(&self) -> &RunSummary {
+        &self.summary
+    }
+
+    /// True while ingest is paused for lack of free space.
+    pub fn paused(&self) -> bool {
+        self.paused_since.is_some()
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Rescans when asked or when the rescan interval has passed, reads what is new, and
+    /// commits when the batch is full or old enough (or `force_commit`).
+    pub fn poll(&mut self, rescan: bool, force_commit: bool) -> Result<()> {
+        self.poll_with(rescan, force_commit, false)
+    }
+
+    fn poll_with(
+        &mut self,
+        rescan: bool,
+        force_commit: bool,
+        flush_incomplete: bool,
+    ) -> Result<()> {
+        if self.store.is_none() && !self.reopen() {
+            return Ok(());
+        }
+        let due = self
+            .last_rescan
+            .is_none_or(|t| t.elapsed() >= self.config.rescan_interval());
+        if rescan || due {
+            self.tailer
+                .scan(&mut self.batch)
+                .with_context(|| format!("scanning {}", self.config.audit_dir.display()))?;
+            self.last_rescan = Some(Instant::now());
+        }
+        loop {
+            if self.space_is_low() {
+                return Ok(());
+            }
+            let outcome = self
+                .tailer
+                .read(&mut self.batch, flush_incomplete)
+                .with_context(|| format!("reading {}", self.config.audit_dir.display()))?;
+            if self.batch_since.is_none() && (!self.batch.is_empty() || self.tailer.has_pending()) {
+                self.batch_since = Some(Instant::now());
+            }
+            if outcome == ReadOutcome::BatchFull {
+                if !self.commit() {
+                    return Ok(());
+                }
+                continue;
+            }
+            break;
+        }
+        let old_enough = self
+            .batch_since
+            .is_some_and(|t| t.elapsed() >= self.config.commit_interval());
+        if force_commit || old_enough {
+            self.commit();
+        }
+        Ok(())
+    }
+
+    /// Reads everything present and commits it (used by `--once` and at shutdown).
+    pub fn drain(&mut self, flush_incomplete: bool) -> Result<()> {
+        // Several scans: a file missing from one listing may only have been mid-rename.
+        for _ in 0..crate::tail::ABSENT_SCANS_GONE {
+            self.poll_with(true, true, flush_incomplete)?;
+            if self.commit_failed {
+                break;
+            }
+        }
+        if self.commit_failed || self.store.is_none() || self.paused() || !self.batch.is_empty() {
+            bail!(
+                "could not commit to {} (see the errors above); nothing was lost: the files are read again on the next start",
+                self.config.store.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds an inventory snapshot to the open batch.
+    pub fn add_inventory(&mut self, observed_at_us: i64, rows: Vec<InventoryRow>) {
+        if self.batch_since.is_none() {
+            self.batch_since = Some(Instant::now());
+        }
+        self.batch.push_inventory(observed_at_us, rows);
+    }
+
+    /// Commits the open batch; false when it could not be (the batch is then kept or rebuilt
+    /// from the files, never lost).
+    pub fn commit(&mut self) -> bool {
+        if self.batch.is_empty() {
+            self.tailer.stage_states(&mut self.batch);
+            if self.batch.is_empty() {
+                return true;
+            }
+        }
+        if self.space_is_low() {
+            return false;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return false;
+        };
+        self.tailer.stage_states(&mut self.batch);
+        let rows = self.batch.rows();
+        let (requests, rejected, inventory) = self.batch.counts();
+        match store.commit(&mut self.batch) {
+            Ok(()) => {
+                self.commit_failed = false;
+                self.tailer.committed();
+                self.summary.lines += requests as u64;
+                self.summary.rejected += rejected as u64;
+                self.summary.inventory_rows += inventory as u64;
+                self.summary.gaps += self.batch.gaps.len() as u64;
+                self.batch = Batch::new(self.host.clone(), self.batch.next_seq());
+                self.batch_since = None;
+                true
+            }
+            Err(e) => {
+                self.commit_failed = true;
+                error!(error = %format!("{e:#}"), rows, "commit failed; reopening the store and reading these lines again");
+                let inventory = self.batch.take_inventory();
+                self.store = None;
+                self.tailer.rolled_back();
+                self.reopen();
+                let next_seq = self
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.next_seq().ok())
+                    .unwrap_or(self.batch.next_seq());
+                self.batch = Batch::new(self.host.clone(), next_seq);
+                for (at, row) in inventory {
+                    self.batch.push_inventory(at, vec![row]);
+                }
+                self.batch_since = (!self.batch.is_empty()).then(Instant::now);
+                false
+            }
+        }
+    }
+
+    /// Reopens the store after a failure and takes its word for every file offset.
+    fn reopen(&mut self) -> bool {
+        match Store::open(&self.config.store) {
+            Ok(store) => match store.load_states() {
+                Ok(states) => {
+                    self.tailer.resync(states);
+                    self.store = Some(store);
+                    info!(store = %self.config.store.display(), "store reopened");
+                    true
+                }
+                Err(e) => {
+                    error!(error = %format!("{e:#}"), "cannot read the store's state");
+                    false
+                }
+            },
+            Err(e) => {
+                error!(error = %e, "cannot reopen the store; retrying");
+                false
+            }
+        }
+    }
+
+    /// The free-space guard: pauses ingest before the store's file system fills.
+    fn space_is_low(&mut self) -> bool {
+        let min = self.config.min_free_mb.saturating_mul(1024 * 1024);
+        if min == 0 {
+            return false;
+        }
+        let dir = store_dir(&self.config.store);
+        let low = match sys::available_bytes(&dir) {
+            Ok(free) => free < min,
+            Err(_) => false,
+        };
+        if low {
+            if self.paused_since.is_none() {
+                self.paused_since = Some(Instant::now());
+            }
+            if self
+                .last_pause_warning
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                self.last_pause_warning = Some(Instant::now());
+                error!(
+                    dir = %dir.display(),
+                    min_free_mb = self.config.min_free_mb,
+                    "store file system is (nearly) full: ingest paused, nothing is lost; it resumes when space is freed"
+                );
+            }
+        } else if let Some(since) = self.paused_since.take() {
+            info!(
+                paused_secs = since.elapsed().as_secs(),
+                "free space is back: ingest resumed"
+            );
+        }
+        low
+    }
+
+    /// Publishes segments now if a segments directory is configured.
+    pub fn publish(&mut self) -> Result<u64> {
+        let Some(dir) = self.config.segments_dir.clone() else {
+            return Ok(0);
+        };
+        self.last_publish = Instant::now();
+        let Some(store) = self.store.as_ref() else {
+            bail!("store is not open");
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let files = segment::publish(store, &dir, &self.host)?;
+        self.summary.segment_files += files;
+        Ok(files)
+    }
+
+    pub fn publish_due(&self) -> bool {
+        self.config.segments_dir.is_some()
+            && self.last_publish.elapsed() >= self.config.segment_interval()
+    }
+
+    /// Every ten minutes: removes published rows past retention, then runs a CHECKPOINT
+    /// (keeps the WAL short).
+    pub fn maintain_if_due(&mut self) {
+        if self.last_checkpoint.elapsed() < Duration::from_secs(600) {
+            return;
+        }
+        self.prune();
+        self.checkpoint();
+    }
+
+    /// Removes rows older than `--retain-days` that segments already hold.
+    pub fn prune(&mut self) {
+        if self.config.retain_days == 0 || self.config.segments_dir.is_none() {
+            return;
+        }
+        let keep_us = i64::try_from(self.config.retain_days)
+            .unwrap_or(i64::MAX / 86_400_000_000)
+            .saturating_mul(86_400_000_000);
+        let before = crate::store::now_us().saturating_sub(keep_us);
+        if let Some(store) = &self.store {
+            match store.prune_published(before) {
+                Ok(0) => {}
+                Ok(n) => info!(rows = n, "removed published rows past retention"),
+                Err(e) => warn!(error = %format!("{e:#}"), "pruning failed"),
+            }
+        }
+    }
+
+    pub fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if let Some(store) = &self.store
+            && let Err(e) = store.checkpoint()
+        {
+            warn!(error = %format!("{e:#}"), "checkpoint failed");
+        }
+    }
+
+    pub fn finish(mut self) -> RunSummary {
+        self.summary.files = self.tailer.open_files() as u64;
+        self.checkpoint();
+        self.summary
+    }
+}
+
+fn limits(config: &Config) -> TailLimits {
+    TailLimits {
+        max_line_bytes: config.max_line_bytes.max(1024),
+        batch_rows: config.batch_rows.max(1),
+        batch_raw_bytes: 256 * 1024 * 1024,
+        incomplete_grace: config.incomplete_grace(),
+    }
+}
+
+fn store_dir(store: &Path) -> PathBuf {
+    match store.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `<store>.lock`, locked exclusively for the life of the process, holding the owner's pid.
+fn take_instance_lock(store: &Path) -> Result<File> {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "pid unknown".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(AlreadyRunning {
+                store: store.to_path_buf(),
+                holder,
+            }
+            .into());
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// Opens every audit file not yet held (by device and inode), so its bytes outlive deletion.
+fn hold_audit_files(dir: &Path, held: &mut Vec<(PathBuf, File)>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let path = entry.path();
+        let is_audit = entry
+            .file_name()
+            .to_str()
+            .and_then(crate::source::FileName::classify)
+            .is_some();
+        if !is_audit {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        let known = held.iter().any(|(_, f)| {
+            f.metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+        });
+        if !known {
+            held.push((path, file));
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! credtrail-collector: tails the ECS agent's credential audit log (`/var/log/ecs/audit.log` and
+//! its rotated files) into its own DuckDB store exactly once, records the agent's task inventory,
+//! and publishes immutable Parquet segments for the analyzer.
+//!
+//! The library is the program; `main.rs` only parses flags and maps errors to exit codes.
+
+pub mod agent;
+pub mod config;
+pub mod ingest;
+pub mod parse;
+pub mod segment;
+pub mod source;
+pub mod store;
+pub mod sys;
+pub mod tail;
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tracing::{info, warn};
+
+pub use config::Config;
+pub use ingest::{AlreadyRunning, Collector, RunSummary};
+
+/// What wakes the follow loop.
+#[derive(Debug)]
+pub enum Wake {
+    /// Something changed in the audit directory (a hint: the rescan is the truth).
+    Fs,
+    /// An inventory snapshot: observed-at (µs since the epoch) and its rows.
+    Inventory(i64, Vec<agent::InventoryRow>),
+    /// Stop: commit what was read, publish, exit.
+    Shutdown,
+}
+
+/// Ingests everything present once, publishes segments if configured, and returns.
+pub fn run_once(config: &Config) -> Result<RunSummary> {
+    let mut collector = Collector::open(config, Some(Duration::from_secs(30)))?;
+    if let Some(url) = &config.agent_url {
+        match agent::AgentClient::new(url, Duration::from_secs(5)).tasks() {
+            Ok(rows) => collector.add_inventory(store::now_us(), rows),
+            Err(e) => warn!(error = %format!("{e:#}"), "agent inventory not recorded"),
+        }
+    }
+    collector.drain(false)?;
+    collector.publish()?;
+    Ok(collector.finish())
+}
+
+/// Follows the directory until a [`Wake::Shutdown`] arrives on `wake`, then commits, publishes
+/// and returns. `sender` is handed to the file watcher and the inventory poller.
+pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Result<RunSummary> {
+    let mut collector = Collector::open(config, None)?;
+    info!(dir = %config.audit_dir.display(), store = %config.store.display(), host = collector.host(), "following");
+    let _watcher = if config.notify {
+        watch(config, sender.clone())
+    } else {
+        None
+    };
+    if let Some(url) = config.agent_url.clone() {
+        spawn_agent_poller(
+            url,
+            Duration::from_secs(config.agent_poll_secs.max(1)),
+            sender,
+        );
+    }
+    let mut fs_event = true;
+    loop {
+        collector.poll(fs_event, false)?;
+        fs_event = false;
+        if collector.publish_due()
+            && let Err(e) = collector.publish()
+        {
+            warn!(error = %format!("{e:#}"), "publishing segments failed; retrying later");
+        }
+        collector.maintain_if_due();
+        let mut shutdown = false;
+        let deadline = Instant::now() + config.tick();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match wake.recv_timeout(left) {
+                Ok(Wake::Fs) => fs_event = true,
+                Ok(Wake::Inventory(at, rows)) => collector.add_inventory(at, rows),
+                Ok(Wake::Shutdown) => shutdown = true,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => shutdown = true,
+            }
+            if shutdown || fs_event {
+                break;
+            }
+        }
+        if shutdown {
+            break;
+        }
+    }
+    info!("stopping: committing what was read");
+    collector.drain(false)?;
+    if let Err(e) = collector.publish() {
+        warn!(error = %format!("{e:#}"), "publishing segments at shutdown failed; they are published on the next start");
+    }
+    Ok(collector.finish())
+}
+
+fn watch(config: &Config, sender: Sender<Wake>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let handler = move |_event: notify::Result<notify::Event>| {
+        let _ = sender.send(Wake::Fs);
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(mut w) => match w.watch(&config.audit_dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch the audit directory; polling only");
+                None
+            }
+        },
+        Err(e) => {
+            warn!(error = %e, "no file-system notifications; polling only");
+            None
+        }
+    }
+}
+
+fn spawn_agent_poller(url: String, every: Duration, sender: Sender<Wake>) {
+    std::thread::Builder::new()
+        .name("agent-poller".into())
+        .spawn(move || {
+            let client = agent::AgentClient::new(&url, Duration::from_secs(5));
+            let mut failing = false;
+            loop {
+                match client.tasks() {
+                    Ok(rows) => {
+                        if failing {
+                            info!(%url, "agent reachable again");
+                            failing = false;
+                        }
+                        if sender.send(Wake::Inventory(store::now_us(), rows)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            warn!(%url, error = %format!("{e:#}"), "agent introspection unreachable; retrying");
+                            failing = true;
+                        }
+                    }
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| warn!(error = %e, "cannot start the agent poller"));
+}

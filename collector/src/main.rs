@@ -1,0 +1,60 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use credtrail_collector::{AlreadyRunning, Config, Wake};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = if config.once {
+        credtrail_collector::run_once(&config)
+    } else {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Err(e) = forward_signals(tx.clone()) {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+        credtrail_collector::follow(&config, tx, rx)
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!(
+                "credtrail-collector: {} lines stored, {} rejected, {} gaps, {} inventory rows, {} segment files",
+                summary.lines,
+                summary.rejected,
+                summary.gaps,
+                summary.inventory_rows,
+                summary.segment_files
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.downcast_ref::<AlreadyRunning>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// SIGTERM (systemd, ECS) and SIGINT become a [`Wake::Shutdown`].
+fn forward_signals(tx: std::sync::mpsc::Sender<Wake>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(Wake::Shutdown);
+            }
+        })?;
+    Ok(())
+}

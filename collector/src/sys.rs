@@ -1,0 +1,59 @@
+//! The few operating-system facts the collector needs that std does not give.
+#![allow(unsafe_code)] // reason: statvfs and getrusage have no safe std equivalent
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Bytes available to unprivileged users on the file system holding `path`.
+pub fn available_bytes(path: &Path) -> io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated string and `st` points to writable memory of the
+    // right type; statvfs fully initialises it when it returns 0.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: rc == 0, so statvfs initialised the struct.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// CPU time (user + system) and peak resident set size of this process.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub max_rss_bytes: u64,
+}
+
+pub fn usage() -> Usage {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `ru` points to writable memory of the right type; getrusage initialises it on 0.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return Usage {
+            cpu_seconds: 0.0,
+            max_rss_bytes: 0,
+        };
+    }
+    // SAFETY: rc == 0, so getrusage initialised the struct.
+    let ru = unsafe { ru.assume_init() };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    Usage {
+        cpu_seconds: secs(ru.ru_utime) + secs(ru.ru_stime),
+        max_rss_bytes: (ru.ru_maxrss as u64) * 1024,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_free_space_and_usage() {
+        assert!(super::available_bytes(std::path::Path::new("/")).unwrap() > 0);
+        assert!(super::usage().max_rss_bytes > 0);
+        assert!(super::available_bytes(std::path::Path::new("/no/such/dir")).is_err());
+    }
+}

@@ -1,0 +1,397 @@
+//! The real `credtrail-collector` binary: SIGKILL at random points while a writer appends and
+//! rotates (collector.md scenarios 18 and 19), `--once` over a messy directory, a second
+//! instance, and a clean SIGTERM stop.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Env, check_invariants, count, line, segment_numbers, sorted, stored_numbers};
+
+const BIN: &str = env!("CARGO_BIN_EXE_credtrail-collector");
+
+fn collector(env: &Env, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--audit-dir")
+        .arg(&env.audit)
+        .arg("--store")
+        .arg(&env.store)
+        .arg("--segments-dir")
+        .arg(&env.segments)
+        .args(["--host", "kill-test", "--min-free-mb", "0"])
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn spawn_follow(env: &Env) -> Child {
+    collector(
+        env,
+        &[
+            "--tick-ms",
+            "20",
+            "--rescan-ms",
+            "100",
+            "--commit-interval-ms",
+            "50",
+            "--segment-secs",
+            "1",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+/// A small deterministic generator, so a failing run can be replayed from its seed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[test]
+fn sigkill_at_random_points_loses_and_duplicates_nothing() {
+    let env = Env::new();
+    let seed = 0x5eed_c011_ec70;
+    eprintln!("seed {seed:#x}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let size_mode = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, size_mode, written) = (stop.clone(), size_mode.clone(), written.clone());
+        let audit = env.audit.clone();
+        std::thread::spawn(move || {
+            let mut rng = Lcg(seed ^ 0xabcdef);
+            let mut n = 0u64;
+            let mut hour = 0u64;
+            let mut roll = 0u64;
+            let mut since_roll = 0u64;
+            let live = audit.join("audit.log");
+            while !stop.load(Ordering::Relaxed) {
+                let burst = 1 + rng.next(200);
+                let mut buf = Vec::new();
+                for _ in 0..burst {
+                    buf.extend_from_slice(line(n).as_bytes());
+                    buf.push(b'\n');
+                    n += 1;
+                }
+                // sometimes a line is written in two pieces, as a buffered writer may
+                let cut = if rng.next(4) == 0 {
+                    rng.next(buf.len() as u64) as usize
+                } else {
+                    buf.len()
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&live)
+                    .unwrap();
+                f.write_all(&buf[..cut]).unwrap();
+                f.write_all(&buf[cut..]).unwrap();
+                drop(f);
+                written.store(n, Ordering::SeqCst);
+                since_roll += burst;
+                if since_roll > 1500 {
+                    since_roll = 0;
+                    let to = if size_mode.load(Ordering::Relaxed) {
+                        roll += 1;
+                        format!("audit.log.{roll}")
+                    } else {
+                        hour += 1;
+                        format!("audit.log.2026-11-{:02}-{:02}", 1 + hour / 24, hour % 24)
+                    };
+                    std::fs::rename(&live, audit.join(to)).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(rng.next(8)));
+            }
+            n
+        })
+    };
+    let mut rng = Lcg(seed);
+    let kills = 60;
+    for i in 0..kills {
+        if i == kills / 2 {
+            size_mode.store(true, Ordering::Relaxed); // the agent was upgraded to size mode
+        }
+        let mut child = spawn_follow(&env);
+        std::thread::sleep(Duration::from_millis(80 + rng.next(500)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let total = writer.join().unwrap();
+    assert_eq!(total, written.load(Ordering::SeqCst));
+
+    let out = collector(&env, &["--once"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let conn = duckdb::Connection::open(&env.store).unwrap();
+    let stored = stored_numbers(&conn);
+    let expected: Vec<u64> = (0..total).collect();
+    if stored != expected {
+        let mut missing = Vec::new();
+        let mut dupes = Vec::new();
+        let mut counts = std::collections::BTreeMap::new();
+        for s in &stored {
+            *counts.entry(*s).or_insert(0) += 1;
+        }
+        for e in &expected {
+            match counts.get(e) {
+                None => missing.push(*e),
+                Some(c) if *c > 1 => dupes.push(*e),
+                _ => {}
+            }
+        }
+        let kept = env.tmp.path().to_path_buf();
+        std::mem::forget(env);
+        panic!(
+            "{} lines written, {} stored; missing {:?}; duplicated {:?}; files kept in {}",
+            total,
+            stored.len(),
+            &missing[..missing.len().min(20)],
+            &dupes[..dupes.len().min(20)],
+            kept.display()
+        );
+    }
+    check_invariants(&conn);
+    assert_eq!(count(&conn, "SELECT count(*) FROM rejected_lines"), 0);
+    drop(conn);
+    assert_eq!(
+        sorted(segment_numbers(&env.segments)),
+        expected,
+        "segments hold the same rows"
+    );
+    eprintln!("{kills} SIGKILLs, {total} lines, all stored exactly once");
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn once_over_a_messy_directory_stores_every_complete_line_exactly_once() {
+    let env = Env::new();
+    let lines = |name: &str, from: u64, to: u64| env.lines(name, from, to);
+    let mut expected = Vec::new();
+    expected.extend(lines("audit.log.2026-11-20-08", 0, 100));
+    expected.extend(lines("audit.log.2026-11-20-09", 100, 150));
+    expected.extend(lines("audit.log.3", 200, 260));
+    expected.extend(lines("audit.log.4", 300, 330));
+    expected.extend(lines("audit.log", 400, 420));
+    let extra: [&[u8]; 7] = [
+        b"2019-02-05T23:37:54Z 400 10.0.100.189:33724 \"/v2/credentials\" \"aws-sdk-go/1.12.66 (go1.10.3; linux; amd64)\" - \n",
+        b"2024-01-01T00:00:00Z 429 172.17.0.3:40000 \"/v3/0a1b2c/task\" \"Boto3/1.34.0 md/Botocore#1.34.0\" - \n",
+        b"2021-09-22T16:33:35Z 200 [fe80::42:acff:fe11:2]:47066 \"/v2/credentials\" \"Zend_Http_Client\" arn:aws:ecs:eu-west-1:615847981820:task/prod-worker/8ee79724637f46d5ad9dc8fe9ef8e3fe GetCredentialsExecutionRole 2 prod-worker arn:aws:ecs:eu-west-1:615847981820:container-instance/prod-worker/10abe8e5f47b47c38f3f5f3e232422fd\n",
+        b"this is not an audit line\n",
+        b"2026-11-20T10:00:00Z 200 172.17.0.9:1 \"/v2/credentials\" \"bad \xff\xfe utf8\" arn:aws:ecs:us-east-1:111122223333:task/c/0123456789abcdef0123456789abcdef GetCredentials 2 c arn:aws:ecs:us-east-1:111122223333:container-instance/c/x\n",
+        b"2016-07-13T16:11:53Z 200 172.17.0.5:52444 \"/v1/credentials\" \"python-requests/2.7.0 CPython/2.7.6 Linux/4.4.14-24.50.amzn1.x86_64\" arn:aws:ecs:us-east-1:111122223333:task/0b1c2d3e-1111-2222-3333-444455556666 GetCredentials 1 default arn:aws:ecs:us-east-1:111122223333:container-instance/abc\n",
+        b"2026-11-20T10:00:01Z 503 - \"/v2/credentials\" \"\" - \n",
+    ];
+    for e in extra {
+        write(&env.path("audit.log.3"), e);
+    }
+    let mut big = vec![b'A'; 10_000_000];
+    big.push(b'\n');
+    write(&env.path("audit.log"), &big);
+    expected.extend(lines("audit.log", 500, 510));
+    let complete = (expected.len() + extra.len() + 1) as i64;
+    write(
+        &env.path("audit.log"),
+        b"2026-11-20T10:00:02Z 200 172.17.0.9:1 \"/v2/cre",
+    ); // partial: not complete
+
+    let out = collector(&env, &["--once"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = duckdb::Connection::open(&env.store).unwrap();
+    check_invariants(&conn);
+    let stored = count(
+        &conn,
+        "SELECT (SELECT count(*) FROM credential_requests) + (SELECT count(*) FROM rejected_lines)",
+    );
+    assert_eq!(
+        stored, complete,
+        "every complete line once, the partial one not yet"
+    );
+    assert_eq!(stored_numbers(&conn), sorted(expected));
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM rejected_lines"),
+        2,
+        "garbage line and the 10 MB line"
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM rejected_lines WHERE line_len = 10000000 AND octet_length(raw) = 10000000"
+        ),
+        1
+    );
+
+    type Row = (
+        String,
+        i32,
+        Option<String>,
+        Option<i32>,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+    );
+    let row = |ua_like: &str| -> Row {
+        conn.query_row(
+            "SELECT strftime(event_time, '%Y-%m-%dT%H:%M:%SZ'), status, source_ip, source_port, request_path, user_agent,
+                    task_arn, event_type, log_version, cluster, container_instance_arn
+             FROM credential_requests WHERE user_agent LIKE ?",
+            [ua_like],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        row("aws-sdk-go/1.12.66%"),
+        (
+            "2019-02-05T23:37:54Z".into(),
+            400,
+            Some("10.0.100.189".into()),
+            Some(33724),
+            "/v2/credentials".into(),
+            "aws-sdk-go/1.12.66 (go1.10.3; linux; amd64)".into(),
+            None,
+            None,
+            None,
+            None,
+            None
+        )
+    );
+    assert_eq!(row("Boto3%").4, "/v3/0a1b2c/task");
+    assert_eq!(row("Boto3%").1, 429);
+    let z = row("Zend%");
+    assert_eq!(z.2.as_deref(), Some("fe80::42:acff:fe11:2"));
+    assert_eq!(z.3, Some(47066));
+    assert_eq!(z.7.as_deref(), Some("GetCredentialsExecutionRole"));
+    assert_eq!(z.8, Some(2));
+    assert_eq!(z.9.as_deref(), Some("prod-worker"));
+    assert_eq!(
+        z.10.as_deref(),
+        Some(
+            "arn:aws:ecs:eu-west-1:615847981820:container-instance/prod-worker/10abe8e5f47b47c38f3f5f3e232422fd"
+        )
+    );
+    let v1 = row("python-requests%");
+    assert_eq!(v1.8, Some(1));
+    assert_eq!(
+        v1.6.as_deref(),
+        Some("arn:aws:ecs:us-east-1:111122223333:task/0b1c2d3e-1111-2222-3333-444455556666")
+    );
+    let bad = row("bad %");
+    assert!(bad.5.contains('\u{FFFD}'));
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM credential_requests WHERE status = 503 AND source_ip IS NULL AND user_agent = ''"
+        ),
+        1
+    );
+    assert!(env.segments.join("credential_requests").is_dir());
+
+    // A second --once adds nothing.
+    drop(conn);
+    let out = collector(&env, &["--once"]).output().unwrap();
+    assert!(out.status.success());
+    let conn = duckdb::Connection::open(&env.store).unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT (SELECT count(*) FROM credential_requests) + (SELECT count(*) FROM rejected_lines)"
+        ),
+        complete
+    );
+}
+
+#[test]
+fn second_instance_refuses_with_a_clear_message() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 5);
+    let mut first = spawn_follow(&env);
+    // wait until the first one has committed, i.e. owns the store
+    let mut ok = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let out = collector(&env, &["--once"]).output().unwrap();
+        if out.status.code() == Some(3) {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("already running"), "{err}");
+            ok = true;
+            break;
+        }
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(ok, "the second instance never refused");
+}
+
+#[test]
+fn sigterm_commits_and_exits_zero() {
+    let env = Env::new();
+    let mut child = spawn_follow(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    env.lines("audit.log", 0, 1000);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let conn = duckdb::Connection::open(&env.store).unwrap();
+    assert_eq!(stored_numbers(&conn), (0..1000).collect::<Vec<_>>());
+    check_invariants(&conn);
+}
+
+#[test]
+fn help_names_every_flag_and_its_environment_variable() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--audit-dir",
+        "--store",
+        "--segments-dir",
+        "--agent-url",
+        "--once",
+        "CREDTRAIL_AUDIT_DIR",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}

@@ -1,0 +1,222 @@
+//! Shared by the collector's integration tests: audit lines with a unique number in the user
+//! agent, a scratch directory, and the invariant checks of collector.md run after every scenario.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use credtrail_collector::Config;
+use duckdb::Connection;
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub audit: PathBuf,
+    pub store: PathBuf,
+    pub segments: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let audit = tmp.path().join("ecs");
+        std::fs::create_dir_all(&audit).unwrap();
+        Env {
+            store: tmp.path().join("state").join("collector.duckdb"),
+            segments: tmp.path().join("segments"),
+            audit,
+            tmp,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let mut c = Config::new(&self.audit, &self.store);
+        c.host = Some("test-host".into());
+        c.segments_dir = Some(self.segments.clone());
+        c.notify = false;
+        c.min_free_mb = 0;
+        c.incomplete_grace_secs = 3600;
+        c
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.audit.join(name)
+    }
+
+    pub fn append(&self, name: &str, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(name))
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    /// Appends numbered lines `from..to` and returns them.
+    pub fn lines(&self, name: &str, from: u64, to: u64) -> Vec<u64> {
+        let mut buf = Vec::new();
+        for n in from..to {
+            buf.extend_from_slice(line(n).as_bytes());
+            buf.push(b'\n');
+        }
+        self.append(name, &buf);
+        (from..to).collect()
+    }
+
+    pub fn rename(&self, from: &str, to: &str) {
+        std::fs::rename(self.path(from), self.path(to)).unwrap();
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.path(name)).unwrap();
+    }
+}
+
+/// A v2 audit line whose user agent carries `n`.
+pub fn line(n: u64) -> String {
+    format!(
+        "2026-11-20T10:{:02}:{:02}Z 200 172.17.0.{}:{} \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22 n={n}\" \
+         arn:aws:ecs:us-east-1:111122223333:task/prod/{:032x} GetCredentials 2 prod \
+         arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0f3c5a7d9b1e4c2a8d6f0e1b3a5c7d9e",
+        (n / 60) % 60,
+        n % 60,
+        n % 250 + 2,
+        30000 + n % 30000,
+        n % 7
+    )
+}
+
+/// The numbers of every stored request (by user agent), sorted: a multiset.
+pub fn stored_numbers(conn: &Connection) -> Vec<u64> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT CAST(regexp_extract(user_agent, 'n=(\\d+)$', 1) AS UBIGINT)
+             FROM credential_requests WHERE user_agent LIKE '%n=%' ORDER BY 1",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, u64>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+pub fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// collector.md's invariants: per source, rows tile the file from offset 0 with no hole and no
+/// overlap (`byte_offset[i+1] = byte_offset[i] + len[i] + 1`), no (source, offset) twice, and the
+/// checkpoint of every still-tracked source equals its last row's end.
+pub fn check_invariants(conn: &Connection) {
+    let dupes = count(
+        conn,
+        "SELECT count(*) FROM (
+           SELECT source_id, byte_offset FROM (
+             SELECT source_id, byte_offset FROM credential_requests
+             UNION ALL SELECT source_id, byte_offset FROM rejected_lines)
+           GROUP BY source_id, byte_offset HAVING count(*) > 1)",
+    );
+    assert_eq!(dupes, 0, "a (source_id, byte_offset) is stored twice");
+    let mut stmt = conn
+        .prepare(
+            "SELECT source_id, byte_offset, line_len, incomplete FROM (
+               SELECT source_id, byte_offset, line_len, incomplete FROM credential_requests
+               UNION ALL SELECT source_id, byte_offset, line_len, incomplete FROM rejected_lines)
+             ORDER BY source_id, byte_offset",
+        )
+        .unwrap();
+    let rows: Vec<(String, i64, i64, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut ends: BTreeMap<String, i64> = BTreeMap::new();
+    for (source, offset, len, incomplete) in rows {
+        let expected = ends.get(&source).copied().unwrap_or(0);
+        assert_eq!(
+            offset, expected,
+            "source {source}: a row starts at {offset}, the previous one ended at {expected}"
+        );
+        ends.insert(source, offset + len + if incomplete { 0 } else { 1 });
+    }
+    let mut stmt = conn
+        .prepare("SELECT source_id, committed_offset FROM ingest_state")
+        .unwrap();
+    let states: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (source, committed) in states {
+        let end = ends.get(&source).copied().unwrap_or(0);
+        assert_eq!(
+            committed, end,
+            "source {source}: checkpoint {committed} but rows end at {end}"
+        );
+    }
+}
+
+/// Rows of a table across every published segment file, as numbers (requests) or a count.
+pub fn segment_numbers(segments: &Path) -> Vec<u64> {
+    let files = credtrail_collector::segment::files_of(segments, "credential_requests");
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let conn = Connection::open_in_memory().unwrap();
+    let list = files
+        .iter()
+        .map(|f| format!("'{}'", f.display()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT CAST(regexp_extract(user_agent, 'n=(\\d+)$', 1) AS UBIGINT)
+             FROM read_parquet([{list}]) WHERE user_agent LIKE '%n=%' ORDER BY 1"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, u64>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+pub fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}
+
+/// Compares two multisets of line numbers; the message names what is missing and what is doubled.
+pub fn assert_same_lines(stored: &[u64], expected: &[u64]) {
+    if stored == expected {
+        return;
+    }
+    let mut counts = BTreeMap::new();
+    for s in stored {
+        *counts.entry(*s).or_insert(0i64) += 1;
+    }
+    for e in expected {
+        *counts.entry(*e).or_insert(0) -= 1;
+    }
+    let missing: Vec<u64> = counts
+        .iter()
+        .filter(|(_, c)| **c < 0)
+        .map(|(n, _)| *n)
+        .take(20)
+        .collect();
+    let extra: Vec<u64> = counts
+        .iter()
+        .filter(|(_, c)| **c > 0)
+        .map(|(n, _)| *n)
+        .take(20)
+        .collect();
+    panic!(
+        "{} stored, {} expected; first missing {missing:?}; first extra or doubled {extra:?}",
+        stored.len(),
+        expected.len()
+    );
+}

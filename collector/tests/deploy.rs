@@ -1,0 +1,437 @@
+//! Checks the deployment files under `deploy/`: the ECS daemon task definition and service, and
+//! the systemd unit. The static checks always run. When `systemd-analyze` is on PATH (CI installs
+//! it with `deploy/scripts/install-test-tools.sh`) the unit is also run through
+//! `systemd-analyze verify` and `systemd-analyze security --offline=yes`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const UNIT_NAME: &str = "credtrail-collector.service";
+const EXEC_PATH: &str = "/usr/local/bin/credtrail-collector";
+const AUDIT_DIR: &str = "/var/log/ecs";
+const DATA_DIR: &str = "/var/lib/credtrail";
+/// Highest acceptable `systemd-analyze security` overall exposure.
+const MAX_EXPOSURE: f64 = 2.0;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("collector/ has a parent")
+        .join("deploy")
+}
+
+fn unit_path() -> PathBuf {
+    deploy_dir().join("systemd").join(UNIT_NAME)
+}
+
+fn read_json(relative: &str) -> Value {
+    let path = deploy_dir().join(relative);
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn task_definition() -> Value {
+    read_json("ecs/collector-daemon.task-definition.json")
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{pointer} is not a string"))
+}
+
+fn array_at<'a>(value: &'a Value, pointer: &str) -> &'a Vec<Value> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("{pointer} is not an array"))
+}
+
+/// The (name, value) pairs of the container's `environment`.
+fn container_env(container: &Value) -> BTreeMap<String, String> {
+    array_at(container, "/environment")
+        .iter()
+        .map(|pair| {
+            (
+                str_at(pair, "/name").to_owned(),
+                str_at(pair, "/value").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn task_definition_is_a_host_network_ec2_daemon() {
+    let td = task_definition();
+    assert_eq!(str_at(&td, "/family"), "credtrail-collector");
+    assert_eq!(str_at(&td, "/networkMode"), "host");
+    assert!(
+        array_at(&td, "/requiresCompatibilities")
+            .iter()
+            .any(|c| c == "EC2"),
+        "requiresCompatibilities must include EC2"
+    );
+    let containers = array_at(&td, "/containerDefinitions");
+    assert!(!containers.is_empty(), "containerDefinitions is empty");
+    let c = containers
+        .iter()
+        .find(|c| c["name"] == "credtrail-collector")
+        .expect("a container named credtrail-collector");
+    assert_eq!(c["essential"], true);
+    assert!(!str_at(c, "/image").is_empty());
+    assert_ne!(
+        c["privileged"], true,
+        "the collector must not be privileged"
+    );
+}
+
+#[test]
+fn task_definition_container_is_locked_down() {
+    let td = task_definition();
+    let c = &td["containerDefinitions"][0];
+    let user = str_at(c, "/user");
+    let uid = user.split(':').next().unwrap_or_default();
+    assert!(
+        !uid.is_empty() && uid != "0" && uid != "root",
+        "container user {user:?} must not be root"
+    );
+    assert_eq!(c["readonlyRootFilesystem"], true);
+    let memory = c["memory"].as_u64().or(c["memoryReservation"].as_u64());
+    assert!(
+        memory.is_some_and(|m| m > 0),
+        "memory or memoryReservation must be set"
+    );
+    if let (Some(soft), Some(hard)) = (c["memoryReservation"].as_u64(), c["memory"].as_u64()) {
+        assert!(soft <= hard, "memoryReservation {soft} > memory {hard}");
+    }
+}
+
+#[test]
+fn task_definition_mounts_the_audit_log_read_only_from_the_host() {
+    let td = task_definition();
+    let c = &td["containerDefinitions"][0];
+    let mounts = array_at(c, "/mountPoints");
+    let audit = mounts
+        .iter()
+        .find(|m| m["containerPath"] == AUDIT_DIR)
+        .unwrap_or_else(|| panic!("no mount point at {AUDIT_DIR}"));
+    assert_eq!(
+        audit["readOnly"], true,
+        "{AUDIT_DIR} must be mounted readOnly"
+    );
+    let volume_name = str_at(audit, "/sourceVolume");
+    let volume = array_at(&td, "/volumes")
+        .iter()
+        .find(|v| v["name"] == volume_name)
+        .unwrap_or_else(|| panic!("no volume named {volume_name}"));
+    assert_eq!(str_at(volume, "/host/sourcePath"), AUDIT_DIR);
+
+    let data = mounts
+        .iter()
+        .find(|m| m["containerPath"] == DATA_DIR)
+        .unwrap_or_else(|| panic!("no mount point at {DATA_DIR}"));
+    assert_ne!(data["readOnly"], true, "{DATA_DIR} must be writable");
+    let data_volume = str_at(data, "/sourceVolume");
+    assert!(
+        array_at(&td, "/volumes")
+            .iter()
+            .any(|v| v["name"] == data_volume),
+        "no volume named {data_volume}"
+    );
+}
+
+#[test]
+fn task_definition_environment_is_credtrail_only_and_points_at_the_mounts() {
+    let td = task_definition();
+    let env = container_env(&td["containerDefinitions"][0]);
+    assert!(!env.is_empty());
+    for name in env.keys() {
+        assert!(name.starts_with("CREDTRAIL_"), "unexpected variable {name}");
+    }
+    assert_eq!(env["CREDTRAIL_AUDIT_DIR"], AUDIT_DIR);
+    for key in ["CREDTRAIL_STORE", "CREDTRAIL_SEGMENTS_DIR"] {
+        assert!(
+            env[key].starts_with(&format!("{DATA_DIR}/")),
+            "{key} must live on the data volume"
+        );
+    }
+    assert!(env["CREDTRAIL_AGENT_URL"].starts_with("http://localhost:51678"));
+}
+
+#[test]
+fn service_is_a_daemon_of_the_task_family() {
+    let service = read_json("ecs/collector-daemon.service.json");
+    assert_eq!(str_at(&service, "/schedulingStrategy"), "DAEMON");
+    assert!(
+        service.get("desiredCount").is_none(),
+        "a DAEMON service takes no desiredCount"
+    );
+    let family = str_at(&task_definition(), "/family").to_owned();
+    let task_definition = str_at(&service, "/taskDefinition");
+    let named_family = task_definition
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    assert_eq!(named_family, family, "service runs {task_definition}");
+}
+
+/// A unit file read as `section -> [(key, value)]`, keeping repeated keys in order.
+type Unit = BTreeMap<String, Vec<(String, String)>>;
+
+fn parse_unit(text: &str) -> Unit {
+    let mut unit = Unit::new();
+    let mut section = None;
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        assert!(
+            !line.ends_with('\\'),
+            "line {}: keep unit lines unwrapped so this test reads them",
+            number + 1
+        );
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.to_owned());
+            unit.entry(name.to_owned()).or_default();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("line {}: not key=value: {raw}", number + 1));
+        let section = section
+            .clone()
+            .unwrap_or_else(|| panic!("line {}: key outside a section", number + 1));
+        unit.entry(section)
+            .or_default()
+            .push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    unit
+}
+
+fn values<'a>(unit: &'a Unit, section: &str, key: &str) -> Vec<&'a str> {
+    unit.get(section)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value a key ends up with (the last assignment wins in systemd).
+fn last<'a>(unit: &'a Unit, key: &str) -> Option<&'a str> {
+    values(unit, "Service", key).last().copied()
+}
+
+fn read_unit() -> Unit {
+    let path = unit_path();
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    parse_unit(&text)
+}
+
+#[test]
+fn unit_runs_the_collector_as_an_unprivileged_restartable_service() {
+    let unit = read_unit();
+    assert!(unit.contains_key("Unit") && unit.contains_key("Install"));
+    assert_eq!(last(&unit, "ExecStart"), Some(EXEC_PATH));
+    let dynamic = last(&unit, "DynamicUser") == Some("yes");
+    let user = last(&unit, "User");
+    assert!(
+        dynamic || user.is_some_and(|u| u != "root" && u != "0"),
+        "the unit must use DynamicUser=yes or a non-root User="
+    );
+    assert_eq!(last(&unit, "StateDirectory"), Some("credtrail"));
+    assert_eq!(last(&unit, "Restart"), Some("on-failure"));
+    assert_eq!(last(&unit, "KillSignal"), Some("SIGTERM"));
+    assert!(last(&unit, "TimeoutStopSec").is_some());
+    assert_eq!(values(&unit, "Install", "WantedBy"), ["multi-user.target"]);
+}
+
+#[test]
+fn unit_environment_matches_the_task_definition() {
+    let unit = read_unit();
+    let unit_env: BTreeMap<String, String> = values(&unit, "Service", "Environment")
+        .iter()
+        .map(|assignment| {
+            let (k, v) = assignment
+                .split_once('=')
+                .unwrap_or_else(|| panic!("Environment={assignment} is not NAME=value"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let td = task_definition();
+    assert_eq!(unit_env, container_env(&td["containerDefinitions"][0]));
+}
+
+#[test]
+fn unit_is_sandboxed() {
+    let unit = read_unit();
+    let expected = [
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("SystemCallArchitectures", "native"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProcSubset", "pid"),
+        ("UMask", "0077"),
+    ];
+    for (key, value) in expected {
+        assert_eq!(last(&unit, key), Some(value), "{key}");
+    }
+    let families: Vec<&str> = values(&unit, "Service", "RestrictAddressFamilies")
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+        .collect();
+    for family in ["AF_INET", "AF_INET6", "AF_UNIX"] {
+        assert!(
+            families.contains(&family),
+            "RestrictAddressFamilies lacks {family}"
+        );
+    }
+    assert!(
+        families.iter().all(|f| !f.starts_with('~')),
+        "RestrictAddressFamilies must be an allow list"
+    );
+    assert_eq!(
+        values(&unit, "Service", "SystemCallFilter")
+            .first()
+            .copied(),
+        Some("@system-service"),
+        "SystemCallFilter must start from the @system-service allow list"
+    );
+}
+
+/// Runs `systemd-analyze ARGS`, or returns `None` (after printing a skip line) when the tool is
+/// not installed.
+fn systemd_analyze(test: &str, args: &[&str]) -> Option<Output> {
+    match Command::new("systemd-analyze")
+        .arg("--no-pager")
+        .args(args)
+        .env("SYSTEMD_COLORS", "0")
+        .output()
+    {
+        Ok(output) => Some(output),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "SKIP {test}: systemd-analyze not on PATH \
+                 (run deploy/scripts/install-test-tools.sh); static checks still ran"
+            );
+            None
+        }
+        Err(e) => panic!("cannot run systemd-analyze: {e}"),
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `systemd-analyze verify` checks that ExecStart= exists, so it runs against a scratch root
+/// holding the unit, a stub executable and a copy of the system's own units (for the default
+/// dependencies such as sysinit.target). Any message about the unit fails the test: verify
+/// reports bad keys and values as warnings and still exits 0.
+#[test]
+fn unit_passes_systemd_analyze_verify() {
+    const TEST: &str = "unit_passes_systemd_analyze_verify";
+    if systemd_analyze(TEST, &["--version"]).is_none() {
+        return;
+    }
+    let system_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("sysinit.target").exists())
+        .expect("systemd-analyze is installed but no directory holds sysinit.target");
+
+    let root = tempfile::tempdir().unwrap();
+    let unit_dir = root.path().join("etc/systemd/system");
+    fs::create_dir_all(&unit_dir).unwrap();
+    fs::copy(unit_path(), unit_dir.join(UNIT_NAME)).unwrap();
+    let stub = root.path().join(EXEC_PATH.trim_start_matches('/'));
+    fs::create_dir_all(stub.parent().unwrap()).unwrap();
+    fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+    let lib = root.path().join("usr/lib/systemd");
+    fs::create_dir_all(&lib).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(system_units)
+        .arg(&lib)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "cp -a {} failed", system_units.display());
+
+    let root_arg = format!("--root={}", root.path().display());
+    let output = systemd_analyze(TEST, &["verify", &root_arg, UNIT_NAME]).unwrap();
+    let report = text(&output);
+    println!("systemd-analyze verify --root=<scratch> {UNIT_NAME}:\n{report}");
+    assert!(output.status.success(), "verify failed:\n{report}");
+    let complaints: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("credtrail-collector"))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "verify complained:\n{}",
+        complaints.join("\n")
+    );
+}
+
+#[test]
+fn unit_exposure_is_at_most_two() {
+    const TEST: &str = "unit_exposure_is_at_most_two";
+    let path = unit_path();
+    let path = path.to_str().expect("UTF-8 path");
+    // The threshold is in tenths: 20 means an overall exposure of 2.0.
+    let Some(output) =
+        systemd_analyze(TEST, &["security", "--offline=yes", "--threshold=20", path])
+    else {
+        return;
+    };
+    let report = text(&output);
+    let line = report
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}"));
+    let exposure: f64 = line
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"));
+    println!("{}", line.trim());
+    assert!(
+        exposure <= MAX_EXPOSURE,
+        "exposure {exposure} > {MAX_EXPOSURE}:\n{report}"
+    );
+    assert!(output.status.success(), "security failed:\n{report}");
+}
