@@ -169,6 +169,7 @@ fn run_phase(phase: &str, file: &Path, out: &Path) {
             let sql = format!(
                 "CREATE TABLE credential_requests AS SELECT * FROM read_csv('{}',
                     delim = ' ', quote = '\"', escape = '\"', header = false, null_padding = true,
+                    auto_detect = false, strict_mode = false,
                     timestampformat = '%Y-%m-%dT%H:%M:%SZ',
                     columns = {{'event_time': 'TIMESTAMP', 'status': 'INTEGER', 'source': 'VARCHAR',
                                'request_path': 'VARCHAR', 'user_agent': 'VARCHAR', 'task_arn': 'VARCHAR',

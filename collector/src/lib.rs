@@ -104,8 +104,10 @@ pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Re
 
 fn watch(config: &Config, sender: Sender<Wake>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let handler = move |_event: notify::Result<notify::Event>| {
-        let _ = sender.send(Wake::Fs);
+    let handler = move |event: notify::Result<notify::Event>| {
+        if wakes(&event) {
+            let _ = sender.send(Wake::Fs);
+        }
     };
     match notify::recommended_watcher(handler) {
         Ok(mut w) => match w.watch(&config.audit_dir, RecursiveMode::NonRecursive) {
@@ -119,6 +121,15 @@ fn watch(config: &Config, sender: Sender<Wake>) -> Option<notify::RecommendedWat
             warn!(error = %e, "no file-system notifications; polling only");
             None
         }
+    }
+}
+
+/// Only changes wake the loop: our own reads and directory listings raise access events, which
+/// would otherwise wake it again at once, forever. Errors (a queue overflow) wake it to rescan.
+fn wakes(event: &notify::Result<notify::Event>) -> bool {
+    match event {
+        Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+        Err(_) => true,
     }
 }
 
@@ -151,4 +162,24 @@ fn spawn_agent_poller(url: String, every: Duration, sender: Sender<Wake>) {
         })
         .map(|_| ())
         .unwrap_or_else(|e| warn!(error = %e, "cannot start the agent poller"));
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, CreateKind, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    #[test]
+    fn our_own_reads_do_not_wake_the_loop_but_changes_do() {
+        let ev = |kind| Ok(Event::new(kind));
+        assert!(!super::wakes(&ev(EventKind::Access(AccessKind::Any))));
+        assert!(super::wakes(&ev(EventKind::Create(CreateKind::File))));
+        assert!(super::wakes(&ev(EventKind::Modify(ModifyKind::Name(
+            RenameMode::Both
+        )))));
+        assert!(super::wakes(&ev(EventKind::Remove(
+            notify::event::RemoveKind::File
+        ))));
+        assert!(super::wakes(&Err(notify::Error::generic("queue overflow"))));
+    }
 }
