@@ -1,0 +1,255 @@
+//! `cargo bench -p credtrail --bench ingest_cloudtrail`
+//!
+//! Generates N CloudTrail records (default 1,000,000; `CREDTRAIL_BENCH_RECORDS`) as S3-delivered
+//! `.json.gz` files (`{"Records":[…]}`, `CREDTRAIL_BENCH_PER_FILE` records each, default 1,000),
+//! then loads them twice, each in a child process of its own so CPU seconds and peak RSS are each
+//! one's alone: with `credtrail ingest cloudtrail` (into `cloudtrail_events`, deduplicated,
+//! normalised, full record kept) and with DuckDB's own `read_json` into a table. Prints
+//! records/s, wall and CPU seconds, peak RSS, and the ratio measured in the same run.
+//!
+//! Numbers are printed, never asserted: the tests check behaviour, this measures it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use credtrail::store::Store;
+use credtrail_collector::sys;
+
+fn main() {
+    if let Ok(phase) = std::env::var("CREDTRAIL_BENCH_PHASE") {
+        let dir = PathBuf::from(std::env::var("CREDTRAIL_BENCH_DIR").unwrap());
+        let out = PathBuf::from(std::env::var("CREDTRAIL_BENCH_OUT").unwrap());
+        run_phase(&phase, &dir, &out);
+        return;
+    }
+    let records = env_or("CREDTRAIL_BENCH_RECORDS", 1_000_000);
+    let per_file = env_or("CREDTRAIL_BENCH_PER_FILE", 1_000).max(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp
+        .path()
+        .join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20");
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    let (files, raw, compressed) = generate(&dir, records, per_file);
+    println!(
+        "input: {records} records in {files} .json.gz files, {:.1} MB of JSON, {:.1} MB compressed (generated in {:.1} s)",
+        raw as f64 / 1e6,
+        compressed as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>12} {:>9} {:>9} {:>10}",
+        "loader", "records/s", "wall s", "CPU s", "peak RSS"
+    );
+    let mut results = Vec::new();
+    for (phase, label) in [
+        ("credtrail", "credtrail ingest cloudtrail"),
+        ("duckdb", "DuckDB read_json (default threads)"),
+    ] {
+        let out = tmp.path().join(format!("{phase}.duckdb"));
+        let o = Command::new(std::env::current_exe().unwrap())
+            .env("CREDTRAIL_BENCH_PHASE", phase)
+            .env("CREDTRAIL_BENCH_DIR", tmp.path().join("AWSLogs"))
+            .env("CREDTRAIL_BENCH_OUT", &out)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{phase} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8_lossy(&o.stdout);
+        if !o.stderr.is_empty() {
+            eprint!("{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let f: Vec<f64> = text
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let (rows, wall, cpu, rss) = (f[0], f[1], f[2], f[3]);
+        assert_eq!(rows as u64, records, "{phase} loaded {rows} rows");
+        println!(
+            "{label:<44} {:>12.0} {wall:>9.2} {cpu:>9.2} {:>7.1} MB",
+            rows / wall,
+            rss / 1e6
+        );
+        results.push((rows / wall, cpu));
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(out.with_extension("duckdb.wal"));
+    }
+    println!(
+        "ratio credtrail / DuckDB read_json: {:.2}x by wall time, {:.2}x by CPU time",
+        results[0].0 / results[1].0,
+        results[1].1 / results[0].1
+    );
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const ROLES: [&str; 4] = [
+    "billing-task",
+    "orders-task",
+    "ecsTaskExecutionRole",
+    "report-task",
+];
+const CALLS: [(&str, &str, bool); 8] = [
+    ("s3.amazonaws.com", "ListBuckets", true),
+    ("sqs.amazonaws.com", "GetQueueAttributes", true),
+    ("kms.amazonaws.com", "Decrypt", true),
+    ("secretsmanager.amazonaws.com", "GetSecretValue", true),
+    ("dynamodb.amazonaws.com", "DescribeTable", true),
+    ("logs.amazonaws.com", "CreateLogStream", false),
+    ("ecr.amazonaws.com", "GetAuthorizationToken", true),
+    ("sts.amazonaws.com", "GetCallerIdentity", true),
+];
+
+/// One record in the shape CloudTrail delivers: mostly task-role sessions, some ECS
+/// AssumeRole events, some denied calls.
+fn record(n: u64, out: &mut String) {
+    use std::fmt::Write;
+    let t = 1_763_630_400 + n / 20; // 2025-11-20T09:20:00Z onwards
+    let (h, m, s) = ((t / 3600) % 24, (t / 60) % 60, t % 60);
+    let day = 20 + (t - 1_763_596_800) / 86_400;
+    let time = format!("2025-11-{day:02}T{h:02}:{m:02}:{s:02}Z");
+    let task = format!("{:032x}", n % 5003 * 0x9e37_79b9_7f4a_7c15u64);
+    let role = ROLES[(n % 4) as usize];
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        n.wrapping_mul(2_654_435_761) as u32,
+        n % 65_536,
+        n % 4096,
+        (n / 7) % 4096,
+        n
+    );
+    if n.is_multiple_of(25) {
+        let _ = write!(
+            out,
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"AWSService","invokedBy":"ecs-tasks.amazonaws.com"}},"eventTime":"{time}","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"us-east-1","sourceIPAddress":"ecs-tasks.amazonaws.com","userAgent":"ecs-tasks.amazonaws.com","requestParameters":{{"roleArn":"arn:aws:iam::111122223333:role/{role}","roleSessionName":"{task}"}},"responseElements":{{"credentials":{{"accessKeyId":"ASIA{:016X}","sessionToken":"IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD{:032x}","expiration":"Nov 20, 2025, 3:20:00 PM"}}}},"requestID":"{:032x}","eventID":"{id}","readOnly":true,"resources":[{{"accountId":"111122223333","type":"AWS::IAM::Role","ARN":"arn:aws:iam::111122223333:role/{role}"}}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","sharedEventID":"{:032x}","eventCategory":"Management"}}"#,
+            n, n, n, n
+        );
+        return;
+    }
+    let (src, name, ro) = CALLS[(n % 8) as usize];
+    let denied = n.is_multiple_of(97);
+    let error = if denied {
+        format!(
+            r#","errorCode":"AccessDenied","errorMessage":"User: arn:aws:sts::111122223333:assumed-role/{role}/{task} is not authorized to perform: {name}""#
+        )
+    } else {
+        String::new()
+    };
+    let _ = write!(
+        out,
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE{:09}:{task}","arn":"arn:aws:sts::111122223333:assumed-role/{role}/{task}","accountId":"111122223333","accessKeyId":"ASIA{:016X}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROAEXAMPLE{:09}","arn":"arn:aws:iam::111122223333:role/{role}","accountId":"111122223333","userName":"{role}"}},"attributes":{{"creationDate":"2025-11-20T09:00:00Z","mfaAuthenticated":"false"}}}}}},"eventTime":"{time}","eventSource":"{src}","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"10.0.{}.{}","userAgent":"aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/{}#1.30.3 exec-env/AWS_ECS_EC2"{error},"requestParameters":{{"resourceId":"arn:aws:{}:us-east-1:111122223333:thing/{:x}","maxResults":100}},"responseElements":null,"requestID":"{:032x}","eventID":"{id}","readOnly":{ro},"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management","vpcEndpointId":"vpce-0{:016x}","tlsDetails":{{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"{src}"}}}}"#,
+        n % 4,
+        n / 3600,
+        n % 4,
+        n % 250,
+        n % 253 + 1,
+        name.to_ascii_lowercase(),
+        name.to_ascii_lowercase(),
+        n,
+        n,
+        n % 3
+    );
+}
+
+/// Writes the files with two threads; returns (files, JSON bytes, compressed bytes).
+fn generate(dir: &Path, records: u64, per_file: u64) -> (u64, u64, u64) {
+    let files = records.div_ceil(per_file);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let totals: Vec<(u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                s.spawn(move || {
+                    let (mut raw, mut comp) = (0u64, 0u64);
+                    let mut text = String::new();
+                    for f in (k..files).step_by(threads as usize) {
+                        text.clear();
+                        text.push_str("{\"Records\":[");
+                        let from = f * per_file;
+                        let to = ((f + 1) * per_file).min(records);
+                        for n in from..to {
+                            if n > from {
+                                text.push(',');
+                            }
+                            record(n, &mut text);
+                        }
+                        text.push_str("]}");
+                        let name = format!(
+                            "111122223333_CloudTrail_us-east-1_20251120T{:04}Z_{:016x}.json.gz",
+                            f % 2400,
+                            f
+                        );
+                        let path = dir.join(name);
+                        let file = std::fs::File::create(&path).unwrap();
+                        let mut gz = flate2::write::GzEncoder::new(
+                            std::io::BufWriter::new(file),
+                            flate2::Compression::new(6),
+                        );
+                        gz.write_all(text.as_bytes()).unwrap();
+                        gz.finish().unwrap().flush().unwrap();
+                        raw += text.len() as u64;
+                        comp += std::fs::metadata(&path).unwrap().len();
+                    }
+                    (raw, comp)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let raw = totals.iter().map(|t| t.0).sum();
+    let comp = totals.iter().map(|t| t.1).sum();
+    (files, raw, comp)
+}
+
+/// One measured loader in this (child) process; prints `rows wall cpu peak_rss`.
+fn run_phase(phase: &str, dir: &Path, out: &Path) {
+    let before = sys::usage();
+    let start = Instant::now();
+    let rows: u64 = match phase {
+        "credtrail" => {
+            let store = Store::open(out).unwrap();
+            let opts = credtrail::cloudtrail::Options {
+                threads: 0,
+                progress: false,
+            };
+            let s =
+                credtrail::cloudtrail::ingest_paths(&store, &[dir.to_path_buf()], &opts).unwrap();
+            assert_eq!(s.rejects, 0, "{s}");
+            store
+                .count("SELECT count(*) FROM cloudtrail_events")
+                .unwrap() as u64
+        }
+        "duckdb" => {
+            let conn = duckdb::Connection::open(out).unwrap();
+            let glob = format!("{}/**/*.json.gz", dir.display());
+            conn.execute_batch(&format!(
+                "CREATE TABLE cloudtrail AS
+                 SELECT unnest(Records, recursive := true)
+                 FROM read_json('{glob}', maximum_object_size = 1073741824)"
+            ))
+            .unwrap();
+            conn.query_row("SELECT count(*) FROM cloudtrail", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64
+        }
+        other => panic!("unknown phase {other}"),
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let after = sys::usage();
+    println!(
+        "{rows} {wall} {} {}",
+        after.cpu_seconds - before.cpu_seconds,
+        after.max_rss_bytes
+    );
+}

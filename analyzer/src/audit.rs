@@ -1,0 +1,526 @@
+//! `credtrail ingest audit PATH…`: the collector's Parquet segments, and raw ECS agent audit log
+//! files (an incident responder's copy of `/var/log/ecs`), into `credential_requests`,
+//! `rejected_lines` and `task_inventory` with the collector's schema. Idempotent: a row is
+//! identified by (host, source_id, byte_offset) — inventory rows by (host, seq, task_arn,
+//! observed_at, container_name, ipv4_address) — and stored at most once.
+//!
+//! Raw files are parsed with the collector's own parser. Their `source_id` is
+//! `file-<xxh3 of the first line>` (the collector's content fingerprint, so a file copied or
+//! renamed is the same source and a grown copy adds only its new lines), `seq` is the line's
+//! number in the file, and `host` is `--host` or, by default, the container instance ARN the
+//! file's lines name. A host should be loaded from segments or from raw files, not both: the two
+//! give the same lines different source IDs.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use credtrail_collector::parse::parse_line;
+use credtrail_collector::source::{FileName, fingerprint};
+use duckdb::arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::params;
+
+use crate::store::{AUDIT_TABLES, Store, now_us, sql_string, ts};
+
+/// What one audit ingest stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub segment_files: u64,
+    pub raw_files: u64,
+    /// Rows added per table, in [`AUDIT_TABLES`] order.
+    pub added: [u64; 3],
+    /// Raw lines already stored.
+    pub duplicates: u64,
+    /// Raw lines stored in `rejected_lines` by this run.
+    pub rejected: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "audit: {} segment files, {} raw files; {} credential requests, {} rejected lines, {} inventory rows added; {} raw lines already stored",
+            self.segment_files,
+            self.raw_files,
+            self.added[0],
+            self.added[1],
+            self.added[2],
+            self.duplicates
+        )
+    }
+}
+
+/// (byte offset, length, bytes, reason, seq, incomplete) of a line the parser refused.
+type RejectedLine = (u64, u64, Vec<u8>, String, i64, bool);
+
+/// Options of an audit ingest.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `host` of rows from raw files (default: the container instance ARN in the file).
+    pub host: Option<String>,
+}
+
+enum Found {
+    Segment { table: &'static str, path: PathBuf },
+    Raw(PathBuf),
+}
+
+/// The collector table a segment file belongs to, from its path (`<table>/date=…/…parquet`).
+fn segment_table(path: &Path) -> Option<&'static str> {
+    path.components().rev().skip(1).find_map(|c| {
+        let name = c.as_os_str().to_str()?;
+        AUDIT_TABLES.iter().copied().find(|t| *t == name)
+    })
+}
+
+fn find(paths: &[PathBuf]) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    let mut add = |path: PathBuf, explicit: bool| -> Result<()> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name.ends_with(".parquet") && !name.starts_with('.') {
+            let table = segment_table(&path).with_context(|| {
+                format!(
+                    "{}: a Parquet file outside credential_requests/, rejected_lines/ or task_inventory/",
+                    path.display()
+                )
+            })?;
+            out.push(Found::Segment { table, path });
+        } else if explicit || FileName::classify(&name).is_some() {
+            out.push(Found::Raw(path));
+        }
+        Ok(())
+    };
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            let mut files = Vec::new();
+            while let Some(d) = stack.pop() {
+                for e in
+                    std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?
+                {
+                    let path = e?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+            files.sort();
+            for f in files {
+                add(f, false)?;
+            }
+        } else if p.exists() {
+            add(p.clone(), true)?;
+        } else {
+            anyhow::bail!("{} does not exist", p.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Ingests segments and raw files.
+pub fn ingest(store: &Store, paths: &[PathBuf], opts: &Options) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let found = find(paths)?;
+    for (ti, table) in AUDIT_TABLES.iter().enumerate() {
+        let files: Vec<&PathBuf> = found
+            .iter()
+            .filter_map(|f| match f {
+                Found::Segment { table: t, path } if t == table => Some(path),
+                _ => None,
+            })
+            .collect();
+        for group in files.chunks(256) {
+            summary.segment_files += group.len() as u64;
+            summary.added[ti] += load_segments(store, table, group)?;
+        }
+    }
+    for f in &found {
+        if let Found::Raw(path) = f {
+            summary.raw_files += 1;
+            load_raw(store, path, opts, &mut summary)
+                .with_context(|| format!("reading {}", path.display()))?;
+        }
+    }
+    Ok(summary)
+}
+
+fn columns(store: &Store, table: &str) -> Result<Vec<String>> {
+    let mut stmt = store.conn().prepare(
+        "SELECT column_name FROM information_schema.columns
+         WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
+    )?;
+    let cols = stmt
+        .query_map([table], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(cols)
+}
+
+fn key_of(table: &str) -> &'static [&'static str] {
+    match table {
+        "task_inventory" => &[
+            "host",
+            "seq",
+            "task_arn",
+            "observed_at",
+            "container_name",
+            "ipv4_address",
+        ],
+        _ => &["host", "source_id", "byte_offset"],
+    }
+}
+
+fn load_segments(store: &Store, table: &str, files: &[&PathBuf]) -> Result<u64> {
+    let cols = columns(store, table)?;
+    let list = files
+        .iter()
+        .map(|p| {
+            p.to_str()
+                .map(sql_string)
+                .with_context(|| format!("path {} is not UTF-8", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join(", ");
+    let key = key_of(table);
+    let on = key
+        .iter()
+        .map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "INSERT INTO {table} ({cols})
+         SELECT {cols} FROM (
+            SELECT DISTINCT ON ({key}) {cols}
+            FROM read_parquet([{list}], union_by_name = true)) s
+         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {on})",
+        cols = cols.join(", "),
+        key = key.join(", "),
+    );
+    store
+        .transaction(|conn| Ok(conn.execute(&sql, [])?))
+        .with_context(|| format!("loading {} segment files into {table}", files.len()))
+        .map(|n| n as u64)
+}
+
+/// Arrow columns with the collector's `credential_requests` schema.
+struct Requests {
+    event_time: TimestampMicrosecondBuilder,
+    status: Int32Builder,
+    source_ip: StringBuilder,
+    source_port: Int32Builder,
+    request_path: StringBuilder,
+    user_agent: StringBuilder,
+    task_arn: StringBuilder,
+    event_type: StringBuilder,
+    log_version: Int32Builder,
+    cluster: StringBuilder,
+    container_instance_arn: StringBuilder,
+    host: StringBuilder,
+    source_file: StringBuilder,
+    source_id: StringBuilder,
+    byte_offset: Int64Builder,
+    line_len: Int64Builder,
+    seq: Int64Builder,
+    incomplete: BooleanBuilder,
+    raw: BinaryBuilder,
+    rows: usize,
+}
+
+impl Requests {
+    fn new() -> Requests {
+        Requests {
+            event_time: TimestampMicrosecondBuilder::new(),
+            status: Int32Builder::new(),
+            source_ip: StringBuilder::new(),
+            source_port: Int32Builder::new(),
+            request_path: StringBuilder::new(),
+            user_agent: StringBuilder::new(),
+            task_arn: StringBuilder::new(),
+            event_type: StringBuilder::new(),
+            log_version: Int32Builder::new(),
+            cluster: StringBuilder::new(),
+            container_instance_arn: StringBuilder::new(),
+            host: StringBuilder::new(),
+            source_file: StringBuilder::new(),
+            source_id: StringBuilder::new(),
+            byte_offset: Int64Builder::new(),
+            line_len: Int64Builder::new(),
+            seq: Int64Builder::new(),
+            incomplete: BooleanBuilder::new(),
+            raw: BinaryBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let tsf = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, None), false);
+        let s = |n: &str| Field::new(n, DataType::Utf8, true);
+        let i32f = |n: &str| Field::new(n, DataType::Int32, true);
+        let i64f = |n: &str| Field::new(n, DataType::Int64, false);
+        let schema = Arc::new(Schema::new(vec![
+            tsf("event_time"),
+            i32f("status"),
+            s("source_ip"),
+            i32f("source_port"),
+            s("request_path"),
+            s("user_agent"),
+            s("task_arn"),
+            s("event_type"),
+            i32f("log_version"),
+            s("cluster"),
+            s("container_instance_arn"),
+            s("host"),
+            s("source_file"),
+            s("source_id"),
+            i64f("byte_offset"),
+            i64f("line_len"),
+            i64f("seq"),
+            Field::new("incomplete", DataType::Boolean, false),
+            tsf("ingested_at"),
+            Field::new("raw", DataType::Binary, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.source_ip.finish()),
+            Arc::new(self.source_port.finish()),
+            Arc::new(self.request_path.finish()),
+            Arc::new(self.user_agent.finish()),
+            Arc::new(self.task_arn.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.log_version.finish()),
+            Arc::new(self.cluster.finish()),
+            Arc::new(self.container_instance_arn.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.source_file.finish()),
+            Arc::new(self.source_id.finish()),
+            Arc::new(self.byte_offset.finish()),
+            Arc::new(self.line_len.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.incomplete.finish()),
+            Arc::new(TimestampMicrosecondArray::from_value(now_us(), self.rows)),
+            Arc::new(self.raw.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(schema, columns).context("building the request batch")
+    }
+}
+
+/// The host a raw file's rows are stored under: the option, else the first container
+/// instance ARN in the file, else `imported`.
+fn default_host(path: &Path) -> Result<String> {
+    let mut r = BufReader::new(File::open(path)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok("imported".to_string());
+        }
+        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        if let Ok(p) = parse_line(l)
+            && let Some(ci) = p.container_instance_arn
+        {
+            return Ok(ci.into_owned());
+        }
+    }
+}
+
+fn load_raw(store: &Store, path: &Path, opts: &Options, summary: &mut Summary) -> Result<()> {
+    let file = File::open(path)?;
+    let Some(fp) = fingerprint(&file)? else {
+        // Empty, or one unterminated short line: nothing the collector would read either.
+        if file.metadata()?.len() == 0 {
+            return Ok(());
+        }
+        return load_unterminated(store, path, opts, summary);
+    };
+    let source_id = format!("file-{:016x}", fp.hash);
+    let host = match &opts.host {
+        Some(h) => h.clone(),
+        None => default_host(path)?,
+    };
+    let source_file = path.display().to_string();
+    let known: HashSet<i64> = {
+        let mut stmt = store.conn().prepare(
+            "SELECT byte_offset FROM credential_requests WHERE host = ? AND source_id = ?
+             UNION ALL SELECT byte_offset FROM rejected_lines WHERE host = ? AND source_id = ?",
+        )?;
+        stmt.query_map(params![host, source_id, host, source_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut cols = Requests::new();
+    let mut rejects: Vec<RejectedLine> = Vec::new();
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    let mut seq = 0i64;
+    let flush = |cols: &mut Requests,
+                 rejects: &mut Vec<RejectedLine>,
+                 summary: &mut Summary|
+     -> Result<()> {
+        let batch = (cols.rows > 0).then(|| cols.finish()).transpose()?;
+        let now = now_us();
+        store.transaction(|conn| {
+            if let Some(b) = batch {
+                summary.added[0] += b.num_rows() as u64;
+                let mut app = conn.appender("credential_requests")?;
+                app.append_record_batch(b)?;
+                app.flush()?;
+            }
+            let mut app = conn.appender("rejected_lines")?;
+            for (off, len, raw, reason, seq, incomplete) in rejects.iter() {
+                app.append_row(params![
+                    source_file,
+                    source_id,
+                    *off as i64,
+                    *len as i64,
+                    raw,
+                    reason,
+                    ts(now),
+                    host,
+                    seq,
+                    incomplete,
+                    false
+                ])?;
+            }
+            app.flush()?;
+            summary.added[1] += rejects.len() as u64;
+            summary.rejected += rejects.len() as u64;
+            Ok(())
+        })?;
+        rejects.clear();
+        Ok(())
+    };
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        let complete = line.last() == Some(&b'\n');
+        let text = if complete {
+            &line[..line.len() - 1]
+        } else {
+            &line[..]
+        };
+        let at = offset;
+        offset += n as u64;
+        seq += 1;
+        if known.contains(&(at as i64)) {
+            summary.duplicates += 1;
+            continue;
+        }
+        match parse_line(text) {
+            Ok(p) => {
+                let c = &mut cols;
+                c.event_time.append_value(p.event_time * 1_000_000);
+                c.status.append_value(i32::from(p.status));
+                c.source_ip.append_option(p.source_ip.as_deref());
+                c.source_port.append_option(p.source_port.map(i32::from));
+                c.request_path.append_value(&p.request_path);
+                c.user_agent.append_value(&p.user_agent);
+                c.task_arn.append_option(p.task_arn.as_deref());
+                c.event_type.append_option(p.event_type.as_deref());
+                c.log_version.append_option(p.log_version.map(i32::from));
+                c.cluster.append_option(p.cluster.as_deref());
+                c.container_instance_arn
+                    .append_option(p.container_instance_arn.as_deref());
+                c.host.append_value(&host);
+                c.source_file.append_value(&source_file);
+                c.source_id.append_value(&source_id);
+                c.byte_offset.append_value(at as i64);
+                c.line_len.append_value(text.len() as i64);
+                c.seq.append_value(seq);
+                c.incomplete.append_value(!complete);
+                if p.lossy || p.user_agent.contains('"') {
+                    c.raw.append_value(text);
+                } else {
+                    c.raw.append_null();
+                }
+                c.rows += 1;
+            }
+            Err(e) => {
+                let reason = if complete {
+                    e.reason()
+                } else {
+                    format!(
+                        "incomplete line (no newline at the end of the file): {}",
+                        e.reason()
+                    )
+                };
+                rejects.push((at, text.len() as u64, text.to_vec(), reason, seq, !complete));
+            }
+        }
+        if cols.rows >= 65_536 || rejects.len() >= 4096 {
+            flush(&mut cols, &mut rejects, summary)?;
+        }
+    }
+    flush(&mut cols, &mut rejects, summary)
+}
+
+/// A file whose only content is one short line without a newline: stored as a rejected,
+/// incomplete line (nothing is dropped), keyed by the hash of its bytes.
+fn load_unterminated(
+    store: &Store,
+    path: &Path,
+    opts: &Options,
+    summary: &mut Summary,
+) -> Result<()> {
+    let bytes = std::fs::read(path)?;
+    let source_id = format!("file-{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    let host = opts.host.clone().unwrap_or_else(|| "imported".to_string());
+    let n = store.transaction(|conn| {
+        Ok(conn.execute(
+            "INSERT INTO rejected_lines
+             SELECT ?, ?, 0, ?, ?, 'incomplete line (the file holds one line without a newline)',
+                    ?, ?, 1, true, false
+             WHERE NOT EXISTS (SELECT 1 FROM rejected_lines WHERE host = ? AND source_id = ?)",
+            params![
+                path.display().to_string(),
+                source_id,
+                bytes.len() as i64,
+                bytes,
+                ts(now_us()),
+                host,
+                host,
+                source_id
+            ],
+        )?)
+    })?;
+    summary.added[1] += n as u64;
+    summary.rejected += n as u64;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_tables_come_from_the_path() {
+        assert_eq!(
+            segment_table(Path::new(
+                "/s/credential_requests/date=2026-11-20/hour=13/h-000000000001-000000000009.parquet"
+            )),
+            Some("credential_requests")
+        );
+        assert_eq!(
+            segment_table(Path::new("/s/task_inventory/date=x/hour=01/a.parquet")),
+            Some("task_inventory")
+        );
+        assert_eq!(segment_table(Path::new("/s/other/a.parquet")), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! The `credtrail` command line: the clap derive structs are the configuration (style.md #6).
+//! Adding a subcommand is one `Command` variant and one arm in [`run`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::demo::{self, DemoOptions};
+use crate::simulate::{self, Attack, SimConfig};
+use crate::terminal::thousands;
+
+/// Tells ECS operators who used their tasks' IAM credentials, from where, and which
+/// permissions nobody needs.
+#[derive(Debug, Parser)]
+#[command(name = "credtrail", version, about)]
+pub struct Cli {
+    /// The analyzer's DuckDB store.
+    #[arg(long, global = true, default_value = "credtrail.duckdb")]
+    pub store: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate an ECS fleet: audit logs, agent snapshots, describe-tasks, CloudTrail and IAM
+    /// files in AWS's own formats, with labelled attacks (truth.jsonl).
+    Simulate(SimulateArgs),
+    /// Simulate a small fleet, collect it, and print a one-screen summary. Needs nothing else.
+    Demo(DemoArgs),
+    /// Load CloudTrail, IAM, ECS and audit-log data into the store (`--store`).
+    Ingest(crate::ingest::IngestArgs),
+    /// Print the built-in IAM action catalog's version, source and counts.
+    Catalog,
+}
+
+fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
+    Attack::parse_list(s).map_err(|e| e.to_string())
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Output directory (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed: same seed and options, same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Container instances (EC2 hosts running the ECS agent).
+    #[arg(long, default_value_t = 6)]
+    pub hosts: usize,
+    /// Simulated hours, from 2026-11-16T00:00:00Z.
+    #[arg(long, default_value_t = 6)]
+    pub hours: u32,
+    /// ECS clusters the hosts are spread over (at most 8).
+    #[arg(long, default_value_t = 2)]
+    pub clusters: usize,
+    /// Comma-separated attack scenarios, `all` or `none`: credential-guessing, shell-curl,
+    /// fetch-foreign, fetch-burst, stolen-outside, stolen-other-task, use-after-stop,
+    /// use-without-fetch, denied-burst, unused-permissions, unused-role.
+    #[arg(long, default_value = "all", value_parser = parse_attacks)]
+    pub attacks: std::collections::BTreeSet<Attack>,
+    /// Threads writing CloudTrail (the output does not depend on it).
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the simulated and collected files in this directory (default: a temporary one).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// Run one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Simulate(a) => simulate_command(&a),
+        Command::Ingest(a) => crate::ingest::run(&cli.store, &a, &mut std::io::stdout().lock()),
+        Command::Catalog => {
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::catalog::get().describe()
+            )?;
+            Ok(())
+        }
+        Command::Demo(a) => {
+            let opts = DemoOptions {
+                out: a.out,
+                seed: a.seed,
+                ..DemoOptions::default()
+            };
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            demo::run(&opts, &mut lock)?;
+            lock.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn simulate_command(a: &SimulateArgs) -> Result<()> {
+    let cfg = SimConfig {
+        seed: a.seed,
+        hosts: a.hosts,
+        hours: a.hours,
+        clusters: a.clusters,
+        attacks: a.attacks.clone(),
+        threads: a.threads.max(1),
+    };
+    let s = simulate::run(&cfg, &a.out)?;
+    let ct = &s.cloudtrail;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "simulated {} hosts in {} clusters, {} tasks, {} → {} (seed {})",
+        s.hosts.len(),
+        s.clusters,
+        thousands(s.tasks as u64),
+        s.start,
+        s.end,
+        a.seed
+    )?;
+    writeln!(
+        out,
+        "audit logs: {} lines in {} files; agent snapshots: {}; describe-tasks files: {}; task definitions: {}",
+        thousands(s.audit.lines),
+        thousands(s.audit.files),
+        thousands(s.snapshots),
+        thousands(s.ecs.describe_tasks_files),
+        thousands(s.ecs.task_definition_files)
+    )?;
+    writeln!(
+        out,
+        "cloudtrail: {} records ({} duplicate, {} late deliveries) in {} files, {} MB gzip",
+        thousands(ct.records),
+        thousands(ct.duplicates),
+        thousands(ct.late),
+        thousands(ct.files),
+        thousands(ct.bytes / 1_000_000)
+    )?;
+    writeln!(
+        out,
+        "truth: {} planted findings in truth.jsonl",
+        s.truth.len()
+    )?;
+    let rate = ct.records as f64 / s.total_seconds.max(1e-9);
+    writeln!(
+        out,
+        "took {:.1} s ({:.1} s CloudTrail): {} CloudTrail records/s overall, {} records/s while writing CloudTrail, {} threads",
+        s.total_seconds,
+        s.cloudtrail_seconds,
+        thousands(rate as u64),
+        thousands((ct.records as f64 / s.cloudtrail_seconds.max(1e-9)) as u64),
+        cfg.threads
+    )?;
+    writeln!(out, "wrote {}", a.out.display())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn store_is_global() {
+        let a = Cli::try_parse_from(["credtrail", "--store", "a.duckdb", "demo"]).unwrap();
+        assert_eq!(a.store, PathBuf::from("a.duckdb"));
+        let b = Cli::try_parse_from(["credtrail", "demo", "--store", "b.duckdb"]).unwrap();
+        assert_eq!(b.store, PathBuf::from("b.duckdb"));
+    }
+
+    #[test]
+    fn attack_lists_are_checked() {
+        let ok = Cli::try_parse_from([
+            "credtrail",
+            "simulate",
+            "--out",
+            "x",
+            "--attacks",
+            "shell-curl,unused-role",
+        ]);
+        match ok.unwrap().command {
+            Command::Simulate(a) => assert_eq!(a.attacks.len(), 2),
+            _ => panic!("wrong command"),
+        }
+        let err = Cli::try_parse_from([
+            "credtrail",
+            "simulate",
+            "--out",
+            "x",
+            "--attacks",
+            "shell-curly",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown attack \"shell-curly\""), "{err}");
+    }
+}

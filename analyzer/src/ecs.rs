@@ -1,0 +1,408 @@
+//! `credtrail ingest ecs FILE…`: `aws ecs describe-tasks` and `describe-task-definition` output
+//! (files or directories of `.json`) into `ecs_tasks` and `task_definitions`; the `tasks` view
+//! merges them with the collector's task inventory and the audit log.
+//!
+//! Accepted shapes: `{"tasks":[…],"failures":[…]}`, `{"taskDefinition":{…}}`,
+//! `{"taskDefinitions":[…]}`, a bare task or task definition object, a JSON array of any of
+//! these, or JSON lines. Times are epoch seconds with fractions (the CLI's default) or ISO 8601.
+//! Re-ingesting the same snapshot adds nothing.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use duckdb::params;
+use serde_json::Value;
+
+use crate::store::{Store, now_us, opt_ts, ts};
+use crate::timestamp;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub files: u64,
+    pub tasks: u64,
+    /// Task snapshots already stored.
+    pub tasks_unchanged: u64,
+    pub task_definitions: u64,
+    pub failures: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ecs: {} files, {} task snapshots stored ({} already known), {} task definitions, {} describe-tasks failures listed",
+            self.files, self.tasks, self.tasks_unchanged, self.task_definitions, self.failures
+        )
+    }
+}
+
+/// One task as `describe-tasks` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub task_arn: String,
+    pub task_id: String,
+    pub cluster_arn: Option<String>,
+    pub task_definition_arn: Option<String>,
+    pub family: Option<String>,
+    pub revision: Option<i32>,
+    pub task_role_override: Option<String>,
+    pub execution_role_override: Option<String>,
+    pub launch_type: Option<String>,
+    pub container_instance_arn: Option<String>,
+    pub group: Option<String>,
+    pub last_status: Option<String>,
+    pub desired_status: Option<String>,
+    pub private_ips: Vec<String>,
+    pub eni_id: Option<String>,
+    pub created_us: Option<i64>,
+    pub started_us: Option<i64>,
+    pub stopping_us: Option<i64>,
+    pub stopped_us: Option<i64>,
+    pub stopped_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskDefinition {
+    pub arn: String,
+    pub family: String,
+    pub revision: i32,
+    pub task_role_arn: Option<String>,
+    pub execution_role_arn: Option<String>,
+    pub network_mode: Option<String>,
+    pub registered_us: Option<i64>,
+    pub document: String,
+}
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+}
+
+fn t(v: &Value, k: &str) -> Option<i64> {
+    v.get(k).and_then(timestamp::from_json_us)
+}
+
+/// `family:revision` from a task definition ARN (`…:task-definition/FAMILY:REV`).
+fn family_revision(arn: &str) -> Option<(String, i32)> {
+    let rest = arn.rsplit_once(":task-definition/")?.1;
+    let (family, rev) = rest.rsplit_once(':')?;
+    Some((family.to_string(), rev.parse().ok()?))
+}
+
+pub fn parse_task(v: &Value) -> Result<Task> {
+    let arn = s(v, "taskArn").context("task has no taskArn")?;
+    let task_id = arn.rsplit('/').next().unwrap_or(&arn).to_string();
+    let td_arn = s(v, "taskDefinitionArn");
+    let (family, revision) = td_arn
+        .as_deref()
+        .and_then(family_revision)
+        .map_or((None, None), |(f, r)| (Some(f), Some(r)));
+    let overrides = v.get("overrides");
+    let mut ips: Vec<String> = Vec::new();
+    let mut eni_id = None;
+    for a in v
+        .get("attachments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if a.get("type").and_then(Value::as_str) != Some("ElasticNetworkInterface") {
+            continue;
+        }
+        for d in a
+            .get("details")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match (
+                d.get("name").and_then(Value::as_str),
+                d.get("value").and_then(Value::as_str),
+            ) {
+                (Some("privateIPv4Address"), Some(ip)) => ips.push(ip.to_string()),
+                (Some("networkInterfaceId"), Some(id)) => eni_id = Some(id.to_string()),
+                _ => {}
+            }
+        }
+    }
+    for c in v
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for ni in c
+            .get("networkInterfaces")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(ip) = ni.get("privateIpv4Address").and_then(Value::as_str) {
+                ips.push(ip.to_string());
+            }
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    Ok(Task {
+        task_id,
+        task_arn: arn,
+        cluster_arn: s(v, "clusterArn"),
+        task_definition_arn: td_arn,
+        family,
+        revision,
+        task_role_override: overrides.and_then(|o| s(o, "taskRoleArn")),
+        execution_role_override: overrides.and_then(|o| s(o, "executionRoleArn")),
+        launch_type: s(v, "launchType"),
+        container_instance_arn: s(v, "containerInstanceArn"),
+        group: s(v, "group"),
+        last_status: s(v, "lastStatus"),
+        desired_status: s(v, "desiredStatus"),
+        private_ips: ips,
+        eni_id,
+        created_us: t(v, "createdAt"),
+        started_us: t(v, "startedAt"),
+        stopping_us: t(v, "stoppingAt"),
+        stopped_us: t(v, "stoppedAt"),
+        stopped_reason: s(v, "stoppedReason"),
+    })
+}
+
+pub fn parse_task_definition(v: &Value) -> Result<TaskDefinition> {
+    let arn = s(v, "taskDefinitionArn").context("task definition has no taskDefinitionArn")?;
+    let from_arn = family_revision(&arn);
+    let family = s(v, "family")
+        .or_else(|| from_arn.as_ref().map(|f| f.0.clone()))
+        .context("task definition has no family")?;
+    let revision = v
+        .get("revision")
+        .and_then(Value::as_i64)
+        .map(|r| r as i32)
+        .or(from_arn.map(|f| f.1))
+        .context("task definition has no revision")?;
+    Ok(TaskDefinition {
+        arn,
+        family,
+        revision,
+        task_role_arn: s(v, "taskRoleArn"),
+        execution_role_arn: s(v, "executionRoleArn"),
+        network_mode: s(v, "networkMode"),
+        registered_us: t(v, "registeredAt"),
+        document: v.to_string(),
+    })
+}
+
+/// Everything one JSON value holds.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub tasks: Vec<Task>,
+    pub task_definitions: Vec<TaskDefinition>,
+    pub failures: u64,
+}
+
+pub fn parse_value(v: &Value, out: &mut Parsed) -> Result<()> {
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                parse_value(i, out)?;
+            }
+        }
+        Value::Object(o) => {
+            let mut known = false;
+            if let Some(tasks) = o.get("tasks").and_then(Value::as_array) {
+                known = true;
+                for (i, task) in tasks.iter().enumerate() {
+                    out.tasks
+                        .push(parse_task(task).with_context(|| format!("tasks[{i}]"))?);
+                }
+                out.failures += o
+                    .get("failures")
+                    .and_then(Value::as_array)
+                    .map_or(0, |f| f.len() as u64);
+            }
+            if let Some(td) = o.get("taskDefinition") {
+                known = true;
+                out.task_definitions.push(parse_task_definition(td)?);
+            }
+            if let Some(tds) = o.get("taskDefinitions").and_then(Value::as_array) {
+                known = true;
+                for td in tds {
+                    out.task_definitions.push(parse_task_definition(td)?);
+                }
+            }
+            if !known {
+                if o.contains_key("taskArn") {
+                    out.tasks.push(parse_task(v)?);
+                } else if o.contains_key("taskDefinitionArn") && o.contains_key("family") {
+                    out.task_definitions.push(parse_task_definition(v)?);
+                } else {
+                    bail!("neither describe-tasks nor describe-task-definition output");
+                }
+            }
+        }
+        _ => bail!("neither describe-tasks nor describe-task-definition output"),
+    }
+    Ok(())
+}
+
+fn parse_text(text: &str, out: &mut Parsed) -> Result<()> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => parse_value(&v, out),
+        Err(whole) => {
+            // JSON lines.
+            let mut any = false;
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(line).map_err(|_| {
+                    anyhow::anyhow!("not JSON ({whole}); nor JSON lines (line {})", n + 1)
+                })?;
+                parse_value(&v, out).with_context(|| format!("line {}", n + 1))?;
+                any = true;
+            }
+            if !any {
+                bail!("empty");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(d) = stack.pop() {
+                for e in
+                    std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?
+                {
+                    let path = e?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path
+                        .extension()
+                        .is_some_and(|x| x == "json" || x == "jsonl")
+                    {
+                        out.push(path);
+                    }
+                }
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Ingests files and directories. A file that is not ECS output is an error naming it;
+/// nothing of a failed run is stored.
+pub fn ingest(store: &Store, paths: &[PathBuf]) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let now = now_us();
+    let list = files(paths)?;
+    store.transaction(|conn| {
+        for path in &list {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mut parsed = Parsed::default();
+            parse_text(&text, &mut parsed).with_context(|| format!("{}", path.display()))?;
+            let source = path.display().to_string();
+            summary.files += 1;
+            summary.failures += parsed.failures;
+            for td in &parsed.task_definitions {
+                conn.execute(
+                    "DELETE FROM task_definitions WHERE task_definition_arn = ?",
+                    [&td.arn],
+                )?;
+                conn.execute(
+                    "INSERT INTO task_definitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        td.arn,
+                        td.family,
+                        td.revision,
+                        td.task_role_arn,
+                        td.execution_role_arn,
+                        td.network_mode,
+                        opt_ts(td.registered_us),
+                        td.document,
+                        source,
+                        ts(now)
+                    ],
+                )?;
+                summary.task_definitions += 1;
+            }
+            for t in &parsed.tasks {
+                if insert_task(conn, t, &source, now)? {
+                    summary.tasks += 1;
+                } else {
+                    summary.tasks_unchanged += 1;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+/// Stores a task snapshot unless the same state of the task is stored already.
+fn insert_task(conn: &duckdb::Connection, t: &Task, source: &str, now: i64) -> Result<bool> {
+    // Lists cannot be bound as parameters: the addresses travel as JSON text.
+    let ips = serde_json::to_string(&t.private_ips)?;
+    let n = conn.execute(
+        "INSERT INTO ecs_tasks
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                from_json($14, '[\"VARCHAR\"]'), $15, $16, $17, $18, $19, $20, $21, $22
+         WHERE NOT EXISTS (
+            SELECT 1 FROM ecs_tasks WHERE task_arn = $1
+              AND last_status IS NOT DISTINCT FROM $12
+              AND started_at IS NOT DISTINCT FROM $17
+              AND stopping_at IS NOT DISTINCT FROM $18
+              AND stopped_at IS NOT DISTINCT FROM $19
+              AND private_ips IS NOT DISTINCT FROM from_json($14, '[\"VARCHAR\"]')
+              AND task_role_override IS NOT DISTINCT FROM $7)",
+        params![
+            t.task_arn,
+            t.task_id,
+            t.cluster_arn,
+            t.task_definition_arn,
+            t.family,
+            t.revision,
+            t.task_role_override,
+            t.execution_role_override,
+            t.launch_type,
+            t.container_instance_arn,
+            t.group,
+            t.last_status,
+            t.desired_status,
+            ips,
+            t.eni_id,
+            opt_ts(t.created_us),
+            opt_ts(t.started_us),
+            opt_ts(t.stopping_us),
+            opt_ts(t.stopped_us),
+            t.stopped_reason,
+            source,
+            ts(now)
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_and_revision_come_from_the_arn() {
+        assert_eq!(
+            family_revision("arn:aws:ecs:us-east-1:1:task-definition/billing-api:42"),
+            Some(("billing-api".to_string(), 42))
+        );
+        assert_eq!(family_revision("nonsense"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! credtrail: tells ECS operators who used their tasks' IAM credentials, from where, and which
+//! permissions nobody needs. The library is the program; `main.rs` parses flags and maps errors
+//! to exit codes.
+
+pub mod audit;
+pub mod catalog;
+pub mod cli;
+pub mod cloudtrail;
+pub mod demo;
+pub mod ecs;
+pub mod iam;
+pub mod ingest;
+pub mod simulate;
+pub mod store;
+pub mod terminal;
+pub mod timestamp;

@@ -1,0 +1,179 @@
+-- The analyzer's store. A public interface: detections and users write SQL against these names.
+-- No PRIMARY KEY or UNIQUE on the fact tables (ART indexes cost memory); every ingest path
+-- dedupes at insert instead (event_id for CloudTrail, (host, source_id, byte_offset) for audit
+-- rows) and the tests check it.
+-- credential_requests, rejected_lines and task_inventory are created from the collector's own
+-- schema.sql (see store.rs): their columns are the collector's, by construction.
+
+-- One row per CloudTrail record, deduplicated on event_id across runs.
+CREATE TABLE IF NOT EXISTS cloudtrail_events (
+    event_id             VARCHAR NOT NULL,
+    event_time           TIMESTAMP NOT NULL,  -- UTC
+    event_source         VARCHAR,             -- e.g. s3.amazonaws.com (not always the IAM prefix: see catalog)
+    event_name           VARCHAR,
+    aws_region           VARCHAR,
+    source_ip            VARCHAR,             -- sourceIPAddress: an IP, or a service name / 'AWS Internal'
+    user_agent           VARCHAR,             -- untrusted
+    error_code           VARCHAR,             -- NULL when the call succeeded
+    error_message        VARCHAR,             -- untrusted
+    read_only            BOOLEAN,
+    event_type           VARCHAR,             -- AwsApiCall | AwsServiceEvent | AwsConsoleSignIn | ...
+    event_category       VARCHAR,             -- Management | Data | Insight (eventVersion >= 1.07)
+    management_event     BOOLEAN,
+    identity_type        VARCHAR,             -- userIdentity.type: AssumedRole | IAMUser | AWSService | ...
+    principal_id         VARCHAR,             -- AROA…:<session name> for assumed roles
+    principal_arn        VARCHAR,             -- arn:aws:sts::ACCT:assumed-role/ROLE/SESSION
+    account_id           VARCHAR,             -- userIdentity.accountId
+    access_key_id        VARCHAR,             -- ASIA… for temporary credentials
+    session_issuer_arn   VARCHAR,             -- the role: sessionContext.sessionIssuer.arn
+    session_name         VARCHAR,             -- role session name (= the task ID for task sessions)
+    session_created      TIMESTAMP,           -- sessionContext.attributes.creationDate
+    invoked_by           VARCHAR,             -- userIdentity.invokedBy (service acting on the principal's behalf)
+    vpc_endpoint_id      VARCHAR,
+    recipient_account_id VARCHAR,
+    request_parameters   JSON,
+    response_elements    JSON,
+    resources            JSON,
+    record               JSON NOT NULL,       -- the full record as delivered
+    source_file          VARCHAR NOT NULL,    -- where this copy came from (file path, s3:// URL or lookup:REGION)
+    ingested_at          TIMESTAMP NOT NULL
+);
+
+-- Records that could not be stored as events, with why; nothing is dropped silently.
+CREATE TABLE IF NOT EXISTS cloudtrail_rejects (
+    source_file  VARCHAR NOT NULL,
+    record_index BIGINT,            -- position of the record in its file (0-based), NULL when unknown
+    byte_offset  BIGINT,            -- offset of the record in the decompressed file
+    raw          BLOB NOT NULL,     -- exact bytes of the record (or of the unreadable rest of the file)
+    reason       VARCHAR NOT NULL,
+    ingested_at  TIMESTAMP NOT NULL
+);
+
+-- One row per input read by `ingest cloudtrail`: what it held and what was new.
+CREATE TABLE IF NOT EXISTS cloudtrail_files (
+    source_file VARCHAR NOT NULL,
+    bytes       BIGINT NOT NULL,    -- as stored (compressed size for .gz)
+    records     BIGINT NOT NULL,    -- records stored as new events
+    duplicates  BIGINT NOT NULL,    -- records whose event_id was already stored
+    rejects     BIGINT NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+
+-- What each trail logs (`aws cloudtrail get-event-selectors` output met among CloudTrail files):
+-- the coverage every "unused" verdict depends on. One row per trail, the newest snapshot.
+CREATE TABLE IF NOT EXISTS cloudtrail_event_selectors (
+    trail_arn                VARCHAR,
+    event_selectors          JSON,
+    advanced_event_selectors JSON,
+    document                 JSON NOT NULL,
+    source_file              VARCHAR NOT NULL,
+    ingested_at              TIMESTAMP NOT NULL
+);
+
+-- Incremental LookupEvents: the newest event time fetched per region.
+CREATE TABLE IF NOT EXISTS cloudtrail_watermarks (
+    region          VARCHAR NOT NULL,
+    last_event_time TIMESTAMP NOT NULL,
+    updated_at      TIMESTAMP NOT NULL
+);
+
+-- ECS: one row per task per describe-tasks snapshot source; the `tasks` view merges them.
+CREATE TABLE IF NOT EXISTS ecs_tasks (
+    task_arn               VARCHAR NOT NULL,
+    task_id                VARCHAR NOT NULL,   -- last segment of the ARN (32 hex or UUID)
+    cluster_arn            VARCHAR,
+    task_definition_arn    VARCHAR,
+    family                 VARCHAR,
+    revision               INTEGER,
+    task_role_override     VARCHAR,            -- overrides.taskRoleArn
+    execution_role_override VARCHAR,           -- overrides.executionRoleArn
+    launch_type            VARCHAR,
+    container_instance_arn VARCHAR,
+    task_group             VARCHAR,            -- service:NAME | family:NAME
+    last_status            VARCHAR,
+    desired_status         VARCHAR,
+    private_ips            VARCHAR[],          -- ENI attachment and container network interface addresses
+    eni_id                 VARCHAR,
+    created_at             TIMESTAMP,
+    started_at             TIMESTAMP,
+    stopping_at            TIMESTAMP,
+    stopped_at             TIMESTAMP,
+    stopped_reason         VARCHAR,            -- untrusted-ish (contains user text)
+    source_file            VARCHAR NOT NULL,
+    ingested_at            TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS task_definitions (
+    task_definition_arn VARCHAR NOT NULL,
+    family              VARCHAR NOT NULL,
+    revision            INTEGER NOT NULL,
+    task_role_arn       VARCHAR,
+    execution_role_arn  VARCHAR,
+    network_mode        VARCHAR,
+    registered_at       TIMESTAMP,
+    document            JSON NOT NULL,
+    source_file         VARCHAR NOT NULL,
+    ingested_at         TIMESTAMP NOT NULL
+);
+
+-- IAM (get-account-authorization-details): roles, policies, and the expanded grants.
+CREATE TABLE IF NOT EXISTS iam_roles (
+    role_arn                 VARCHAR NOT NULL,
+    role_name                VARCHAR NOT NULL,
+    role_id                  VARCHAR,
+    path                     VARCHAR,
+    create_date              TIMESTAMP,
+    assume_role_policy       JSON,
+    permissions_boundary_arn VARCHAR,
+    last_used_date           TIMESTAMP,
+    last_used_region         VARCHAR,
+    source_file              VARCHAR NOT NULL,
+    ingested_at              TIMESTAMP NOT NULL
+);
+
+-- Managed policies (default version document) and inline role policies.
+CREATE TABLE IF NOT EXISTS iam_policies (
+    policy_id      VARCHAR NOT NULL,  -- managed: the policy ARN; inline: ROLE_ARN#inline/NAME
+    policy_name    VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,  -- managed | inline
+    aws_managed    BOOLEAN NOT NULL,
+    version_id     VARCHAR,
+    document       JSON,
+    source_file    VARCHAR NOT NULL,
+    ingested_at    TIMESTAMP NOT NULL
+);
+
+-- Which policies apply to which role, and how (identity policy or permissions boundary).
+CREATE TABLE IF NOT EXISTS iam_role_policies (
+    role_arn  VARCHAR NOT NULL,
+    policy_id VARCHAR NOT NULL,
+    kind      VARCHAR NOT NULL,       -- inline | managed | boundary
+    resolved  BOOLEAN NOT NULL        -- false: the managed policy's document was not in the file
+);
+
+-- One row per (role, policy, statement, catalog action). NotAction statements are expanded to
+-- every catalog action the statement does not exclude. Patterns that match no catalog action
+-- are kept with in_catalog = false (a typo, or an action newer than the catalog).
+CREATE TABLE IF NOT EXISTS iam_grants (
+    role_arn        VARCHAR NOT NULL,
+    policy_id       VARCHAR NOT NULL,
+    policy_kind     VARCHAR NOT NULL, -- inline | managed | boundary
+    statement_index INTEGER NOT NULL,
+    sid             VARCHAR,
+    effect          VARCHAR NOT NULL, -- Allow | Deny
+    action          VARCHAR NOT NULL, -- canonical service:ActionName (as in the catalog)
+    access_level    VARCHAR,          -- List | Read | Write | Permissions management | Tagging
+    pattern         VARCHAR NOT NULL, -- the Action/NotAction entry this came from ('NotAction' for NotAction expansion)
+    via_not_action  BOOLEAN NOT NULL,
+    in_catalog      BOOLEAN NOT NULL,
+    resources       VARCHAR[] NOT NULL,
+    not_resource    BOOLEAN NOT NULL, -- resources are NotResource
+    has_condition   BOOLEAN NOT NULL,
+    condition       JSON
+);
+
+-- Which version of the action catalog the grants were expanded with.
+CREATE TABLE IF NOT EXISTS analyzer_meta (
+    key   VARCHAR NOT NULL,
+    value VARCHAR
+);

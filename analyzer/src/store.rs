@@ -1,0 +1,200 @@
+//! The analyzer's own DuckDB store (`--store`, default `./credtrail.duckdb`). One thread owns a
+//! [`Store`]; every ingest path writes through it in transactions, so a failed batch leaves
+//! nothing half-written.
+//!
+//! The audit tables (`credential_requests`, `rejected_lines`, `task_inventory`) are created from
+//! the collector's own `schema.sql`, so their columns are the segment schema by construction.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use duckdb::Connection;
+use duckdb::types::{TimeUnit, Value};
+
+const SCHEMA: &str = include_str!("schema.sql");
+const VIEWS: &str = include_str!("views.sql");
+/// The collector's DDL: the contract between its segments and this store.
+const COLLECTOR_SCHEMA: &str = include_str!("../../collector/src/schema.sql");
+/// The collector tables the analyzer holds (the ones the collector publishes as segments).
+pub const AUDIT_TABLES: [&str; 3] = ["credential_requests", "rejected_lines", "task_inventory"];
+
+/// Why the store could not be opened; the caller matches on `Locked`.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("store {path} is in use by another process: {message}")]
+    Locked { path: PathBuf, message: String },
+    #[error("cannot open store {path}: {source}")]
+    Other {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file and its schema.
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
+        let other = |source: anyhow::Error| OpenError::Other {
+            path: path.to_path_buf(),
+            source,
+        };
+        let config = duckdb::Config::default()
+            .max_memory("512MB")
+            .map_err(|e| other(e.into()))?;
+        let conn = Connection::open_with_flags(path, config).map_err(|source| {
+            let message = source.to_string();
+            if message.contains("lock") {
+                OpenError::Locked {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            } else {
+                other(source.into())
+            }
+        })?;
+        let store = Store {
+            conn,
+            path: Some(path.to_path_buf()),
+        };
+        store.init().map_err(other)?;
+        Ok(store)
+    }
+
+    /// An in-memory store (tests, one-shot runs).
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        let store = Store { conn, path: None };
+        store.init()?;
+        Ok(store)
+    }
+
+    fn init(&self) -> Result<()> {
+        for stmt in collector_tables() {
+            self.conn
+                .execute_batch(&stmt)
+                .context("creating the audit tables from the collector's schema")?;
+        }
+        self.conn
+            .execute_batch(SCHEMA)
+            .context("creating the analyzer schema")?;
+        self.conn
+            .execute_batch(VIEWS)
+            .context("creating the analyzer views")?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    pub fn transaction<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        match f(&self.conn) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(e).context("committing")
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// `SELECT count(*)` of a table or any query returning one integer.
+    pub fn count(&self, sql: &str) -> Result<i64> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT value FROM analyzer_meta WHERE key = ?")?;
+        let mut rows = stmt.query([key])?;
+        Ok(match rows.next()? {
+            Some(r) => r.get(0)?,
+            None => None,
+        })
+    }
+
+    pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<()> {
+        conn.execute("DELETE FROM analyzer_meta WHERE key = ?", [key])?;
+        conn.execute("INSERT INTO analyzer_meta VALUES (?, ?)", [key, value])?;
+        Ok(())
+    }
+}
+
+/// The `CREATE TABLE` statements of the collector's schema for [`AUDIT_TABLES`].
+fn collector_tables() -> Vec<String> {
+    let without_comments: String = COLLECTOR_SCHEMA
+        .lines()
+        .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| {
+            AUDIT_TABLES.iter().any(|t| {
+                s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {t} "))
+                    || s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {t}("))
+            })
+        })
+        .map(|s| format!("{s};"))
+        .collect()
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// A DuckDB timestamp parameter.
+pub fn ts(us: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, us)
+}
+
+pub fn opt_ts(us: Option<i64>) -> Value {
+    us.map_or(Value::Null, ts)
+}
+
+/// A string as a single-quoted SQL literal (for table functions that take no parameters).
+pub fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_collector_tables_are_found_in_its_schema() {
+        let stmts = collector_tables();
+        assert_eq!(stmts.len(), AUDIT_TABLES.len(), "{stmts:#?}");
+        let store = Store::open_in_memory().unwrap();
+        for t in AUDIT_TABLES {
+            assert_eq!(
+                store.count(&format!("SELECT count(*) FROM {t}")).unwrap(),
+                0
+            );
+        }
+        // The collector-internal tables stay out of the analyzer's store.
+        assert!(store.count("SELECT count(*) FROM ingest_state").is_err());
+    }
+}

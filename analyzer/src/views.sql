@@ -1,0 +1,83 @@
+-- Views over the analyzer's tables; recreated on every open, so they always match the tables.
+
+-- One row per task known from any source: describe-tasks output (the newest snapshot, preferring
+-- one that knows the stop), the collector's task inventory (agent /v1/tasks snapshots) and the
+-- audit log itself, with roles resolved from the override or the task definition.
+CREATE OR REPLACE VIEW tasks AS
+WITH described AS (
+    SELECT * FROM ecs_tasks
+    QUALIFY row_number() OVER (PARTITION BY task_arn
+                               ORDER BY (stopped_at IS NOT NULL) DESC, ingested_at DESC) = 1
+),
+inv AS (
+    SELECT task_arn,
+           arg_max(family, observed_at) AS family,
+           arg_max(TRY_CAST(revision AS INTEGER), observed_at) AS revision,
+           arg_max(network_mode, observed_at) AS network_mode,
+           list_sort(list(DISTINCT ipv4_address) FILTER (WHERE ipv4_address IS NOT NULL)) AS ips,
+           arg_max(host, observed_at) AS host,
+           min(observed_at) AS first_observed,
+           max(observed_at) AS last_observed,
+           min(observed_at) FILTER (WHERE known_status = 'STOPPED') AS observed_stopped
+    FROM task_inventory GROUP BY task_arn
+),
+audit AS (
+    SELECT task_arn,
+           arg_max(container_instance_arn, event_time) AS container_instance_arn,
+           arg_max(host, event_time) AS host,
+           arg_max(cluster, event_time) AS cluster
+    FROM credential_requests WHERE task_arn IS NOT NULL GROUP BY task_arn
+),
+td AS (
+    SELECT * FROM task_definitions
+    QUALIFY row_number() OVER (PARTITION BY task_definition_arn ORDER BY ingested_at DESC) = 1
+),
+merged AS (
+    SELECT coalesce(d.task_arn, i.task_arn) AS task_arn,
+           d.cluster_arn, d.task_definition_arn, d.family, d.revision, d.task_role_override,
+           d.execution_role_override, d.launch_type, d.container_instance_arn, d.task_group,
+           d.last_status, d.private_ips, d.eni_id, d.created_at, d.started_at, d.stopping_at,
+           d.stopped_at, d.stopped_reason, d.source_file,
+           i.family AS inv_family, i.revision AS inv_revision, i.network_mode AS inv_network_mode,
+           i.ips, i.host AS inv_host, i.first_observed, i.last_observed, i.observed_stopped
+    FROM described d FULL OUTER JOIN inv i ON d.task_arn = i.task_arn
+)
+SELECT m.task_arn,
+       regexp_extract(m.task_arn, '[^/]+$') AS task_id,
+       coalesce(m.cluster_arn,
+                CASE WHEN m.task_arn LIKE 'arn:%:task/%/%'
+                     THEN regexp_replace(regexp_replace(m.task_arn, ':task/', ':cluster/'), '/[^/]+$', '')
+                END) AS cluster_arn,
+       coalesce(regexp_extract(m.cluster_arn, '[^/]+$'),
+                CASE WHEN m.task_arn LIKE 'arn:%:task/%/%' THEN split_part(m.task_arn, '/', 2) END,
+                a.cluster) AS cluster,
+       coalesce(m.family, t.family, m.inv_family) AS family,
+       coalesce(m.revision, t.revision, m.inv_revision) AS revision,
+       coalesce(m.task_definition_arn, t.task_definition_arn) AS task_definition_arn,
+       coalesce(m.task_role_override, t.task_role_arn) AS task_role_arn,
+       coalesce(m.execution_role_override, t.execution_role_arn) AS execution_role_arn,
+       m.launch_type,
+       coalesce(t.network_mode, m.inv_network_mode,
+                CASE WHEN m.eni_id IS NOT NULL THEN 'awsvpc' END) AS network_mode,
+       list_sort(list_distinct(list_concat(coalesce(m.private_ips, []::VARCHAR[]),
+                                           coalesce(m.ips, []::VARCHAR[])))) AS private_ips,
+       m.eni_id,
+       coalesce(m.inv_host, a.host) AS host,
+       coalesce(m.container_instance_arn, a.container_instance_arn) AS container_instance_arn,
+       m.task_group,
+       m.last_status,
+       m.created_at,
+       m.started_at,
+       m.stopping_at,
+       m.stopped_at,
+       m.stopped_reason,
+       m.first_observed,
+       m.last_observed,
+       m.observed_stopped,
+       concat_ws(',', CASE WHEN m.source_file IS NOT NULL THEN 'describe-tasks' END,
+                      CASE WHEN m.first_observed IS NOT NULL THEN 'inventory' END) AS sources
+FROM merged m
+LEFT JOIN td t
+  ON t.task_definition_arn = m.task_definition_arn
+  OR (m.task_definition_arn IS NULL AND t.family = m.inv_family AND t.revision = m.inv_revision)
+LEFT JOIN audit a ON a.task_arn = m.task_arn;

@@ -1,0 +1,841 @@
+//! `credtrail ingest`: every source into the analyzer's store, exactly once, with bad input kept
+//! in rejects tables. Hermetic: temp directories, no network.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use credtrail::store::Store;
+use credtrail::{audit, cloudtrail, ecs, iam};
+use serde_json::{Value, json};
+
+fn public_cloudtrail() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/public-cloudtrail")
+}
+
+fn opts() -> cloudtrail::Options {
+    cloudtrail::Options {
+        threads: 2,
+        progress: false,
+    }
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store.count(sql).unwrap_or_else(|e| panic!("{sql}: {e:#}"))
+}
+
+fn strings(store: &Store, sql: &str) -> Vec<Option<String>> {
+    let mut stmt = store.conn().prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get::<_, Option<String>>(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn record(id: &str, time: &str, name: &str) -> Value {
+    json!({"eventVersion":"1.09","userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","accessKeyId":"AKIAEXAMPLE"},
+           "eventTime":time,"eventSource":"s3.amazonaws.com","eventName":name,"awsRegion":"us-east-1",
+           "sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15.0","requestParameters":{"bucketName":"b"},
+           "responseElements":null,"eventID":id,"readOnly":true,"eventType":"AwsApiCall","managementEvent":true,
+           "recipientAccountId":"111122223333","eventCategory":"Management"})
+}
+
+// ---------------------------------------------------------------------------------------------
+// CloudTrail files
+
+#[test]
+fn public_cloudtrail_every_record_once() {
+    let dir = public_cloudtrail();
+    // What the files hold, read independently of the ingest code.
+    let mut expected = std::collections::BTreeSet::new();
+    let mut files = 0;
+    for e in std::fs::read_dir(dir.join("stratus-red-team")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            files += 1;
+            let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            for r in v.as_array().unwrap() {
+                expected.insert(r["eventID"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(expected.len(), 310);
+    let store = Store::open_in_memory().unwrap();
+    let s = cloudtrail::ingest_paths(&store, std::slice::from_ref(&dir), &opts()).unwrap();
+    assert_eq!(s.files, files);
+    assert_eq!(
+        (s.records, s.stored, s.duplicates, s.rejects),
+        (310, 310, 0, 0),
+        "{s}"
+    );
+    assert!(
+        s.other_skipped >= 1,
+        "LICENSE and README are not CloudTrail: {s}"
+    );
+    let stored: std::collections::BTreeSet<String> =
+        strings(&store, "SELECT event_id FROM cloudtrail_events")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+    assert_eq!(stored, expected);
+    assert_eq!(count(&store, "SELECT count(*) FROM cloudtrail_events"), 310);
+    // Every record is kept whole and its normalised columns agree with it.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM cloudtrail_events
+             WHERE json_extract_string(record, '$.eventID') = event_id
+               AND json_extract_string(record, '$.eventName') = event_name
+               AND json_extract_string(record, '$.userIdentity.arn') IS NOT DISTINCT FROM principal_arn"
+        ),
+        310
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM cloudtrail_files"),
+        files as i64
+    );
+
+    let again = cloudtrail::ingest_paths(&store, &[dir], &opts()).unwrap();
+    assert_eq!(
+        (again.records, again.stored, again.duplicates),
+        (310, 0, 310)
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM cloudtrail_events"), 310);
+    assert_eq!(count(&store, "SELECT count(*) FROM cloudtrail_rejects"), 0);
+}
+
+#[test]
+fn every_file_form_loads_and_duplicates_across_files_are_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = |i: u32| {
+        record(
+            &format!("id-{i}"),
+            &format!("2026-11-20T10:00:{:02}Z", i),
+            "GetBucketAcl",
+        )
+    };
+    let wrapper = json!({"Records": [r(1), r(2)]}).to_string();
+    let s3 = d.join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20");
+    std::fs::create_dir_all(&s3).unwrap();
+    std::fs::write(
+        s3.join("111122223333_CloudTrail_us-east-1_20261120T1005Z_abcdefghijklmnop.json.gz"),
+        gz(wrapper.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("plain-wrapper.json"),
+        json!({"Records": [r(3)]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("array.json"),
+        serde_json::to_string_pretty(&json!([r(4), r(5), r(1)])).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(d.join("lines.jsonl"), format!("{}\n{}\n", r(6), r(7))).unwrap();
+    // Two gzip members concatenated (what `cat a.gz b.gz` gives).
+    let mut two = gz(format!("{}\n", r(8)).as_bytes());
+    two.extend(gz(format!("{}\n", r(9)).as_bytes()));
+    std::fs::write(d.join("members.jsonl.gz"), two).unwrap();
+    // A gzip file whose name does not say so.
+    std::fs::write(
+        d.join("misnamed.json"),
+        gz(json!([r(10)]).to_string().as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(d.join("notes.txt"), "not CloudTrail").unwrap();
+    // `aws cloudtrail get-event-selectors` beside the logs: the trail's coverage, kept apart.
+    std::fs::write(
+        d.join("event-selectors.json"),
+        json!({"TrailARN": "arn:aws:cloudtrail:us-east-1:111122223333:trail/org-audit",
+               "AdvancedEventSelectors": [{"Name": "Management events",
+                   "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}]})
+        .to_string(),
+    )
+    .unwrap();
+
+    let store = Store::open_in_memory().unwrap();
+    let s = cloudtrail::ingest_paths(&store, &[d.to_path_buf()], &opts()).unwrap();
+    assert_eq!(
+        (s.files, s.records, s.stored, s.duplicates, s.rejects),
+        (7, 11, 10, 1, 0),
+        "{s}"
+    );
+    assert_eq!((s.other_skipped, s.event_selectors), (1, 1));
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT json_extract_string(advanced_event_selectors, '$[0].Name') FROM cloudtrail_event_selectors WHERE trail_arn LIKE '%trail/org-audit'"
+        ),
+        vec![Some("Management events".into())]
+    );
+    let ids = strings(
+        &store,
+        "SELECT event_id FROM cloudtrail_events ORDER BY event_time",
+    );
+    let want: Vec<Option<String>> = (1..=10).map(|i| Some(format!("id-{i}"))).collect();
+    assert_eq!(ids, want);
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT json_extract_string(request_parameters, '$.bucketName') FROM cloudtrail_events LIMIT 1"
+        ),
+        vec![Some("b".to_string())]
+    );
+    // A single file given directly is read whatever its name.
+    std::fs::write(d.join("extra.log"), format!("{}\n", r(11))).unwrap();
+    let s = cloudtrail::ingest_paths(&store, &[d.join("extra.log")], &opts()).unwrap();
+    assert_eq!(s.stored, 1);
+}
+
+#[test]
+fn a_malformed_record_is_rejected_and_the_rest_of_the_file_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("mixed.json");
+    let good1 = record("good-1", "2026-11-20T10:00:00Z", "ListBuckets").to_string();
+    let good2 = record("good-2", "2026-11-20T10:00:01Z", "ListBuckets").to_string();
+    let no_id = json!({"eventTime": "2026-11-20T10:00:02Z", "eventName": "X"}).to_string();
+    let bad_time = record("bad-time", "yesterday", "X").to_string();
+    let broken = r#"{"eventID": "broken", "eventTime": }"#;
+    let body = format!(r#"{{"Records":[{good1},{broken},{no_id}, 42, {bad_time},{good2}]}}"#);
+    std::fs::write(&f, &body).unwrap();
+    let store = Store::open_in_memory().unwrap();
+    let s = cloudtrail::ingest_paths(&store, std::slice::from_ref(&f), &opts()).unwrap();
+    assert_eq!((s.records, s.stored, s.rejects), (6, 2, 4), "{s}");
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT event_id FROM cloudtrail_events ORDER BY event_id"
+        ),
+        vec![Some("good-1".into()), Some("good-2".into())]
+    );
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT record_index, byte_offset, raw, reason FROM cloudtrail_rejects ORDER BY record_index")
+        .unwrap();
+    let rejects: Vec<(i64, i64, Vec<u8>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rejects.len(), 4);
+    assert_eq!(rejects[0].0, 1);
+    assert_eq!(rejects[0].2, broken.as_bytes(), "the exact bytes are kept");
+    assert_eq!(
+        &body.as_bytes()[rejects[0].1 as usize..rejects[0].1 as usize + broken.len()],
+        broken.as_bytes(),
+        "byte_offset points at the record"
+    );
+    assert!(rejects[0].3.contains("not valid JSON"), "{}", rejects[0].3);
+    assert_eq!(rejects[1].3, "record has no eventID");
+    assert_eq!(rejects[2].2, b"42");
+    assert!(
+        rejects[3].3.contains("is not a timestamp"),
+        "{}",
+        rejects[3].3
+    );
+
+    // A truncated file keeps what precedes the cut and records the cut.
+    let cut = tmp.path().join("cut.json");
+    std::fs::write(&cut, format!(r#"{{"Records":[{good1},{{"eventID":"half"#)).unwrap();
+    let s = cloudtrail::ingest_paths(&store, std::slice::from_ref(&cut), &opts()).unwrap();
+    assert_eq!((s.stored, s.duplicates, s.rejects), (0, 1, 1));
+
+    // Re-ingesting adds neither events nor rejects.
+    let again = cloudtrail::ingest_paths(&store, &[f, cut], &opts()).unwrap();
+    assert_eq!(again.stored, 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM cloudtrail_rejects"), 5);
+}
+
+#[test]
+fn digest_files_are_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let digest_dir = tmp
+        .path()
+        .join("AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/20");
+    std::fs::create_dir_all(&digest_dir).unwrap();
+    let digest = json!({"awsAccountId":"111122223333","digestStartTime":"2026-11-20T09:00:00Z","digestEndTime":"2026-11-20T10:00:00Z","logFiles":[]});
+    std::fs::write(
+        digest_dir
+            .join("111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T100000Z.json.gz"),
+        gz(digest.to_string().as_bytes()),
+    )
+    .unwrap();
+    // A digest body under an ordinary name is recognised by its content.
+    std::fs::write(tmp.path().join("copied.json"), digest.to_string()).unwrap();
+    std::fs::write(
+        tmp.path().join("real.json"),
+        json!({"Records":[record("r1", "2026-11-20T10:00:00Z", "ListBuckets")]}).to_string(),
+    )
+    .unwrap();
+    let store = Store::open_in_memory().unwrap();
+    let s = cloudtrail::ingest_paths(&store, &[tmp.path().to_path_buf()], &opts()).unwrap();
+    assert_eq!((s.digests_skipped, s.stored, s.rejects), (2, 1, 0), "{s}");
+}
+
+/// The flaws2 records of formats.md §3: ECS assuming the task role, and a call made with it.
+#[test]
+fn task_sessions_are_normalised() {
+    let assume = r#"{"eventVersion":"1.05","userIdentity":{"type":"AWSService","invokedBy":"ecs-tasks.amazonaws.com"},"eventTime":"2018-11-28T22:31:59Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"us-east-1","sourceIPAddress":"ecs-tasks.amazonaws.com","userAgent":"ecs-tasks.amazonaws.com","requestParameters":{"roleSessionName":"d190d14a-2404-45d6-9113-4eda22d7f2c7","roleArn":"arn:aws:iam::653711331788:role/level3"},"responseElements":{"credentials":{"sessionToken":"<elided>","accessKeyId":"ASIAZQNB3KHGNXWXBSJS","expiration":"Nov 29, 2018 4:31:59 AM"}},"requestID":"6b7d6c60-f35d-11e8-becc-39e7d43d4afe","eventID":"6177ca7e-860e-482c-bde9-50c735af58d6","resources":[{"ARN":"arn:aws:iam::653711331788:role/level3","accountId":"653711331788","type":"AWS::IAM::Role"}],"eventType":"AwsApiCall","recipientAccountId":"653711331788","sharedEventID":"1d18bf74-8392-4496-9dc4-a45cb799b8b4"}"#;
+    let call = r#"{"eventVersion":"1.05","userIdentity":{"type":"AssumedRole","principalId":"AROAJQMBDNUMIKLZKMF64:d190d14a-2404-45d6-9113-4eda22d7f2c7","arn":"arn:aws:sts::653711331788:assumed-role/level3/d190d14a-2404-45d6-9113-4eda22d7f2c7","accountId":"653711331788","accessKeyId":"ASIAZQNB3KHGNXWXBSJS","sessionContext":{"attributes":{"mfaAuthenticated":"false","creationDate":"2018-11-28T22:31:59Z"},"sessionIssuer":{"type":"Role","principalId":"AROAJQMBDNUMIKLZKMF64","arn":"arn:aws:iam::653711331788:role/level3","accountId":"653711331788","userName":"level3"}}},"eventTime":"2018-11-28T23:09:28Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"104.102.221.250","userAgent":"[aws-cli/1.16.19 Python/2.7.10 Darwin/17.7.0 botocore/1.12.9]","requestParameters":null,"responseElements":null,"requestID":"4698593B9338B27F","eventID":"65e111a0-83ae-4ba8-9673-16291a804873","eventType":"AwsApiCall","recipientAccountId":"653711331788"}"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp
+        .path()
+        .join("653711331788_CloudTrail_us-east-1_20181128T2310Z_jQajCuiobojD8I4y.json.gz");
+    std::fs::write(
+        &f,
+        gz(format!(r#"{{"Records":[{assume},{call}]}}"#).as_bytes()),
+    )
+    .unwrap();
+    let store = Store::open_in_memory().unwrap();
+    cloudtrail::ingest_paths(&store, &[f], &opts()).unwrap();
+    let row = |sql: &str| strings(&store, sql).remove(0);
+    assert_eq!(
+        row("SELECT session_name FROM cloudtrail_events WHERE event_name = 'ListBuckets'")
+            .as_deref(),
+        Some("d190d14a-2404-45d6-9113-4eda22d7f2c7")
+    );
+    assert_eq!(
+        row("SELECT session_issuer_arn FROM cloudtrail_events WHERE event_name = 'ListBuckets'")
+            .as_deref(),
+        Some("arn:aws:iam::653711331788:role/level3")
+    );
+    assert_eq!(
+        row("SELECT strftime(session_created, '%Y-%m-%dT%H:%M:%SZ') FROM cloudtrail_events WHERE event_name = 'ListBuckets'").as_deref(),
+        Some("2018-11-28T22:31:59Z")
+    );
+    // The join the findings need: the task session's key is the key ECS obtained for the task.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM cloudtrail_events a JOIN cloudtrail_events c
+               ON json_extract_string(a.response_elements, '$.credentials.accessKeyId') = c.access_key_id
+              AND json_extract_string(a.request_parameters, '$.roleSessionName') = c.session_name
+              AND json_extract_string(a.request_parameters, '$.roleArn') = c.session_issuer_arn
+             WHERE a.event_name = 'AssumeRole' AND a.invoked_by = 'ecs-tasks.amazonaws.com'
+               AND a.identity_type = 'AWSService' AND a.session_name IS NULL"
+        ),
+        1
+    );
+    assert_eq!(
+        row(
+            "SELECT CAST(read_only AS VARCHAR) FROM cloudtrail_events WHERE event_name = 'AssumeRole'"
+        ),
+        None,
+        "readOnly absent stays NULL"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// IAM
+
+fn authorization_details() -> Value {
+    let boundary = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]});
+    let managed_doc = json!({"Version":"2012-10-17","Statement":[
+        {"Sid":"Read","Effect":"Allow","Action":["dynamodb:GetItem","dynamodb:Query"],"Resource":["arn:aws:dynamodb:us-east-1:111122223333:table/orders"]},
+        {"Effect":"Deny","Action":"dynamodb:DeleteTable","Resource":"*"}]});
+    // The aws CLI prints objects; other tools write the documents URL-encoded.
+    let encoded: String = managed_doc
+        .to_string()
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    json!({
+      "UserDetailList": [{"UserName": "alice"}],
+      "GroupDetailList": [],
+      "RoleDetailList": [{
+        "RoleName": "billing-task", "RoleId": "AROAEXAMPLE1", "Path": "/",
+        "Arn": "arn:aws:iam::111122223333:role/billing-task",
+        "CreateDate": "2026-01-05T10:00:00Z",
+        "AssumeRolePolicyDocument": {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]},
+        "RolePolicyList": [
+          {"PolicyName": "s3-read", "PolicyDocument": {"Version":"2012-10-17","Statement":
+            {"Effect":"Allow","Action":"s3:Get*","Resource":"arn:aws:s3:::billing/*",
+             "Condition":{"StringEquals":{"aws:SourceVpce":"vpce-1a2b3c4d"}}}}},
+          {"PolicyName": "all-but-iam", "PolicyDocument": {"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","NotAction":["iam:*","organizations:*"],"NotResource":"arn:aws:s3:::secret/*"},
+            {"Effect":"Allow","Action":"sqs:SendMessag?","Resource":"*"},
+            {"Effect":"Allow","Action":"s3:NoSuchAction","Resource":"*"}]}}
+        ],
+        "AttachedManagedPolicies": [
+          {"PolicyName": "orders-read", "PolicyArn": "arn:aws:iam::111122223333:policy/orders-read"},
+          {"PolicyName": "AmazonS3ReadOnlyAccess", "PolicyArn": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"}
+        ],
+        "PermissionsBoundary": {"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": "arn:aws:iam::111122223333:policy/boundary"},
+        "RoleLastUsed": {"LastUsedDate": "2026-11-19T08:00:00Z", "Region": "us-east-1"}
+      }],
+      "Policies": [
+        {"PolicyName": "orders-read", "Arn": "arn:aws:iam::111122223333:policy/orders-read", "DefaultVersionId": "v2",
+         "PolicyVersionList": [
+            {"Document": {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}, "VersionId": "v1", "IsDefaultVersion": false},
+            {"Document": encoded, "VersionId": "v2", "IsDefaultVersion": true}]},
+        {"PolicyName": "boundary", "Arn": "arn:aws:iam::111122223333:policy/boundary", "DefaultVersionId": "v1",
+         "PolicyVersionList": [{"Document": boundary, "VersionId": "v1", "IsDefaultVersion": true}]}
+      ]
+    })
+}
+
+#[test]
+fn iam_policies_expand_to_catalog_actions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("auth.json");
+    std::fs::write(
+        &f,
+        serde_json::to_string_pretty(&authorization_details()).unwrap(),
+    )
+    .unwrap();
+    let store = Store::open_in_memory().unwrap();
+    let s = iam::ingest(&store, &f).unwrap();
+    assert_eq!(
+        (
+            s.roles,
+            s.unresolved_policies,
+            s.unknown_patterns,
+            s.users_skipped
+        ),
+        (1, 1, 1, 1),
+        "{s}"
+    );
+    let catalog = credtrail::catalog::get();
+    let g = |sql: &str| {
+        count(
+            &store,
+            &format!("SELECT count(*) FROM iam_grants WHERE {sql}"),
+        )
+    };
+
+    // Wildcard: every s3:Get* action of the catalog, with the condition flagged.
+    let s3_get = catalog.expand("s3:Get*").len() as i64;
+    assert!(s3_get > 30);
+    assert_eq!(
+        g(
+            "policy_id LIKE '%#inline/s3-read' AND action LIKE 's3:Get%' AND has_condition AND pattern = 's3:Get*'"
+        ),
+        s3_get
+    );
+    assert_eq!(g("policy_id LIKE '%#inline/s3-read'"), s3_get);
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT json_extract_string(condition, '$.StringEquals.\"aws:SourceVpce\"') FROM iam_grants WHERE action = 's3:GetObject' AND policy_id LIKE '%s3-read'"
+        ),
+        vec![Some("vpce-1a2b3c4d".into())]
+    );
+    // NotAction: everything except iam:* and organizations:*, with NotResource kept as such.
+    let excluded = (catalog.expand("iam:*").len() + catalog.expand("organizations:*").len()) as i64;
+    assert_eq!(
+        g("policy_id LIKE '%all-but-iam' AND via_not_action"),
+        catalog.actions.len() as i64 - excluded
+    );
+    assert_eq!(
+        g("via_not_action AND (action LIKE 'iam:%' OR action LIKE 'organizations:%')"),
+        0
+    );
+    assert_eq!(
+        g("via_not_action AND not_resource AND resources = ['arn:aws:s3:::secret/*']"),
+        g("via_not_action")
+    );
+    // `?` wildcard, and a pattern that matches nothing is kept, flagged.
+    assert_eq!(
+        g("pattern = 'sqs:SendMessag?' AND action = 'sqs:SendMessage'"),
+        1
+    );
+    assert_eq!(
+        g("NOT in_catalog AND action = 's3:NoSuchAction' AND access_level IS NULL"),
+        1
+    );
+    // Managed policy: the default version (URL-encoded), with its Deny.
+    assert_eq!(g("policy_kind = 'managed' AND effect = 'Allow'"), 2);
+    assert_eq!(
+        g("policy_kind = 'managed' AND effect = 'Deny' AND action = 'dynamodb:DeleteTable'"),
+        1
+    );
+    assert_eq!(
+        g(
+            "policy_kind = 'managed' AND sid = 'Read' AND access_level = 'Read' AND action = 'dynamodb:GetItem'"
+        ),
+        1
+    );
+    // Boundary: kept apart, `*` expands to the whole catalog.
+    assert_eq!(g("policy_kind = 'boundary'"), catalog.actions.len() as i64);
+    // The AWS managed policy was not in the file: linked, marked unresolved, no grants.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM iam_role_policies WHERE NOT resolved AND policy_id LIKE '%AmazonS3ReadOnlyAccess'"
+        ),
+        1
+    );
+    assert_eq!(
+        strings(&store, "SELECT permissions_boundary_arn FROM iam_roles"),
+        vec![Some("arn:aws:iam::111122223333:policy/boundary".into())]
+    );
+    // The catalog is in the store for SQL.
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT observability FROM iam_actions WHERE action = 'iam:PassRole'"
+        ),
+        vec![Some("unlogged".into())]
+    );
+
+    // A second snapshot replaces the role's rows instead of adding to them.
+    let before = count(&store, "SELECT count(*) FROM iam_grants");
+    iam::ingest(&store, &f).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM iam_grants"), before);
+    assert_eq!(count(&store, "SELECT count(*) FROM iam_roles"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM iam_policies"), 4);
+
+    // Not IAM output: a clear error, nothing stored.
+    std::fs::write(tmp.path().join("x.json"), r#"{"tasks": []}"#).unwrap();
+    let e = iam::ingest(&store, &tmp.path().join("x.json")).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not get-account-authorization-details"),
+        "{e:#}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// ECS
+
+#[test]
+fn describe_tasks_and_task_definitions_merge_into_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let td = json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:111122223333:task-definition/billing-api:42",
+        "family": "billing-api", "revision": 42, "taskRoleArn": "arn:aws:iam::111122223333:role/billing-task",
+        "executionRoleArn": "arn:aws:iam::111122223333:role/ecsTaskExecutionRole", "networkMode": "awsvpc",
+        "registeredAt": 1732000000.5}, "tags": []});
+    let awsvpc = json!({"taskArn": "arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef",
+        "clusterArn": "arn:aws:ecs:us-east-1:111122223333:cluster/prod",
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:111122223333:task-definition/billing-api:42",
+        "containerInstanceArn": "arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc",
+        "launchType": "EC2", "group": "service:billing-api", "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+        "createdAt": 1732100400.123, "startedAt": 1732100410.5, "stoppingAt": "2024-11-20T12:00:00Z",
+        "stoppedAt": "2024-11-20T12:00:30.250+00:00", "stoppedReason": "Scaling activity",
+        "overrides": {"containerOverrides": []},
+        "attachments": [{"id": "a1", "type": "ElasticNetworkInterface", "status": "DELETED", "details": [
+            {"name": "subnetId", "value": "subnet-1"}, {"name": "networkInterfaceId", "value": "eni-0abc"},
+            {"name": "privateIPv4Address", "value": "10.0.1.23"}]}],
+        "containers": [{"name": "app", "networkInterfaces": [{"attachmentId": "a1", "privateIpv4Address": "10.0.1.23"}]}]});
+    let bridge = json!({"taskArn": "arn:aws:ecs:us-east-1:111122223333:task/prod/fedcba9876543210fedcba9876543210",
+        "clusterArn": "arn:aws:ecs:us-east-1:111122223333:cluster/prod",
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:111122223333:task-definition/worker:3",
+        "lastStatus": "RUNNING", "startedAt": "2024-11-20T10:00:00Z",
+        "overrides": {"taskRoleArn": "arn:aws:iam::111122223333:role/override"}});
+    std::fs::write(d.join("td.json"), td.to_string()).unwrap();
+    std::fs::write(
+        d.join("tasks.json"),
+        json!({"tasks": [awsvpc, bridge], "failures": [{"arn": "x", "reason": "MISSING"}]})
+            .to_string(),
+    )
+    .unwrap();
+    let store = Store::open_in_memory().unwrap();
+    let s = ecs::ingest(&store, &[d.to_path_buf()]).unwrap();
+    assert_eq!(
+        (s.files, s.tasks, s.task_definitions, s.failures),
+        (2, 2, 1, 1),
+        "{s}"
+    );
+
+    let one = |sql: &str| strings(&store, sql).remove(0);
+    let q = |col: &str, id: &str| {
+        one(&format!(
+            "SELECT CAST({col} AS VARCHAR) FROM tasks WHERE task_id = '{id}'"
+        ))
+    };
+    let a = "0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        q("task_role_arn", a).as_deref(),
+        Some("arn:aws:iam::111122223333:role/billing-task")
+    );
+    assert_eq!(
+        q("execution_role_arn", a).as_deref(),
+        Some("arn:aws:iam::111122223333:role/ecsTaskExecutionRole")
+    );
+    assert_eq!(q("private_ips", a).as_deref(), Some("[10.0.1.23]"));
+    assert_eq!(q("network_mode", a).as_deref(), Some("awsvpc"));
+    assert_eq!(q("eni_id", a).as_deref(), Some("eni-0abc"));
+    assert_eq!(q("family", a).as_deref(), Some("billing-api"));
+    assert_eq!(q("revision", a).as_deref(), Some("42"));
+    assert_eq!(q("cluster", a).as_deref(), Some("prod"));
+    assert_eq!(q("started_at", a).as_deref(), Some("2024-11-20 11:00:10.5"));
+    assert_eq!(
+        q("created_at", a).as_deref(),
+        Some("2024-11-20 11:00:00.123")
+    );
+    assert_eq!(
+        q("stopped_at", a).as_deref(),
+        Some("2024-11-20 12:00:30.25")
+    );
+    let b = "fedcba9876543210fedcba9876543210";
+    assert_eq!(
+        q("task_role_arn", b).as_deref(),
+        Some("arn:aws:iam::111122223333:role/override")
+    );
+    assert_eq!(q("private_ips", b).as_deref(), Some("[]"));
+
+    let again = ecs::ingest(&store, &[d.to_path_buf()]).unwrap();
+    assert_eq!((again.tasks, again.tasks_unchanged), (0, 2));
+    assert_eq!(count(&store, "SELECT count(*) FROM ecs_tasks"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM tasks"), 2);
+
+    std::fs::write(d.join("bad.json"), r#"{"something": "else"}"#).unwrap();
+    let e = ecs::ingest(&store, &[d.join("bad.json")]).unwrap_err();
+    assert!(format!("{e:#}").contains("bad.json"), "{e:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+
+const CI: &str =
+    "arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0f3c5a7d9b1e4c2a8d6f0e1b3a5c7d9e";
+
+fn audit_line(n: u32) -> String {
+    format!(
+        "2026-11-20T10:{:02}:{:02}Z 200 172.17.0.5:{} \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3 n={n}\" arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef GetCredentials 2 prod {CI}\n",
+        n / 60 % 60,
+        n % 60,
+        30000 + n
+    )
+}
+
+#[test]
+fn raw_audit_files_load_once_and_grow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ecs_dir = tmp.path().join("var/log/ecs");
+    std::fs::create_dir_all(&ecs_dir).unwrap();
+    let mut text = String::new();
+    for n in 0..5 {
+        text.push_str(&audit_line(n));
+    }
+    text.push_str("2026-11-20T10:00:09Z 400 10.0.100.189:33724 \"/v2/credentials\" \"aws-sdk-go/1.12.66 (go1.10.3; linux; amd64)\" - \n");
+    text.push_str("this is not an audit line\n");
+    std::fs::write(ecs_dir.join("audit.log.2026-11-20-09"), &text).unwrap();
+    std::fs::write(
+        ecs_dir.join("audit.log"),
+        format!("{}{}", audit_line(10), audit_line(11)),
+    )
+    .unwrap();
+    std::fs::write(
+        ecs_dir.join("ecs-agent.log"),
+        "level=info msg=\"not audit\"\n",
+    )
+    .unwrap();
+
+    let store = Store::open_in_memory().unwrap();
+    let s = audit::ingest(
+        &store,
+        &[tmp.path().to_path_buf()],
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.raw_files, s.added[0], s.added[1], s.duplicates),
+        (2, 8, 1, 0),
+        "{s}"
+    );
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT count(*) FROM credential_requests WHERE host = '{CI}'")
+        ),
+        8
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM credential_requests WHERE status = 400 AND task_arn IS NULL AND user_agent = 'aws-sdk-go/1.12.66 (go1.10.3; linux; amd64)'"
+        ),
+        1
+    );
+    assert_eq!(
+        strings(&store, "SELECT CAST(raw AS VARCHAR) FROM rejected_lines"),
+        vec![Some("this is not an audit line".into())]
+    );
+    // Rows tile each file: offsets + lengths + newlines add up.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM (SELECT byte_offset + line_len + 1 AS e, lead(byte_offset) OVER (PARTITION BY source_id ORDER BY byte_offset) AS n FROM (SELECT source_id, byte_offset, line_len FROM credential_requests UNION ALL SELECT source_id, byte_offset, line_len FROM rejected_lines)) WHERE n IS NOT NULL AND n <> e"
+        ),
+        0
+    );
+
+    let again = audit::ingest(
+        &store,
+        &[tmp.path().to_path_buf()],
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!((again.added, again.duplicates), ([0, 0, 0], 9));
+
+    // The live file grew, and a copy of it sits elsewhere under another name: only the new
+    // line is added, once.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(ecs_dir.join("audit.log"))
+        .unwrap();
+    f.write_all(audit_line(12).as_bytes()).unwrap();
+    f.write_all(b"2026-11-20T10:00:13Z 200 172.17.0.5:1 \"/v2/cred")
+        .unwrap(); // still being written
+    drop(f);
+    std::fs::copy(
+        ecs_dir.join("audit.log"),
+        tmp.path().join("copy-of-audit.log"),
+    )
+    .unwrap();
+    let grown = audit::ingest(
+        &store,
+        &[
+            ecs_dir.join("audit.log"),
+            tmp.path().join("copy-of-audit.log"),
+        ],
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!((grown.added[0], grown.added[1]), (1, 1), "{grown}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM rejected_lines WHERE incomplete AND reason LIKE 'incomplete line%'"
+        ),
+        1
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM credential_requests"), 9);
+}
+
+#[test]
+fn collector_segments_load_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit_dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let mut text = String::new();
+    for n in 0..200 {
+        text.push_str(&audit_line(n));
+    }
+    text.push_str("garbage\n");
+    std::fs::write(audit_dir.join("audit.log"), &text).unwrap();
+    let segments = tmp.path().join("segments");
+    let mut config =
+        credtrail_collector::Config::new(&audit_dir, tmp.path().join("collector.duckdb"));
+    config.host = Some("ip-10-0-1-5".into());
+    config.segments_dir = Some(segments.clone());
+    config.notify = false;
+    config.min_free_mb = 0;
+    credtrail_collector::run_once(&config).unwrap();
+
+    let store = Store::open_in_memory().unwrap();
+    let s = audit::ingest(
+        &store,
+        std::slice::from_ref(&segments),
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert!(s.segment_files >= 2, "{s}");
+    assert_eq!(s.added, [200, 1, 0], "{s}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(DISTINCT byte_offset) FROM credential_requests WHERE host = 'ip-10-0-1-5'"
+        ),
+        200
+    );
+    let again = audit::ingest(
+        &store,
+        std::slice::from_ref(&segments),
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(again.added, [0, 0, 0]);
+
+    // A second collector run publishes more; only the new rows arrive.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(audit_dir.join("audit.log"))
+        .unwrap();
+    f.write_all(audit_line(500).as_bytes()).unwrap();
+    drop(f);
+    credtrail_collector::run_once(&config).unwrap();
+    let more = audit::ingest(&store, &[segments], &audit::Options::default()).unwrap();
+    assert_eq!(more.added, [1, 0, 0]);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM credential_requests"),
+        201
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+#[test]
+fn cli_ingests_with_the_store_flag_before_or_after_the_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("ct.duckdb");
+    let bin = env!("CARGO_BIN_EXE_credtrail");
+    let out = Command::new(bin)
+        .arg("--store")
+        .arg(&store)
+        .args(["ingest", "cloudtrail"])
+        .arg(public_cloudtrail())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("310 records: 310 new, 0 duplicates skipped, 0 rejected"),
+        "{text}"
+    );
+    let out = Command::new(bin)
+        .args(["ingest", "cloudtrail"])
+        .arg(public_cloudtrail())
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("310 records: 0 new, 310 duplicates skipped"),
+        "{text}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar when stderr is not a terminal: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(bin).arg("catalog").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("IAM action catalog 0.1.") && text.contains("MIT"),
+        "{text}"
+    );
+
+    let out = Command::new(bin)
+        .arg("--store")
+        .arg(&store)
+        .args(["ingest", "iam"])
+        .arg(tmp.path().join("missing.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+}
