@@ -15,17 +15,11 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use credtrail_collector::parse::parse_line;
 use credtrail_collector::source::{FileName, fingerprint};
-use duckdb::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
-};
-use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use duckdb::arrow::record_batch::RecordBatch;
+use credtrail_collector::store::{Provenance, RequestColumns};
 use duckdb::params;
 
 use crate::store::{AUDIT_TABLES, Store, now_us, sql_string, ts};
@@ -215,110 +209,6 @@ fn load_segments(store: &Store, table: &str, files: &[&PathBuf]) -> Result<u64> 
         .map(|n| n as u64)
 }
 
-/// Arrow columns with the collector's `credential_requests` schema.
-struct Requests {
-    event_time: TimestampMicrosecondBuilder,
-    status: Int32Builder,
-    source_ip: StringBuilder,
-    source_port: Int32Builder,
-    request_path: StringBuilder,
-    user_agent: StringBuilder,
-    task_arn: StringBuilder,
-    event_type: StringBuilder,
-    log_version: Int32Builder,
-    cluster: StringBuilder,
-    container_instance_arn: StringBuilder,
-    host: StringBuilder,
-    source_file: StringBuilder,
-    source_id: StringBuilder,
-    byte_offset: Int64Builder,
-    line_len: Int64Builder,
-    seq: Int64Builder,
-    incomplete: BooleanBuilder,
-    raw: BinaryBuilder,
-    rows: usize,
-}
-
-impl Requests {
-    fn new() -> Requests {
-        Requests {
-            event_time: TimestampMicrosecondBuilder::new(),
-            status: Int32Builder::new(),
-            source_ip: StringBuilder::new(),
-            source_port: Int32Builder::new(),
-            request_path: StringBuilder::new(),
-            user_agent: StringBuilder::new(),
-            task_arn: StringBuilder::new(),
-            event_type: StringBuilder::new(),
-            log_version: Int32Builder::new(),
-            cluster: StringBuilder::new(),
-            container_instance_arn: StringBuilder::new(),
-            host: StringBuilder::new(),
-            source_file: StringBuilder::new(),
-            source_id: StringBuilder::new(),
-            byte_offset: Int64Builder::new(),
-            line_len: Int64Builder::new(),
-            seq: Int64Builder::new(),
-            incomplete: BooleanBuilder::new(),
-            raw: BinaryBuilder::new(),
-            rows: 0,
-        }
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let tsf = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, None), false);
-        let s = |n: &str| Field::new(n, DataType::Utf8, true);
-        let i32f = |n: &str| Field::new(n, DataType::Int32, true);
-        let i64f = |n: &str| Field::new(n, DataType::Int64, false);
-        let schema = Arc::new(Schema::new(vec![
-            tsf("event_time"),
-            i32f("status"),
-            s("source_ip"),
-            i32f("source_port"),
-            s("request_path"),
-            s("user_agent"),
-            s("task_arn"),
-            s("event_type"),
-            i32f("log_version"),
-            s("cluster"),
-            s("container_instance_arn"),
-            s("host"),
-            s("source_file"),
-            s("source_id"),
-            i64f("byte_offset"),
-            i64f("line_len"),
-            i64f("seq"),
-            Field::new("incomplete", DataType::Boolean, false),
-            tsf("ingested_at"),
-            Field::new("raw", DataType::Binary, true),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.event_time.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.source_ip.finish()),
-            Arc::new(self.source_port.finish()),
-            Arc::new(self.request_path.finish()),
-            Arc::new(self.user_agent.finish()),
-            Arc::new(self.task_arn.finish()),
-            Arc::new(self.event_type.finish()),
-            Arc::new(self.log_version.finish()),
-            Arc::new(self.cluster.finish()),
-            Arc::new(self.container_instance_arn.finish()),
-            Arc::new(self.host.finish()),
-            Arc::new(self.source_file.finish()),
-            Arc::new(self.source_id.finish()),
-            Arc::new(self.byte_offset.finish()),
-            Arc::new(self.line_len.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(self.incomplete.finish()),
-            Arc::new(TimestampMicrosecondArray::from_value(now_us(), self.rows)),
-            Arc::new(self.raw.finish()),
-        ];
-        self.rows = 0;
-        RecordBatch::try_new(schema, columns).context("building the request batch")
-    }
-}
-
 /// The host a raw file's rows are stored under: the option, else the first container
 /// instance ARN in the file, else `imported`.
 fn default_host(path: &Path) -> Result<String> {
@@ -362,16 +252,18 @@ fn load_raw(store: &Store, path: &Path, opts: &Options, summary: &mut Summary) -
             .collect::<Result<_, _>>()?
     };
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut cols = Requests::new();
+    let mut cols = RequestColumns::new();
     let mut rejects: Vec<RejectedLine> = Vec::new();
     let mut line = Vec::new();
     let mut offset = 0u64;
     let mut seq = 0i64;
-    let flush = |cols: &mut Requests,
+    let flush = |cols: &mut RequestColumns,
                  rejects: &mut Vec<RejectedLine>,
                  summary: &mut Summary|
      -> Result<()> {
-        let batch = (cols.rows > 0).then(|| cols.finish()).transpose()?;
+        let batch = (!cols.is_empty())
+            .then(|| cols.finish(now_us()))
+            .transpose()?;
         let now = now_us();
         store.transaction(|conn| {
             if let Some(b) = batch {
@@ -424,34 +316,19 @@ fn load_raw(store: &Store, path: &Path, opts: &Options, summary: &mut Summary) -
             continue;
         }
         match parse_line(text) {
-            Ok(p) => {
-                let c = &mut cols;
-                c.event_time.append_value(p.event_time * 1_000_000);
-                c.status.append_value(i32::from(p.status));
-                c.source_ip.append_option(p.source_ip.as_deref());
-                c.source_port.append_option(p.source_port.map(i32::from));
-                c.request_path.append_value(&p.request_path);
-                c.user_agent.append_value(&p.user_agent);
-                c.task_arn.append_option(p.task_arn.as_deref());
-                c.event_type.append_option(p.event_type.as_deref());
-                c.log_version.append_option(p.log_version.map(i32::from));
-                c.cluster.append_option(p.cluster.as_deref());
-                c.container_instance_arn
-                    .append_option(p.container_instance_arn.as_deref());
-                c.host.append_value(&host);
-                c.source_file.append_value(&source_file);
-                c.source_id.append_value(&source_id);
-                c.byte_offset.append_value(at as i64);
-                c.line_len.append_value(text.len() as i64);
-                c.seq.append_value(seq);
-                c.incomplete.append_value(!complete);
-                if p.lossy || p.user_agent.contains('"') {
-                    c.raw.append_value(text);
-                } else {
-                    c.raw.append_null();
-                }
-                c.rows += 1;
-            }
+            Ok(p) => cols.push(
+                &p,
+                text,
+                &host,
+                Provenance {
+                    source_file: &source_file,
+                    source_id: &source_id,
+                    byte_offset: at,
+                    line_len: text.len() as u64,
+                    incomplete: !complete,
+                },
+                seq,
+            ),
             Err(e) => {
                 let reason = if complete {
                     e.reason()
@@ -464,7 +341,7 @@ fn load_raw(store: &Store, path: &Path, opts: &Options, summary: &mut Summary) -
                 rejects.push((at, text.len() as u64, text.to_vec(), reason, seq, !complete));
             }
         }
-        if cols.rows >= 65_536 || rejects.len() >= 4096 {
+        if cols.len() >= 65_536 || rejects.len() >= 4096 {
             flush(&mut cols, &mut rejects, summary)?;
         }
     }

@@ -44,7 +44,7 @@ impl Store {
             source,
         };
         let config = duckdb::Config::default()
-            .max_memory("512MB")
+            .max_memory("256MB")
             .map_err(|e| other(e.into()))?;
         let conn = Connection::open_with_flags(path, config).map_err(|source| {
             let message = source.to_string();

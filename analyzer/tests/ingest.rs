@@ -839,3 +839,119 @@ fn cli_ingests_with_the_store_flag_before_or_after_the_subcommand() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
 }
+
+#[test]
+fn collector_inventory_and_describe_tasks_merge_into_the_tasks_view() {
+    use credtrail_collector::agent::InventoryRow;
+    let tmp = tempfile::tempdir().unwrap();
+    let audit_dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    // Task A fetched its credentials on this host; the agent listed A and B.
+    std::fs::write(audit_dir.join("audit.log"), audit_line(1)).unwrap();
+    let segments = tmp.path().join("segments");
+    let mut config =
+        credtrail_collector::Config::new(&audit_dir, tmp.path().join("collector.duckdb"));
+    config.host = Some("ip-10-0-1-5".into());
+    config.segments_dir = Some(segments.clone());
+    config.notify = false;
+    config.min_free_mb = 0;
+    let a = "arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef";
+    let b = "arn:aws:ecs:us-east-1:111122223333:task/prod/fedcba9876543210fedcba9876543210";
+    let row = |arn: &str, family: &str, status: &str, ip: &str| InventoryRow {
+        task_arn: arn.into(),
+        family: family.into(),
+        revision: "42".into(),
+        known_status: status.into(),
+        desired_status: status.into(),
+        container_name: Some("app".into()),
+        docker_id: Some("d0".into()),
+        network_mode: Some("bridge".into()),
+        ipv4_address: Some(ip.into()),
+    };
+    let t0 = 1_763_630_400_000_000i64; // 2025-11-20T09:20:00Z
+    let mut c =
+        credtrail_collector::Collector::open(&config, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+    c.add_inventory(
+        t0,
+        vec![
+            row(a, "billing-api", "RUNNING", "172.17.0.5"),
+            row(b, "worker", "RUNNING", "172.17.0.6"),
+        ],
+    );
+    c.add_inventory(
+        t0 + 900_000_000,
+        vec![
+            row(a, "billing-api", "RUNNING", "172.17.0.5"),
+            row(b, "worker", "STOPPED", "172.17.0.6"),
+        ],
+    );
+    c.drain(false).unwrap();
+    c.publish().unwrap();
+    c.finish();
+
+    let store = Store::open_in_memory().unwrap();
+    let s = audit::ingest(
+        &store,
+        std::slice::from_ref(&segments),
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(s.added, [1, 0, 4], "{s}");
+    // The task definition names A's role; describe-tasks knows B (another address too).
+    let d = tmp.path().join("ecs-out");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("td.json"),
+        json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:111122223333:task-definition/billing-api:42",
+            "family": "billing-api", "revision": 42, "taskRoleArn": "arn:aws:iam::111122223333:role/billing-task",
+            "networkMode": "bridge"}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tasks.json"),
+        json!({"tasks": [{"taskArn": b, "taskDefinitionArn": "arn:aws:ecs:us-east-1:111122223333:task-definition/worker:42",
+            "lastStatus": "STOPPED", "stoppedAt": 1763631400.5,
+            "overrides": {"taskRoleArn": "arn:aws:iam::111122223333:role/worker-task"},
+            "containers": [{"networkInterfaces": [{"privateIpv4Address": "10.0.3.9"}]}]}], "failures": []})
+        .to_string(),
+    )
+    .unwrap();
+    ecs::ingest(&store, &[d]).unwrap();
+
+    let q = |col: &str, arn: &str| {
+        strings(
+            &store,
+            &format!("SELECT CAST({col} AS VARCHAR) FROM tasks WHERE task_arn = '{arn}'"),
+        )
+        .remove(0)
+    };
+    assert_eq!(count(&store, "SELECT count(*) FROM tasks"), 2);
+    assert_eq!(q("sources", a).as_deref(), Some("inventory"));
+    assert_eq!(
+        q("task_role_arn", a).as_deref(),
+        Some("arn:aws:iam::111122223333:role/billing-task")
+    );
+    assert_eq!(q("family", a).as_deref(), Some("billing-api"));
+    assert_eq!(q("private_ips", a).as_deref(), Some("[172.17.0.5]"));
+    assert_eq!(q("host", a).as_deref(), Some("ip-10-0-1-5"));
+    assert_eq!(q("container_instance_arn", a).as_deref(), Some(CI));
+    assert_eq!(q("cluster", a).as_deref(), Some("prod"));
+    assert_eq!(q("network_mode", a).as_deref(), Some("bridge"));
+    assert_eq!(q("observed_stopped", a), None);
+    assert_eq!(q("sources", b).as_deref(), Some("describe-tasks,inventory"));
+    assert_eq!(
+        q("task_role_arn", b).as_deref(),
+        Some("arn:aws:iam::111122223333:role/worker-task")
+    );
+    assert_eq!(
+        q("private_ips", b).as_deref(),
+        Some("[10.0.3.9, 172.17.0.6]")
+    );
+    assert_eq!(q("stopped_at", b).as_deref(), Some("2025-11-20 09:36:40.5"));
+    assert_eq!(
+        q("observed_stopped", b).as_deref(),
+        Some("2025-11-20 09:35:00")
+    );
+}

@@ -127,7 +127,10 @@ struct RejectedRow {
     truncated: bool,
 }
 
-struct RequestColumns {
+/// Arrow columns of `credential_requests`, filled line by line (also used by the analyzer when it
+/// reads raw audit files, so both programs store a line the same way).
+#[derive(Default)]
+pub struct RequestColumns {
     event_time: TimestampMicrosecondBuilder,
     status: Int32Builder,
     source_ip: StringBuilder,
@@ -151,7 +154,7 @@ struct RequestColumns {
 }
 
 impl RequestColumns {
-    fn new() -> Self {
+    pub fn new() -> Self {
         RequestColumns {
             event_time: TimestampMicrosecondBuilder::new(),
             status: Int32Builder::new(),
@@ -212,7 +215,56 @@ impl RequestColumns {
         ]))
     }
 
-    fn finish(&mut self, ingested_at_us: i64) -> Result<RecordBatch> {
+    /// Rows pushed since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one parsed line. The exact bytes are kept where the parsed text is not the whole
+    /// truth: replaced invalid UTF-8, or a user agent holding `"` (whose end the parser chose).
+    pub fn push(
+        &mut self,
+        line: &AuditLine<'_>,
+        raw: &[u8],
+        host: &str,
+        at: Provenance<'_>,
+        seq: i64,
+    ) {
+        self.event_time.append_value(line.event_time * 1_000_000);
+        self.status.append_value(i32::from(line.status));
+        self.source_ip.append_option(line.source_ip.as_deref());
+        self.source_port
+            .append_option(line.source_port.map(i32::from));
+        self.request_path.append_value(&line.request_path);
+        self.user_agent.append_value(&line.user_agent);
+        self.task_arn.append_option(line.task_arn.as_deref());
+        self.event_type.append_option(line.event_type.as_deref());
+        self.log_version
+            .append_option(line.log_version.map(i32::from));
+        self.cluster.append_option(line.cluster.as_deref());
+        self.container_instance_arn
+            .append_option(line.container_instance_arn.as_deref());
+        self.host.append_value(host);
+        self.source_file.append_value(at.source_file);
+        self.source_id.append_value(at.source_id);
+        self.byte_offset.append_value(at.byte_offset as i64);
+        self.line_len.append_value(at.line_len as i64);
+        self.seq.append_value(seq);
+        self.incomplete.append_value(at.incomplete);
+        if line.lossy || line.user_agent.contains('"') {
+            self.raw.append_value(raw);
+        } else {
+            self.raw.append_null();
+        }
+        self.rows += 1;
+    }
+
+    /// The rows as one Arrow batch, every row stamped `ingested_at`; the columns start empty again.
+    pub fn finish(&mut self, ingested_at_us: i64) -> Result<RecordBatch> {
         let ingested_at = TimestampMicrosecondArray::from_value(ingested_at_us, self.rows);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_time.finish()),
@@ -258,13 +310,13 @@ impl Batch {
 
     /// Rows (requests, rejects, inventory) in the batch.
     pub fn rows(&self) -> usize {
-        self.requests.rows + self.rejected.len() + self.inventory.len()
+        self.requests.len() + self.rejected.len() + self.inventory.len()
     }
 
     /// (requests, rejected, inventory) rows in the batch.
     pub fn counts(&self) -> (usize, usize, usize) {
         (
-            self.requests.rows,
+            self.requests.len(),
             self.rejected.len(),
             self.inventory.len(),
         )
@@ -292,35 +344,10 @@ impl Batch {
 
     pub fn push_request(&mut self, line: &AuditLine<'_>, raw: &[u8], at: Provenance<'_>) {
         let seq = self.take_seq();
-        let c = &mut self.requests;
-        c.event_time.append_value(line.event_time * 1_000_000);
-        c.status.append_value(i32::from(line.status));
-        c.source_ip.append_option(line.source_ip.as_deref());
-        c.source_port.append_option(line.source_port.map(i32::from));
-        c.request_path.append_value(&line.request_path);
-        c.user_agent.append_value(&line.user_agent);
-        c.task_arn.append_option(line.task_arn.as_deref());
-        c.event_type.append_option(line.event_type.as_deref());
-        c.log_version.append_option(line.log_version.map(i32::from));
-        c.cluster.append_option(line.cluster.as_deref());
-        c.container_instance_arn
-            .append_option(line.container_instance_arn.as_deref());
-        c.host.append_value(&self.host);
-        c.source_file.append_value(at.source_file);
-        c.source_id.append_value(at.source_id);
-        c.byte_offset.append_value(at.byte_offset as i64);
-        c.line_len.append_value(at.line_len as i64);
-        c.seq.append_value(seq);
-        c.incomplete.append_value(at.incomplete);
-        // Exact bytes are kept where the parsed text is not the whole truth: replaced invalid
-        // UTF-8, or a user agent holding `"` (whose end was found by the parser's rule).
         if line.lossy || line.user_agent.contains('"') {
-            c.raw.append_value(raw);
             self.raw_bytes += raw.len();
-        } else {
-            c.raw.append_null();
         }
-        c.rows += 1;
+        self.requests.push(line, raw, &self.host, at, seq);
     }
 
     pub fn push_rejected(
@@ -519,7 +546,7 @@ impl Store {
 
     fn write(&mut self, batch: &mut Batch) -> Result<()> {
         let now = now_us();
-        if batch.requests.rows > 0 {
+        if !batch.requests.is_empty() {
             let rb = batch.requests.finish(now)?;
             let mut app = self.conn.appender("credential_requests")?;
             app.append_record_batch(rb)
