@@ -35,6 +35,8 @@ pub enum Command {
     Ingest(crate::ingest::IngestArgs),
     /// Print the built-in IAM action catalog's version, source and counts.
     Catalog,
+    /// Run the detections over the store and print findings; exit status 3 with `--fail-on`.
+    Analyze(crate::detect::AnalyzeArgs),
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -87,6 +89,16 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate(a) => simulate_command(&a),
         Command::Ingest(a) => crate::ingest::run(&cli.store, &a, &mut std::io::stdout().lock()),
+        Command::Analyze(a) => {
+            let store = crate::store::Store::open(&cli.store)?;
+            let mut out = std::io::stdout().lock();
+            let fail = crate::detect::analyze(&store, &a, &mut out)?;
+            out.flush()?;
+            if fail {
+                std::process::exit(3);
+            }
+            Ok(())
+        }
         Command::Catalog => {
             writeln!(
                 std::io::stdout().lock(),

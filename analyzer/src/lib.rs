@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod cloudtrail;
 pub mod demo;
+pub mod detect;
 pub mod ecs;
 pub mod iam;
 pub mod ingest;

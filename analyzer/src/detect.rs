@@ -1,0 +1,705 @@
+//! Detections are data (style.md #10): one `.sql` file per detection under `queries/detections`,
+//! with a `-- key: value` header. The built-in files are embedded at compile time; `--queries DIR`
+//! replaces them. Loading collects every error instead of stopping at the first; a broken query
+//! is reported and skipped at run time (style.md #5), and fails the lint test.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::store::{Store, sql_string};
+use crate::terminal::escape_control;
+
+/// The embedded detections: (file name, text). The lint test checks this list against the
+/// directory, so a new file cannot be forgotten here.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "fetch_burst.sql",
+        include_str!("../../queries/detections/fetch_burst.sql"),
+    ),
+    (
+        "fetch_denied_burst.sql",
+        include_str!("../../queries/detections/fetch_denied_burst.sql"),
+    ),
+    (
+        "fetch_foreign_source.sql",
+        include_str!("../../queries/detections/fetch_foreign_source.sql"),
+    ),
+    (
+        "fetch_unusual_client.sql",
+        include_str!("../../queries/detections/fetch_unusual_client.sql"),
+    ),
+];
+
+/// Header keys every detection must have.
+pub const REQUIRED_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "severity",
+    "description",
+    "reads",
+    "key",
+    "params",
+];
+
+/// Columns a detection may name in its `key` header.
+pub const KEY_COLUMNS: &[&str] = &["cluster_arn", "task_arn", "role_arn", "host", "source_ip"];
+
+/// Parameters set for every query, not declared in headers.
+pub const RESERVED_PARAMS: &[&str] = &["since", "until"];
+
+/// Finding severity, ordered low < medium < high < critical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A problem with one detection file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}:{line}: {message}")]
+    Header {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+}
+
+/// One detection: its header and its SQL.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub file: String,
+    pub id: String,
+    pub title: String,
+    pub severity: String,
+    pub description: String,
+    pub reads: Vec<String>,
+    pub key: Vec<String>,
+    /// Declared parameters with their defaults, in header order.
+    pub params: Vec<(String, String)>,
+    pub sql: String,
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Parse one detection file; every problem found is returned.
+pub fn parse(file: &str, text: &str) -> Result<Detection, Vec<LoadError>> {
+    let mut errors = Vec::new();
+    let err = |line: usize, message: String| LoadError::Header {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let mut header: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix("--") else {
+            break;
+        };
+        let rest = rest.trim();
+        let Some((k, v)) = rest.split_once(':') else {
+            errors.push(err(i + 1, format!("not a `-- key: value` line: {rest:?}")));
+            continue;
+        };
+        let k = k.trim();
+        if !REQUIRED_KEYS.contains(&k) {
+            errors.push(err(i + 1, format!("unknown header key {k:?}")));
+            continue;
+        }
+        if header
+            .insert(k.to_string(), (i + 1, v.trim().to_string()))
+            .is_some()
+        {
+            errors.push(err(i + 1, format!("header key {k:?} given twice")));
+        }
+    }
+    for k in REQUIRED_KEYS {
+        if !header.contains_key(*k) {
+            errors.push(err(1, format!("header lacks `-- {k}: …`")));
+        }
+    }
+    let get = |k: &str| header.get(k).cloned().unwrap_or((1, String::new()));
+    let (line, id) = get("id");
+    if header.contains_key("id") && !is_ident(&id) {
+        errors.push(err(line, format!("id {id:?} is not an identifier")));
+    }
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if header.contains_key("id") && stem != id {
+        errors.push(err(
+            line,
+            format!("id {id:?} differs from the file name {stem:?}"),
+        ));
+    }
+    let (line, key) = get("key");
+    let key = list(&key);
+    for k in &key {
+        if !KEY_COLUMNS.contains(&k.as_str()) {
+            errors.push(err(
+                line,
+                format!("key column {k:?} is not one of {KEY_COLUMNS:?}"),
+            ));
+        }
+    }
+    if header.contains_key("key") && key.is_empty() {
+        errors.push(err(line, "empty key".to_string()));
+    }
+    let (line, params_text) = get("params");
+    let mut params = Vec::new();
+    for p in list(&params_text) {
+        match p.split_once('=') {
+            Some((n, d)) if is_ident(n.trim()) && !RESERVED_PARAMS.contains(&n.trim()) => {
+                params.push((n.trim().to_string(), d.trim().to_string()));
+            }
+            _ => errors.push(err(line, format!("bad parameter {p:?}: want name=default"))),
+        }
+    }
+    let (line, severity) = get("severity");
+    if header.contains_key("severity") && severity.is_empty() {
+        errors.push(err(line, "empty severity".to_string()));
+    }
+    let body = text
+        .lines()
+        .skip_while(|l| l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sql = body.trim().trim_end_matches(';').trim_end().to_string();
+    if sql.is_empty() {
+        errors.push(LoadError::File {
+            file: file.to_string(),
+            message: "no SQL after the header".to_string(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Detection {
+        file: file.to_string(),
+        id,
+        title: get("title").1,
+        severity,
+        description: get("description").1,
+        reads: list(&get("reads").1),
+        key,
+        params,
+        sql,
+    })
+}
+
+fn check_unique(dets: &[Detection], errors: &mut Vec<LoadError>) {
+    let mut seen = HashSet::new();
+    for d in dets {
+        if !seen.insert(d.id.clone()) {
+            errors.push(LoadError::File {
+                file: d.file.clone(),
+                message: format!("duplicate id {:?}", d.id),
+            });
+        }
+    }
+}
+
+fn load_all<'a>(files: impl Iterator<Item = (String, Result<String, String>)> + 'a) -> Loaded {
+    let mut detections = Vec::new();
+    let mut errors = Vec::new();
+    for (file, text) in files {
+        match text {
+            Err(message) => errors.push(LoadError::File { file, message }),
+            Ok(text) => match parse(&file, &text) {
+                Ok(d) => detections.push(d),
+                Err(e) => errors.extend(e),
+            },
+        }
+    }
+    check_unique(&detections, &mut errors);
+    Loaded { detections, errors }
+}
+
+/// Detections that loaded, and every error met.
+#[derive(Debug)]
+pub struct Loaded {
+    pub detections: Vec<Detection>,
+    pub errors: Vec<LoadError>,
+}
+
+/// The embedded detections.
+pub fn builtin() -> Loaded {
+    load_all(
+        BUILTIN
+            .iter()
+            .map(|(name, text)| (format!("queries/detections/{name}"), Ok(text.to_string()))),
+    )
+}
+
+/// Every `.sql` file of `dir`, in name order.
+pub fn load_dir(dir: &Path) -> Result<Loaded> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    paths.sort();
+    Ok(load_all(paths.into_iter().map(|p| {
+        let text = std::fs::read_to_string(&p).map_err(|e| e.to_string());
+        (p.display().to_string(), text)
+    })))
+}
+
+/// One finding, in the documented output shape (detections.md); field order is output order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: String,
+    pub severity: Severity,
+    pub title: String,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub count: i64,
+    pub cluster_arn: Option<String>,
+    pub task_arn: Option<String>,
+    pub role_arn: Option<String>,
+    pub host: Option<String>,
+    pub source_ip: Option<String>,
+    pub evidence: serde_json::Value,
+}
+
+impl Finding {
+    fn column(&self, name: &str) -> Option<&str> {
+        match name {
+            "cluster_arn" => self.cluster_arn.as_deref(),
+            "task_arn" => self.task_arn.as_deref(),
+            "role_arn" => self.role_arn.as_deref(),
+            "host" => self.host.as_deref(),
+            "source_ip" => self.source_ip.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Run-time settings of the detections.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only events at or after this time (anything DuckDB casts to TIMESTAMP, UTC).
+    pub since: Option<String>,
+    /// Only events before this time.
+    pub until: Option<String>,
+    /// `name` (every detection declaring it) or `detection_id.name` → value.
+    pub params: BTreeMap<String, String>,
+}
+
+/// The query as run: the detection wrapped so its columns have fixed types.
+pub fn wrapped_sql(d: &Detection) -> String {
+    format!(
+        "SELECT kind::VARCHAR, severity::VARCHAR, title::VARCHAR, \
+         strftime(first_seen::TIMESTAMP, '%Y-%m-%dT%H:%M:%SZ'), \
+         strftime(last_seen::TIMESTAMP, '%Y-%m-%dT%H:%M:%SZ'), count::BIGINT, \
+         cluster_arn::VARCHAR, task_arn::VARCHAR, role_arn::VARCHAR, host::VARCHAR, \
+         source_ip::VARCHAR, evidence::VARCHAR FROM (\n{}\n) AS finding",
+        d.sql
+    )
+}
+
+/// The parameter values one detection runs with.
+pub fn effective_params(d: &Detection, opts: &RunOptions) -> Vec<(String, String)> {
+    d.params
+        .iter()
+        .map(|(n, default)| {
+            let v = opts
+                .params
+                .get(&format!("{}.{n}", d.id))
+                .or_else(|| opts.params.get(n))
+                .unwrap_or(default);
+            (n.clone(), v.clone())
+        })
+        .collect()
+}
+
+fn set_variables(store: &Store, d: &Detection, opts: &RunOptions) -> Result<()> {
+    let conn = store.conn();
+    for (name, value) in [("since", &opts.since), ("until", &opts.until)] {
+        let v = value.as_deref().map_or("NULL".to_string(), sql_string);
+        conn.execute_batch(&format!("SET VARIABLE {name} = {v}"))?;
+    }
+    for (n, v) in effective_params(d, opts) {
+        conn.execute_batch(&format!("SET VARIABLE {n} = {}", sql_string(&v)))?;
+    }
+    Ok(())
+}
+
+/// Prepare (not run) one detection against the store's schema.
+pub fn prepare(store: &Store, d: &Detection) -> Result<()> {
+    set_variables(store, d, &RunOptions::default())?;
+    store
+        .conn()
+        .prepare(&wrapped_sql(d))
+        .with_context(|| format!("{}: does not prepare", d.file))?;
+    Ok(())
+}
+
+/// Run one detection.
+pub fn run_one(store: &Store, d: &Detection, opts: &RunOptions) -> Result<Vec<Finding>> {
+    set_variables(store, d, opts)?;
+    let mut stmt = store
+        .conn()
+        .prepare(&wrapped_sql(d))
+        .with_context(|| format!("{}: does not prepare", d.file))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+            [
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+            ],
+            r.get::<_, Option<String>>(11)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, severity, title, first_seen, last_seen, count, cols, evidence) =
+            row.with_context(|| format!("{}: failed", d.file))?;
+        let sev = severity.as_deref().unwrap_or_default();
+        let severity = Severity::parse(sev)
+            .with_context(|| format!("{}: returned severity {sev:?}", d.file))?;
+        let evidence = match evidence {
+            Some(e) => serde_json::from_str(&e)
+                .with_context(|| format!("{}: evidence is not JSON", d.file))?,
+            None => serde_json::Value::Null,
+        };
+        let [cluster_arn, task_arn, role_arn, host, source_ip] = cols;
+        out.push(Finding {
+            kind: kind.unwrap_or_else(|| d.id.clone()),
+            severity,
+            title: title.unwrap_or_else(|| d.title.clone()),
+            first_seen,
+            last_seen,
+            count: count.unwrap_or(0),
+            cluster_arn,
+            task_arn,
+            role_arn,
+            host,
+            source_ip,
+            evidence,
+        });
+    }
+    Ok(out)
+}
+
+/// Findings of a run, and the detections that failed (reported, skipped).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Severity descending, then first_seen, then kind.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(order);
+}
+
+fn order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then_with(|| a.first_seen.cmp(&b.first_seen))
+        .then_with(|| a.kind.cmp(&b.kind))
+        .then_with(|| a.task_arn.cmp(&b.task_arn))
+        .then_with(|| a.host.cmp(&b.host))
+        .then_with(|| a.source_ip.cmp(&b.source_ip))
+}
+
+/// Check `--param` names against the detections: unknown names are errors.
+pub fn check_params(dets: &[Detection], opts: &RunOptions) -> Result<()> {
+    for name in opts.params.keys() {
+        let known = match name.split_once('.') {
+            Some((id, n)) => dets
+                .iter()
+                .any(|d| d.id == id && d.params.iter().any(|(p, _)| p == n)),
+            None => dets.iter().any(|d| d.params.iter().any(|(p, _)| p == name)),
+        };
+        anyhow::ensure!(known, "--param {name}: no detection has this parameter");
+    }
+    Ok(())
+}
+
+/// Run every detection, dedupe by (kind, key) and sort.
+pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
+    let mut report = Report::default();
+    let mut keyed = Vec::new();
+    for d in dets {
+        match run_one(store, d, opts) {
+            Ok(f) => keyed.extend(f.into_iter().map(|f| (d.key.clone(), f))),
+            Err(e) => report.failed.push((d.file.clone(), format!("{e:#}"))),
+        }
+    }
+    keyed.sort_by(|a, b| order(&a.1, &b.1));
+    let mut seen = HashSet::new();
+    for (key, f) in keyed {
+        let k: Vec<Option<String>> = key
+            .iter()
+            .map(|c| f.column(c).map(str::to_string))
+            .collect();
+        if seen.insert((f.kind.clone(), k)) {
+            report.findings.push(f);
+        }
+    }
+    sort(&mut report.findings);
+    report
+}
+
+/// Output formats of `analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Jsonl,
+    Json,
+    Markdown,
+}
+
+/// `credtrail analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Only events at or after this time (e.g. 2026-11-20T13:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print only findings at or above this severity.
+    #[arg(long, value_enum, default_value_t = Severity::Low)]
+    pub min_severity: Severity,
+    /// Exit with status 3 when a printed finding is at or above this severity.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<Severity>,
+    /// Override a detection parameter: `name=value` (every detection declaring it) or
+    /// `detection_id.name=value`. Repeatable.
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Load detections from this directory instead of the built-in ones.
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want name=value"))?;
+    let k = k.trim();
+    let ok = match k.split_once('.') {
+        Some((a, b)) => is_ident(a) && is_ident(b),
+        None => is_ident(k),
+    };
+    if !ok || RESERVED_PARAMS.contains(&k) {
+        return Err(format!("{k:?} is not a parameter name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn timestamp_arg(store: &Store, flag: &str, v: &Option<String>) -> Result<()> {
+    if let Some(v) = v {
+        store
+            .conn()
+            .query_row(&format!("SELECT {}::TIMESTAMP", sql_string(v)), [], |_| {
+                Ok(())
+            })
+            .with_context(|| format!("{flag} {v:?} is not a time"))?;
+    }
+    Ok(())
+}
+
+/// Run `analyze`; returns whether a finding reached `--fail-on` (the caller exits with 3).
+pub fn analyze(store: &Store, a: &AnalyzeArgs, out: &mut dyn Write) -> Result<bool> {
+    let loaded = match &a.queries {
+        Some(dir) => load_dir(dir)?,
+        None => builtin(),
+    };
+    for e in &loaded.errors {
+        tracing::error!("skipped detection: {e}");
+        eprintln!("warning: skipped detection: {e}");
+    }
+    let opts = RunOptions {
+        since: a.since.clone(),
+        until: a.until.clone(),
+        params: a.params.iter().cloned().collect(),
+    };
+    timestamp_arg(store, "--since", &opts.since)?;
+    timestamp_arg(store, "--until", &opts.until)?;
+    check_params(&loaded.detections, &opts)?;
+    let report = run(store, &loaded.detections, &opts);
+    for (file, e) in &report.failed {
+        eprintln!("warning: detection failed and was skipped: {file}: {e}");
+    }
+    let findings: Vec<Finding> = report
+        .findings
+        .into_iter()
+        .filter(|f| f.severity >= a.min_severity)
+        .collect();
+    render(&findings, a.format, out)?;
+    Ok(a.fail_on
+        .is_some_and(|s| findings.iter().any(|f| f.severity >= s)))
+}
+
+/// Print findings in one of the formats.
+pub fn render(findings: &[Finding], format: Format, out: &mut dyn Write) -> Result<()> {
+    match format {
+        Format::Jsonl => {
+            for f in findings {
+                writeln!(out, "{}", serde_json::to_string(f)?)?;
+            }
+        }
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(findings)?)?,
+        Format::Table => table(findings, out)?,
+        Format::Markdown => markdown(findings, out)?,
+    }
+    Ok(())
+}
+
+fn subject(f: &Finding) -> String {
+    f.task_arn
+        .clone()
+        .or_else(|| f.role_arn.clone())
+        .or_else(|| f.host.clone())
+        .unwrap_or_default()
+}
+
+fn table_rows(findings: &[Finding]) -> Vec<[String; 7]> {
+    findings
+        .iter()
+        .map(|f| {
+            [
+                f.severity.as_str().to_string(),
+                f.kind.clone(),
+                f.first_seen.clone().unwrap_or_default(),
+                f.count.to_string(),
+                escape_control(&subject(f)).into_owned(),
+                escape_control(f.source_ip.as_deref().unwrap_or("")).into_owned(),
+                escape_control(&f.title).into_owned(),
+            ]
+        })
+        .collect()
+}
+
+const HEADERS: [&str; 7] = [
+    "SEVERITY",
+    "KIND",
+    "FIRST SEEN",
+    "COUNT",
+    "TASK / ROLE / HOST",
+    "SOURCE IP",
+    "TITLE",
+];
+
+fn table(findings: &[Finding], out: &mut dyn Write) -> Result<()> {
+    if findings.is_empty() {
+        writeln!(out, "no findings")?;
+        return Ok(());
+    }
+    let rows = table_rows(findings);
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i + 1 == cells.len() {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(&HEADERS.map(String::from)))?;
+    for r in &rows {
+        writeln!(out, "{}", line(r))?;
+    }
+    writeln!(out, "{} findings", findings.len())?;
+    Ok(())
+}
+
+fn md_cell(s: &str) -> String {
+    escape_control(s)
+        .replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('`', "\\`")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn markdown(findings: &[Finding], out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "| {} |", HEADERS.join(" | ").to_lowercase())?;
+    writeln!(out, "|{}", "---|".repeat(HEADERS.len()))?;
+    for f in findings {
+        let cells = [
+            f.severity.as_str().to_string(),
+            f.kind.clone(),
+            f.first_seen.clone().unwrap_or_default(),
+            f.count.to_string(),
+            subject(f),
+            f.source_ip.clone().unwrap_or_default(),
+            f.title.clone(),
+        ];
+        let cells: Vec<String> = cells.iter().map(|c| md_cell(c)).collect();
+        writeln!(out, "| {} |", cells.join(" | "))?;
+    }
+    Ok(())
+}

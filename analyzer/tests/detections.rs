@@ -1,0 +1,331 @@
+//! Detections as data: every query under queries/detections loads, prepares, has fixtures, and
+//! fires on its positive fixture and not on its near-miss (style.md #10, #11).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use credtrail::detect::{self, Detection, Finding, RunOptions, Severity};
+use credtrail::store::Store;
+
+fn queries() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries")
+}
+
+fn fixture(kind: &str, name: &str) -> PathBuf {
+    queries()
+        .join("fixtures")
+        .join(kind)
+        .join(format!("{name}.log"))
+}
+
+fn detections() -> Vec<Detection> {
+    let loaded = detect::load_dir(&queries().join("detections")).unwrap();
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    loaded.detections
+}
+
+fn store_with(log: &Path) -> Store {
+    let store = Store::open_in_memory().unwrap();
+    credtrail::audit::ingest(
+        &store,
+        &[log.to_path_buf()],
+        &credtrail::audit::Options::default(),
+    )
+    .unwrap();
+    store
+}
+
+/// The one helper every detection test goes through: the findings of one detection on a fixture.
+fn run_fixture(kind: &str, name: &str) -> Vec<Finding> {
+    let store = store_with(&fixture(kind, name));
+    let det = detections().into_iter().find(|d| d.id == kind).unwrap();
+    let report = detect::run(&store, &[det], &RunOptions::default());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for f in &report.findings {
+        assert_eq!(f.kind, kind);
+    }
+    report.findings
+}
+
+const CI: &str =
+    "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/0123456789abcdef0123456789abcdef";
+
+fn task(c: char) -> String {
+    format!(
+        "arn:aws:ecs:us-east-1:123456789012:task/prod/{}",
+        c.to_string().repeat(32)
+    )
+}
+
+#[test]
+fn fetch_denied_burst_positive() {
+    let f = run_fixture("fetch_denied_burst", "positive");
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::High);
+    assert_eq!(f[0].source_ip.as_deref(), Some("172.17.0.3"));
+    assert_eq!(f[0].host.as_deref(), Some(CI));
+    assert_eq!(f[0].count, 5);
+    assert_eq!(f[1].severity, Severity::Medium, "all 429 is medium");
+    assert_eq!(f[1].source_ip.as_deref(), Some("172.17.0.4"));
+    assert_eq!(f[1].count, 6);
+    assert_eq!(f[0].evidence["total"], 5);
+}
+
+#[test]
+fn fetch_denied_burst_negative() {
+    // 4 failures within 10 min, and 6 failures spread over more than an hour.
+    let f = run_fixture("fetch_denied_burst", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn fetch_unusual_client_positive() {
+    let f = run_fixture("fetch_unusual_client", "positive");
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(f.iter().all(|f| f.severity == Severity::High));
+    let a = f.iter().find(|f| f.task_arn == Some(task('a'))).unwrap();
+    assert_eq!(a.count, 2);
+    assert_eq!(a.evidence["user_agents"][0], "curl/8.5.0");
+    assert_eq!(
+        a.cluster_arn.as_deref(),
+        Some("arn:aws:ecs:us-east-1:123456789012:cluster/prod")
+    );
+    assert!(f.iter().any(|f| f.task_arn == Some(task('b'))));
+}
+
+#[test]
+fn fetch_unusual_client_negative() {
+    // SDKs with application suffixes, botocore under urllib3, the CLI, an execution-role fetch
+    // by the agent's Go client, and a refused curl request.
+    let f = run_fixture("fetch_unusual_client", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn fetch_burst_positive() {
+    let f = run_fixture("fetch_burst", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Medium);
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    assert_eq!(f[0].count, 31);
+}
+
+#[test]
+fn fetch_burst_negative() {
+    // 30 fetches in 5 minutes (not more than 30), and 40 spread over an hour.
+    let f = run_fixture("fetch_burst", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn fetch_foreign_source_positive() {
+    let f = run_fixture("fetch_foreign_source", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    assert_eq!(f[0].source_ip.as_deref(), Some("169.254.172.6"));
+    assert_eq!(f[0].evidence["address_owners"][0]["task_arn"], task('b'));
+}
+
+#[test]
+fn fetch_foreign_source_negative() {
+    // Execution-role fetches from the host address, and an address shared by two tasks.
+    let f = run_fixture("fetch_foreign_source", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn params_override_defaults() {
+    let store = store_with(&fixture("fetch_denied_burst", "negative"));
+    let dets = detections();
+    let mut opts = RunOptions::default();
+    opts.params
+        .insert("fetch_denied_burst.min_failures".into(), "4".into());
+    let r = detect::run(&store, &dets, &opts);
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    assert_eq!(r.findings[0].source_ip.as_deref(), Some("172.17.0.3"));
+    opts.params.insert("min_failures".into(), "4".into());
+    opts.params.insert("nope".into(), "1".into());
+    assert!(detect::check_params(&dets, &opts).is_err());
+}
+
+#[test]
+fn since_until_bound_the_events() {
+    let store = store_with(&fixture("fetch_burst", "positive"));
+    let dets = detections();
+    let opts = RunOptions {
+        since: Some("2026-11-20T13:03:00Z".into()),
+        ..RunOptions::default()
+    };
+    let r = detect::run(&store, &dets, &opts);
+    assert!(r.findings.iter().all(|f| f.kind != "fetch_burst"));
+}
+
+/// Lint: every file loads with the required header, ids are unique, every query prepares against
+/// the store's schema, has both fixtures, and is in the embedded list.
+#[test]
+fn lint_detections() {
+    let dets = detections();
+    assert!(!dets.is_empty());
+    let store = Store::open_in_memory().unwrap();
+    let mut ids = HashSet::new();
+    for d in &dets {
+        assert!(ids.insert(d.id.clone()), "duplicate id {}", d.id);
+        assert!(!d.title.is_empty() && !d.description.is_empty() && !d.severity.is_empty());
+        assert!(!d.reads.is_empty(), "{}: reads", d.file);
+        for t in &d.reads {
+            let n = store
+                .count(&format!(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = '{t}'"
+                ))
+                .unwrap();
+            assert_eq!(n, 1, "{}: reads unknown table {t}", d.file);
+        }
+        detect::prepare(&store, d).unwrap_or_else(|e| panic!("{e:#}"));
+        for name in ["positive", "negative"] {
+            let p = fixture(&d.id, name);
+            assert!(p.is_file(), "{}: no fixture {}", d.id, p.display());
+        }
+    }
+    let mut builtin: Vec<&str> = detect::BUILTIN.iter().map(|(n, _)| *n).collect();
+    builtin.sort();
+    let mut files: Vec<String> = dets
+        .iter()
+        .map(|d| format!("{}.sql", d.id))
+        .collect::<Vec<_>>();
+    files.sort();
+    assert_eq!(builtin, files, "detect::BUILTIN must list every file");
+    let b = detect::builtin();
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+}
+
+#[test]
+fn bad_headers_are_all_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.sql"),
+        "-- id: other\n-- color: red\n-- no colon here\nSELECT 1",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fetch_burst.sql"),
+        detect::BUILTIN
+            .iter()
+            .find(|(n, _)| *n == "fetch_burst.sql")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let loaded = detect::load_dir(dir.path()).unwrap();
+    assert_eq!(loaded.detections.len(), 1);
+    let msgs: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.ends_with("broken.sql:2: unknown header key \"color\"")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("broken.sql:3: not a `-- key: value` line")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("differs from the file name")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("lacks `-- title")),
+        "{msgs:?}"
+    );
+}
+
+fn analyze(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_credtrail"))
+        .arg("--store")
+        .arg(store)
+        .arg("analyze")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_jsonl_and_fail_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.duckdb");
+    {
+        let store = Store::open(&db).unwrap();
+        let opts = credtrail::audit::Options::default();
+        credtrail::audit::ingest(&store, &[fixture("fetch_denied_burst", "positive")], &opts)
+            .unwrap();
+        let opts = credtrail::audit::Options {
+            host: Some("host-b".into()),
+        };
+        credtrail::audit::ingest(
+            &store,
+            &[fixture("fetch_foreign_source", "positive")],
+            &opts,
+        )
+        .unwrap();
+    }
+    let out = analyze(&db, &["--format", "jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let keys = [
+        "kind",
+        "severity",
+        "title",
+        "first_seen",
+        "last_seen",
+        "count",
+        "cluster_arn",
+        "task_arn",
+        "role_arn",
+        "host",
+        "source_ip",
+        "evidence",
+    ];
+    let mut kinds = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let obj = v.as_object().unwrap();
+        let got: Vec<&str> = obj.keys().map(String::as_str).collect();
+        let mut want = keys.to_vec();
+        want.sort();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want, "{line}");
+        assert!(obj["role_arn"].is_null());
+        kinds.push(v["kind"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        kinds[0], "fetch_foreign_source",
+        "critical first: {kinds:?}"
+    );
+    assert!(kinds.contains(&"fetch_denied_burst".to_string()));
+
+    let out = analyze(&db, &["--fail-on", "critical", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.as_array().is_some_and(|a| !a.is_empty()));
+
+    let out = analyze(&db, &["--fail-on", "critical", "--min-severity", "high"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = analyze(
+        &db,
+        &["--fail-on", "critical", "--until", "2026-11-20T13:00:01Z"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = analyze(&db, &["--format", "markdown", "--param", "nope=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = analyze(&db, &["--format", "table"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("fetch_foreign_source")
+    );
+}

@@ -1,0 +1,86 @@
+-- id: fetch_foreign_source
+-- title: Task credentials fetched from another task's address
+-- severity: critical
+-- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the address of B's first own fetch, B's until another task starts there; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
+-- reads: credential_requests, task_inventory
+-- key: task_arn
+-- params: slack_minutes=10
+WITH ok AS (
+    SELECT event_time, host, source_ip, source_port, user_agent, task_arn, byte_offset
+    FROM credential_requests
+    WHERE status BETWEEN 200 AND 299
+      AND task_arn IS NOT NULL
+      AND source_ip IS NOT NULL
+      AND coalesce(event_type, 'GetCredentials') = 'GetCredentials'
+),
+-- addresses learned from the audit log: a task's home is the address of its first own fetch
+-- (the SDK at start-up); it owns that address until another task makes it its home. An address
+-- where a home task keeps fetching after another task's start is shared (a host address): no one's.
+homes AS (
+    SELECT host, task_arn, arg_min(source_ip, event_time) AS source_ip, min(event_time) AS since
+    FROM ok GROUP BY host, task_arn
+),
+spans AS (
+    SELECT host, source_ip, task_arn AS owner, since,
+        lead(since) OVER (PARTITION BY host, source_ip ORDER BY since, task_arn) AS next_start
+    FROM homes
+),
+shared AS (
+    SELECT DISTINCT s.host, s.source_ip
+    FROM spans s JOIN ok o
+      ON o.host = s.host AND o.source_ip = s.source_ip AND o.task_arn = s.owner
+    WHERE s.next_start IS NOT NULL AND o.event_time >= s.next_start
+),
+learned AS (
+    SELECT s.host, s.source_ip, s.owner, s.since, s.next_start AS until
+    FROM spans s
+    WHERE NOT EXISTS (SELECT 1 FROM shared x WHERE x.host = s.host AND x.source_ip = s.source_ip)
+),
+inventory AS (
+    SELECT host, ipv4_address AS source_ip, task_arn AS owner,
+        min(observed_at) - to_minutes(getvariable('slack_minutes')::BIGINT) AS since,
+        max(observed_at) + to_minutes(getvariable('slack_minutes')::BIGINT) AS until
+    FROM task_inventory
+    WHERE ipv4_address IS NOT NULL AND ipv4_address <> ''
+    GROUP BY ALL
+),
+owners AS (
+    SELECT host, source_ip, owner, since, until, 'inventory' AS how FROM inventory
+    UNION ALL
+    SELECT l.host, l.source_ip, l.owner, l.since, l.until, 'audit_log' AS how FROM learned l
+    WHERE NOT EXISTS (SELECT 1 FROM inventory i WHERE i.host = l.host AND i.source_ip = l.source_ip)
+),
+hits AS (
+    SELECT o.*, w.owner, w.how,
+        row_number() OVER (PARTITION BY o.task_arn ORDER BY o.event_time, o.byte_offset) AS rn
+    FROM ok o
+    JOIN owners w ON o.host = w.host AND o.source_ip = w.source_ip
+    WHERE w.owner <> o.task_arn
+      AND o.event_time >= w.since
+      AND (w.until IS NULL OR o.event_time < w.until)
+      AND o.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND o.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+)
+SELECT
+    'fetch_foreign_source' AS kind,
+    'critical' AS severity,
+    format('Task credentials fetched from the address of task {}', min(owner)) AS title,
+    min(event_time) AS first_seen,
+    max(event_time) AS last_seen,
+    count(*) AS count,
+    CASE WHEN regexp_matches(task_arn, ':task/[^/]+/[^/]+$')
+         THEN regexp_replace(task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
+    task_arn,
+    NULL AS role_arn,
+    min(host) AS host,
+    CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
+    json_object(
+        'address_owners', list_sort(list_distinct(list({'source_ip': source_ip, 'task_arn': owner, 'how': how}))),
+        'user_agents', list_sort(list_distinct(list(user_agent)))[1:20],
+        'fetches', list({'time': strftime(event_time, '%Y-%m-%dT%H:%M:%SZ'),
+                         'source': source_ip || ':' || source_port, 'owner': owner,
+                         'user_agent': user_agent} ORDER BY event_time) FILTER (WHERE rn <= 20),
+        'total', count(*)
+    ) AS evidence
+FROM hits
+GROUP BY task_arn
