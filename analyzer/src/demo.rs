@@ -190,6 +190,36 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     }
     read_segments(&segments, &mut c)?;
 
+    // The analyzer's side: its own store, fed with every input, then the detections.
+    let store = crate::store::Store::open(&base.join("credtrail.duckdb"))
+        .context("opening the demo's analyzer store")?;
+    let audit = crate::audit::ingest(
+        &store,
+        std::slice::from_ref(&segments),
+        &crate::audit::Options::default(),
+    )?;
+    let trail = crate::cloudtrail::ingest_paths(
+        &store,
+        &[sim_dir.join("cloudtrail")],
+        &crate::cloudtrail::Options {
+            threads: 0,
+            progress: false,
+        },
+    )?;
+    let ecs = crate::ecs::ingest(&store, &[sim_dir.join("ecs")])?;
+    let iam = crate::iam::ingest(
+        &store,
+        &sim_dir.join("iam").join("authorization-details.json"),
+    )?;
+    let loaded = crate::detect::builtin();
+    let report = crate::detect::run(
+        &store,
+        &loaded.detections,
+        &crate::detect::RunOptions::default(),
+    );
+    let implemented: std::collections::BTreeSet<&str> =
+        loaded.detections.iter().map(|d| d.id.as_str()).collect();
+
     let ct = &s.cloudtrail;
     writeln!(
         out,
@@ -240,6 +270,15 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "            by status: {}", pairs(&c.by_status))?;
     writeln!(out, "            by type:   {}", pairs(&c.by_type))?;
     writeln!(out, "            clients:   {}", pairs(&c.clients))?;
+    writeln!(
+        out,
+        "Ingested    {} credential requests · {} CloudTrail events ({} duplicate deliveries skipped) · {} ECS task snapshots · {} IAM grants",
+        thousands(audit.added[0]),
+        thousands(trail.stored),
+        thousands(trail.duplicates),
+        thousands(ecs.tasks),
+        thousands(iam.grants)
+    )?;
     let scenarios: std::collections::BTreeSet<&str> = s
         .truth
         .iter()
@@ -253,7 +292,28 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     )?;
     let mut truth = s.truth.clone();
     truth.sort_by(|a, b| (a.kind, a.key()).cmp(&(b.kind, b.key())));
+    let mut found = 0;
+    let mut detectable = 0;
     for t in &truth {
+        let status = if !implemented.contains(t.kind) {
+            "not yet detectable"
+        } else {
+            detectable += 1;
+            let hit = report.findings.iter().any(|f| {
+                f.kind == t.kind
+                    && match t.kind {
+                        "fetch_denied_burst" => f.source_ip == t.source_ip,
+                        "unused_permissions" | "unused_role" => f.role_arn == t.role_arn,
+                        _ => f.task_arn == t.task_arn,
+                    }
+            });
+            if hit {
+                found += 1;
+                "found"
+            } else {
+                "MISSED"
+            }
+        };
         let scenario = t.evidence["scenario"].as_str().unwrap_or("");
         let subject = t
             .task_arn
@@ -268,16 +328,53 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
             .unwrap_or_default();
         writeln!(
             out,
-            "  {:<8} {:<27} {:<19} {}",
+            "  {:<8} {:<27} {:<19} {:<44} {}",
             t.severity,
             t.kind,
             scenario,
-            escape_control(&subject)
+            escape_control(&subject),
+            status
         )?;
     }
+    let planted: std::collections::BTreeSet<(&str, String)> =
+        truth.iter().map(|t| (t.kind, t.key())).collect();
+    let unplanted = report
+        .findings
+        .iter()
+        .filter(|f| {
+            !truth.iter().any(|t| {
+                t.kind == f.kind
+                    && match t.kind {
+                        "fetch_denied_burst" => f.source_ip == t.source_ip,
+                        "unused_permissions" | "unused_role" => f.role_arn == t.role_arn,
+                        _ => f.task_arn == t.task_arn,
+                    }
+            })
+        })
+        .count();
+    writeln!(
+        out,
+        "Analyzed    {} detections ran: {found} of {detectable} detectable planted findings found, {} findings in all, {unplanted} matching nothing planted ({} planted keys)",
+        loaded.detections.len(),
+        report.findings.len(),
+        planted.len()
+    )?;
+    for (file, err) in &report.failed {
+        writeln!(
+            out,
+            "            detection {file} failed: {}",
+            escape_control(err)
+        )?;
+    }
+    writeln!(
+        out,
+        "            run `credtrail --store DIR/credtrail.duckdb analyze` on a kept --out DIR for every finding and its evidence"
+    )?;
     writeln!(out, "Not yet available")?;
-    writeln!(out, "  CloudTrail, IAM and ECS ingest (issue 4)")?;
-    writeln!(out, "  findings, recommendations and the report (issue 5)")?;
+    writeln!(
+        out,
+        "  findings from CloudTrail (use_*, access_denied_burst) and IAM (unused_*), recommendations, SQL investigations, the report (issue 5)"
+    )?;
     match &opts.out {
         Some(p) => writeln!(out, "Files kept in {}", p.display())?,
         None => writeln!(out, "Temporary files removed; keep them with --out DIR")?,
