@@ -120,10 +120,6 @@ impl Tailer {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Files currently held open (tracked plus not yet identified).
     pub fn open_files(&self) -> usize {
         self.tracked.len() + self.unidentified.len()

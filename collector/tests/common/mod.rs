@@ -1,6 +1,6 @@
 //! Shared by the collector's integration tests: audit lines with a unique number in the user
 //! agent, a scratch directory, and the invariant checks of collector.md run after every scenario.
-#![allow(dead_code)]
+#![allow(dead_code)] // reason: each test binary uses a different subset of these helpers
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
