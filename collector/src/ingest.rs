@@ -62,6 +62,8 @@ pub struct Collector {
     last_checkpoint: Instant,
     /// The last commit failed (its lines are read again from the files next time).
     commit_failed: bool,
+    /// A large batch was committed since free memory was last handed back.
+    holding_memory: bool,
     summary: RunSummary,
 }
 
@@ -117,6 +119,7 @@ impl Collector {
             last_publish: Instant::now(),
             last_checkpoint: Instant::now(),
             commit_failed: false,
+            holding_memory: false,
             summary: RunSummary::default(),
         })
     }
@@ -187,6 +190,11 @@ impl Collector {
         if force_commit || old_enough {
             self.commit();
         }
+        if self.holding_memory && self.batch.is_empty() {
+            // Caught up after a backlog: give the batch buffers back.
+            self.holding_memory = false;
+            sys::release_free_memory();
+        }
         Ok(())
     }
 
@@ -237,6 +245,7 @@ impl Collector {
         match store.commit(&mut self.batch) {
             Ok(()) => {
                 self.commit_failed = false;
+                self.holding_memory |= rows >= 10_000;
                 self.tailer.committed();
                 self.summary.lines += requests as u64;
                 self.summary.rejected += rejected as u64;

@@ -36,6 +36,7 @@ pub enum Wake {
 
 /// Ingests everything present once, publishes segments if configured, and returns.
 pub fn run_once(config: &Config) -> Result<RunSummary> {
+    sys::tune_allocator();
     let mut collector = Collector::open(config, Some(Duration::from_secs(30)))?;
     if let Some(url) = &config.agent_url {
         match agent::AgentClient::new(url, Duration::from_secs(5)).tasks() {
@@ -51,6 +52,7 @@ pub fn run_once(config: &Config) -> Result<RunSummary> {
 /// Follows the directory until a [`Wake::Shutdown`] arrives on `wake`, then commits, publishes
 /// and returns. `sender` is handed to the file watcher and the inventory poller.
 pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Result<RunSummary> {
+    sys::tune_allocator();
     let mut collector = Collector::open(config, None)?;
     info!(dir = %config.audit_dir.display(), store = %config.store.display(), host = collector.host(), "following");
     let _watcher = if config.notify {

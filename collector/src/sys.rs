@@ -22,6 +22,33 @@ pub fn available_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// Makes glibc keep freed heap memory instead of unmapping it after every batch: each batch's
+/// Arrow buffers otherwise cost fresh pages (page faults were 13% of backlog ingest time). Memory
+/// is handed back with [`release_free_memory`] once the collector has caught up.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; any values are valid to pass.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn tune_allocator() {}
+
+/// Returns free heap memory to the kernel (after a large batch, once caught up).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only releases memory the allocator holds unused.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}
+
 /// CPU time (user + system) and peak resident set size of this process.
 #[derive(Debug, Clone, Copy)]
 pub struct Usage {
