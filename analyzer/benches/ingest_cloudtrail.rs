@@ -11,7 +11,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use credtrail::store::Store;
@@ -49,27 +48,15 @@ fn main() {
         ("duckdb", "DuckDB read_json (default threads)"),
     ] {
         let out = tmp.path().join(format!("{phase}.duckdb"));
-        let o = Command::new(std::env::current_exe().unwrap())
-            .env("CREDTRAIL_BENCH_PHASE", phase)
-            .env("CREDTRAIL_BENCH_DIR", tmp.path().join("AWSLogs"))
-            .env("CREDTRAIL_BENCH_OUT", &out)
-            .stdout(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{phase} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let text = String::from_utf8_lossy(&o.stdout);
-        if !o.stderr.is_empty() {
-            eprint!("{}", String::from_utf8_lossy(&o.stderr));
-        }
-        let f: Vec<f64> = text
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
-        let (rows, wall, cpu, rss) = (f[0], f[1], f[2], f[3]);
+        let p = sys::run_phase(
+            phase,
+            &[
+                ("CREDTRAIL_BENCH_DIR", &tmp.path().join("AWSLogs")),
+                ("CREDTRAIL_BENCH_OUT", &out),
+            ],
+        )
+        .unwrap();
+        let (rows, wall, cpu, rss) = (p.rows, p.wall_seconds, p.cpu_seconds, p.max_rss_bytes);
         assert_eq!(rows as u64, records, "{phase} loaded {rows} rows");
         println!(
             "{label:<44} {:>12.0} {wall:>9.2} {cpu:>9.2} {:>7.1} MB",
@@ -213,9 +200,7 @@ fn generate(dir: &Path, records: u64, per_file: u64) -> (u64, u64, u64) {
 
 /// One measured loader in this (child) process; prints `rows wall cpu peak_rss`.
 fn run_phase(phase: &str, dir: &Path, out: &Path) {
-    let before = sys::usage();
-    let start = Instant::now();
-    let rows: u64 = match phase {
+    sys::report_phase(|| match phase {
         "credtrail" => {
             let store = Store::open(out).unwrap();
             let opts = credtrail::cloudtrail::Options {
@@ -244,12 +229,5 @@ fn run_phase(phase: &str, dir: &Path, out: &Path) {
             .unwrap() as u64
         }
         other => panic!("unknown phase {other}"),
-    };
-    let wall = start.elapsed().as_secs_f64();
-    let after = sys::usage();
-    println!(
-        "{rows} {wall} {} {}",
-        after.cpu_seconds - before.cpu_seconds,
-        after.max_rss_bytes
-    );
+    });
 }

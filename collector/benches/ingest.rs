@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use credtrail_collector::{Config, sys};
@@ -49,24 +49,15 @@ fn main() {
         ("duckdb-schema", "DuckDB read_csv, same 20 columns"),
     ] {
         let out = tmp.path().join(format!("{phase}.duckdb"));
-        let status = Command::new(std::env::current_exe().unwrap())
-            .env("CREDTRAIL_BENCH_PHASE", phase)
-            .env("CREDTRAIL_BENCH_FILE", &file)
-            .env("CREDTRAIL_BENCH_OUT", &out)
-            .stdout(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{phase} failed: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-        let text = String::from_utf8_lossy(&status.stdout);
-        let f: Vec<f64> = text
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
-        let (rows, wall, cpu, rss) = (f[0], f[1], f[2], f[3]);
+        let p = sys::run_phase(
+            phase,
+            &[
+                ("CREDTRAIL_BENCH_FILE", &file),
+                ("CREDTRAIL_BENCH_OUT", &out),
+            ],
+        )
+        .unwrap();
+        let (rows, wall, cpu, rss) = (p.rows, p.wall_seconds, p.cpu_seconds, p.max_rss_bytes);
         assert_eq!(rows as u64, lines, "{phase} loaded {rows} rows");
         println!(
             "{label:<34} {:>12.0} {wall:>9.3} {cpu:>9.3} {:>7.1} MB",
@@ -154,9 +145,7 @@ fn format_time(t: u64) -> String {
 
 /// One measured loader in this (child) process; prints `rows wall cpu peak_rss`.
 fn run_phase(phase: &str, file: &Path, out: &Path) {
-    let before = sys::usage();
-    let start = Instant::now();
-    let rows: u64 = match phase {
+    sys::report_phase(|| match phase {
         "credtrail" => {
             let mut config = Config::new(file.parent().unwrap(), out);
             config.host = Some("bench".into());
@@ -209,14 +198,7 @@ fn run_phase(phase: &str, file: &Path, out: &Path) {
             .unwrap() as u64
         }
         other => panic!("unknown phase {other}"),
-    };
-    let wall = start.elapsed().as_secs_f64();
-    let after = sys::usage();
-    println!(
-        "{rows} {wall} {} {}",
-        after.cpu_seconds - before.cpu_seconds,
-        after.max_rss_bytes
-    );
+    });
 }
 
 fn follow(tmp: &Path, secs: u64) {

@@ -75,6 +75,62 @@ pub fn usage() -> Usage {
     }
 }
 
+/// What one benchmark phase cost, measured in the child process that ran it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    pub rows: f64,
+    pub wall_seconds: f64,
+    pub cpu_seconds: f64,
+    pub max_rss_bytes: f64,
+}
+
+/// Child side of a benchmark phase: runs `load` (which returns the rows it stored) and prints
+/// what it cost, for [`run_phase`] in the parent.
+pub fn report_phase(load: impl FnOnce() -> u64) {
+    let before = usage();
+    let start = std::time::Instant::now();
+    let rows = load();
+    let wall = start.elapsed().as_secs_f64();
+    let after = usage();
+    println!(
+        "{rows} {wall} {} {}",
+        after.cpu_seconds - before.cpu_seconds,
+        after.max_rss_bytes
+    );
+}
+
+/// Parent side: runs the current executable again with `CREDTRAIL_BENCH_PHASE=phase` and `env`,
+/// so the phase's CPU time and peak RSS are its own, and reads what [`report_phase`] printed.
+pub fn run_phase(phase: &str, env: &[(&str, &Path)]) -> io::Result<Phase> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.env("CREDTRAIL_BENCH_PHASE", phase);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "phase {phase} failed: {}",
+            out.status
+        )));
+    }
+    let f: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match f[..] {
+        [rows, wall_seconds, cpu_seconds, max_rss_bytes, ..] => Ok(Phase {
+            rows,
+            wall_seconds,
+            cpu_seconds,
+            max_rss_bytes,
+        }),
+        _ => Err(io::Error::other(format!(
+            "phase {phase} printed no measurement"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
