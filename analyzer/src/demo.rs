@@ -370,10 +370,16 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         out,
         "            run `credtrail --store DIR/credtrail.duckdb analyze` on a kept --out DIR for every finding and its evidence"
     )?;
+    let missing: Vec<&str> = crate::simulate::truth::KINDS
+        .iter()
+        .copied()
+        .filter(|k| !implemented.contains(k))
+        .collect();
     writeln!(out, "Not yet available")?;
+    writeln!(out, "  findings: {}", missing.join(", "))?;
     writeln!(
         out,
-        "  findings from CloudTrail (use_*, access_denied_burst) and IAM (unused_*), recommendations, SQL investigations, the report (issue 5)"
+        "  least-privilege recommendations, SQL investigations, the report (issue 5)"
     )?;
     match &opts.out {
         Some(p) => writeln!(out, "Files kept in {}", p.display())?,

@@ -18,6 +18,10 @@ use crate::terminal::escape_control;
 /// directory, so a new file cannot be forgotten here.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "access_denied_burst.sql",
+        include_str!("../../queries/detections/access_denied_burst.sql"),
+    ),
+    (
         "fetch_burst.sql",
         include_str!("../../queries/detections/fetch_burst.sql"),
     ),
@@ -32,6 +36,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "fetch_unusual_client.sql",
         include_str!("../../queries/detections/fetch_unusual_client.sql"),
+    ),
+    (
+        "use_after_stop.sql",
+        include_str!("../../queries/detections/use_after_stop.sql"),
     ),
 ];
 

@@ -12,11 +12,15 @@ fn queries() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries")
 }
 
+/// A fixture case: `<kind>/<name>.log`, or a directory `<kind>/<name>/` of input files.
 fn fixture(kind: &str, name: &str) -> PathBuf {
-    queries()
-        .join("fixtures")
-        .join(kind)
-        .join(format!("{name}.log"))
+    let dir = queries().join("fixtures").join(kind);
+    let case = dir.join(name);
+    if case.is_dir() {
+        case
+    } else {
+        dir.join(format!("{name}.log"))
+    }
 }
 
 fn detections() -> Vec<Detection> {
@@ -25,14 +29,44 @@ fn detections() -> Vec<Detection> {
     loaded.detections
 }
 
-fn store_with(log: &Path) -> Store {
+/// A store holding one fixture case: an audit log, or a directory whose `*.log` files are audit
+/// logs, `*cloudtrail*.json` files CloudTrail files and other `*.json` files ECS output.
+fn store_with(case: &Path) -> Store {
     let store = Store::open_in_memory().unwrap();
-    credtrail::audit::ingest(
-        &store,
-        &[log.to_path_buf()],
-        &credtrail::audit::Options::default(),
-    )
-    .unwrap();
+    let (mut logs, mut trails, mut ecs) = (Vec::new(), Vec::new(), Vec::new());
+    if case.is_dir() {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(case)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        for p in paths {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".log") {
+                logs.push(p);
+            } else if name.ends_with(".json") && name.contains("cloudtrail") {
+                trails.push(p);
+            } else if name.ends_with(".json") {
+                ecs.push(p);
+            }
+        }
+    } else {
+        logs.push(case.to_path_buf());
+    }
+    if !logs.is_empty() {
+        credtrail::audit::ingest(&store, &logs, &credtrail::audit::Options::default()).unwrap();
+    }
+    if !trails.is_empty() {
+        let opts = credtrail::cloudtrail::Options {
+            threads: 1,
+            progress: false,
+        };
+        let s = credtrail::cloudtrail::ingest_paths(&store, &trails, &opts).unwrap();
+        assert_eq!(s.rejects, 0, "{}: {s}", case.display());
+    }
+    if !ecs.is_empty() {
+        credtrail::ecs::ingest(&store, &ecs).unwrap();
+    }
     store
 }
 
@@ -135,6 +169,80 @@ fn fetch_foreign_source_negative() {
     assert!(f.is_empty(), "{f:#?}");
 }
 
+const TASK_ROLE: &str = "arn:aws:iam::123456789012:role/app-task";
+
+#[test]
+fn access_denied_burst_positive() {
+    let f = run_fixture("access_denied_burst", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].kind, "access_denied_burst");
+    assert_eq!(f[0].severity, Severity::High);
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    assert_eq!(f[0].role_arn.as_deref(), Some(TASK_ROLE));
+    assert_eq!(f[0].count, 6);
+    assert_eq!(f[0].source_ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(f[0].evidence["total"], 6);
+    assert_eq!(f[0].evidence["calls"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        f[0].evidence["calls"][2]["error_code"],
+        "Client.UnauthorizedOperation"
+    );
+}
+
+#[test]
+fn access_denied_burst_negative() {
+    // 4 denied calls within 10 min, 6 spread over an hour, 6 by the execution-role session with
+    // the task's ID, and 6 non-authorization errors.
+    let f = run_fixture("access_denied_burst", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn use_after_stop_positive() {
+    let f = run_fixture("use_after_stop", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].kind, "use_after_stop");
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    assert_eq!(f[0].role_arn.as_deref(), Some(TASK_ROLE));
+    assert_eq!(f[0].count, 2);
+    assert_eq!(f[0].first_seen.as_deref(), Some("2026-11-20T13:07:11Z"));
+    assert_eq!(f[0].evidence["stopped_at"], "2026-11-20T13:00:00Z");
+    assert_eq!(f[0].evidence["calls"][0]["source_ip"], "198.51.100.7");
+    assert_eq!(f[0].evidence["count"], 2);
+}
+
+#[test]
+fn use_after_stop_negative() {
+    // Calls before the stop, 2 minutes after it, by the execution-role session after it, and by
+    // a task still running.
+    let f = run_fixture("use_after_stop", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn cloudtrail_near_misses_fire_with_looser_params() {
+    let dets = detections();
+    let run = |kind: &str, param: &str, value: &str| {
+        let store = store_with(&fixture(kind, "negative"));
+        let det: Vec<Detection> = dets.iter().filter(|d| d.id == kind).cloned().collect();
+        let mut opts = RunOptions::default();
+        opts.params.insert(param.into(), value.into());
+        let r = detect::run(&store, &det, &opts);
+        assert!(r.failed.is_empty(), "{:?}", r.failed);
+        r.findings
+    };
+    // 4 denied calls by task a; never the execution-role session of task c.
+    let f = run("access_denied_burst", "min_denied", "4");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    // The call 2 minutes after the stop; never the execution-role call.
+    let f = run("use_after_stop", "grace_minutes", "1");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].count, 1);
+    assert_eq!(f[0].evidence["calls"][0]["event_name"], "PutObject");
+}
+
 #[test]
 fn params_override_defaults() {
     let store = store_with(&fixture("fetch_denied_burst", "negative"));
@@ -186,7 +294,12 @@ fn lint_detections() {
         detect::prepare(&store, d).unwrap_or_else(|e| panic!("{e:#}"));
         for name in ["positive", "negative"] {
             let p = fixture(&d.id, name);
-            assert!(p.is_file(), "{}: no fixture {}", d.id, p.display());
+            assert!(
+                p.is_file() || p.is_dir(),
+                "{}: no fixture {}",
+                d.id,
+                p.display()
+            );
         }
     }
     let mut builtin: Vec<&str> = detect::BUILTIN.iter().map(|(n, _)| *n).collect();

@@ -1,0 +1,68 @@
+-- id: access_denied_burst
+-- title: Burst of authorization errors by one task's role session
+-- severity: high
+-- description: At least min_denied API calls by one task session (session name = the ID of a known task, issued by that task's task role, never its execution role) ending in AccessDenied, UnauthorizedOperation, Client.UnauthorizedOperation or another authorization error within window_minutes: task credentials used to probe what they may do, or a task calling outside its policy.
+-- reads: cloudtrail_events, tasks
+-- key: task_arn
+-- params: window_minutes=10, min_denied=5
+WITH denied AS (
+    SELECT t.task_arn, t.cluster_arn, t.task_role_arn, t.container_instance_arn,
+           e.event_time, e.event_source, e.event_name, e.error_code, e.source_ip,
+           e.user_agent, e.access_key_id, e.event_id
+    FROM cloudtrail_events e
+    JOIN tasks t
+      ON e.session_name = t.task_id
+     AND e.session_issuer_arn = t.task_role_arn
+    WHERE e.error_code IS NOT NULL
+      AND (e.error_code ILIKE '%AccessDenied%' OR e.error_code ILIKE '%Unauthorized%')
+      AND e.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND e.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+),
+windowed AS (
+    SELECT *,
+        count(*) OVER (
+            PARTITION BY task_arn ORDER BY event_time
+            RANGE BETWEEN CURRENT ROW
+                AND to_minutes(getvariable('window_minutes')::BIGINT) FOLLOWING
+        ) AS in_window
+    FROM denied
+),
+bursts AS (
+    SELECT task_arn, max(in_window) AS peak
+    FROM windowed
+    GROUP BY task_arn
+    HAVING max(in_window) >= getvariable('min_denied')::BIGINT
+),
+rows AS (
+    SELECT d.*, b.peak,
+        row_number() OVER (PARTITION BY d.task_arn ORDER BY d.event_time, d.event_id) AS rn
+    FROM denied d JOIN bursts b ON d.task_arn = b.task_arn
+)
+SELECT
+    'access_denied_burst' AS kind,
+    'high' AS severity,
+    format('{} API calls refused as unauthorized for one task''s role within {} minutes',
+           any_value(peak), getvariable('window_minutes')::BIGINT) AS title,
+    min(event_time) AS first_seen,
+    max(event_time) AS last_seen,
+    count(*) AS count,
+    any_value(cluster_arn) AS cluster_arn,
+    task_arn,
+    any_value(task_role_arn) AS role_arn,
+    any_value(container_instance_arn) AS host,
+    CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
+    json_object(
+        'window_minutes', getvariable('window_minutes')::BIGINT,
+        'threshold', getvariable('min_denied')::BIGINT,
+        'peak_in_window', any_value(peak),
+        'error_codes', list_sort(list_distinct(list(error_code)))[1:20],
+        'source_ips', list_sort(list_distinct(list(source_ip)))[1:20],
+        'calls', list({'time': strftime(event_time, '%Y-%m-%dT%H:%M:%SZ'),
+                       'event_source': event_source, 'event_name': event_name,
+                       'error_code': error_code, 'source_ip': source_ip,
+                       'event_id': event_id} ORDER BY event_time, event_id)
+                 FILTER (WHERE rn <= 20),
+        'total', count(*)
+    ) AS evidence
+FROM rows
+GROUP BY task_arn
