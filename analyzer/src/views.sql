@@ -81,3 +81,15 @@ LEFT JOIN td t
   ON t.task_definition_arn = m.task_definition_arn
   OR (m.task_definition_arn IS NULL AND t.family = m.inv_family AND t.revision = m.inv_revision)
 LEFT JOIN audit a ON a.task_arn = m.task_arn;
+
+-- Calls made with a task's own task-role credentials: CloudTrail sessions named with the task's ID
+-- and issued by that task's task role. Execution-role sessions carry the same name but are the
+-- agent's and Docker's (image pulls, log streams), never the task's, so they are not here. The
+-- detections of credential use read this view.
+CREATE OR REPLACE VIEW task_session_calls AS
+SELECT t.task_arn, t.task_id, t.cluster_arn, t.task_role_arn, t.container_instance_arn,
+       t.started_at, t.stopped_at, e.*
+FROM cloudtrail_events e
+JOIN tasks t
+  ON e.session_name = t.task_id
+ AND e.session_issuer_arn = t.task_role_arn;

@@ -2,21 +2,18 @@
 -- title: Burst of authorization errors by one task's role session
 -- severity: high
 -- description: At least min_denied API calls by one task session (session name = the ID of a known task, issued by that task's task role, never its execution role) ending in AccessDenied, UnauthorizedOperation, Client.UnauthorizedOperation or another authorization error within window_minutes: task credentials used to probe what they may do, or a task calling outside its policy.
--- reads: cloudtrail_events, tasks
+-- reads: task_session_calls
 -- key: task_arn
 -- params: window_minutes=10, min_denied=5
 WITH denied AS (
-    SELECT t.task_arn, t.cluster_arn, t.task_role_arn, t.container_instance_arn,
-           e.event_time, e.event_source, e.event_name, e.error_code, e.source_ip,
-           e.user_agent, e.access_key_id, e.event_id
-    FROM cloudtrail_events e
-    JOIN tasks t
-      ON e.session_name = t.task_id
-     AND e.session_issuer_arn = t.task_role_arn
-    WHERE e.error_code IS NOT NULL
-      AND (e.error_code ILIKE '%AccessDenied%' OR e.error_code ILIKE '%Unauthorized%')
-      AND e.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
-      AND e.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+    SELECT task_arn, cluster_arn, task_role_arn, container_instance_arn,
+           event_time, event_source, event_name, error_code, source_ip,
+           user_agent, access_key_id, event_id
+    FROM task_session_calls
+    WHERE error_code IS NOT NULL
+      AND (error_code ILIKE '%AccessDenied%' OR error_code ILIKE '%Unauthorized%')
+      AND event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
 ),
 windowed AS (
     SELECT *,

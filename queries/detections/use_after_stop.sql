@@ -2,22 +2,19 @@
 -- title: Task role credentials used after the task stopped
 -- severity: critical
 -- description: An API call with task A's task-role session (session name = A's task ID, issued by A's task role) more than grace_minutes after A's stoppedAt. Task credentials outlive the task by hours; a call after the stop means they were copied out of the task.
--- reads: cloudtrail_events, tasks
+-- reads: task_session_calls
 -- key: task_arn
 -- params: grace_minutes=5
 WITH late AS (
-    SELECT t.task_arn, t.cluster_arn, t.task_role_arn, t.container_instance_arn, t.stopped_at,
-           e.event_time, e.event_source, e.event_name, e.error_code, e.source_ip,
-           e.user_agent, e.access_key_id, e.event_id,
-           row_number() OVER (PARTITION BY t.task_arn ORDER BY e.event_time, e.event_id) AS rn
-    FROM cloudtrail_events e
-    JOIN tasks t
-      ON e.session_name = t.task_id
-     AND e.session_issuer_arn = t.task_role_arn
-    WHERE t.stopped_at IS NOT NULL
-      AND e.event_time > t.stopped_at + to_minutes(getvariable('grace_minutes')::BIGINT)
-      AND e.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
-      AND e.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+    SELECT task_arn, cluster_arn, task_role_arn, container_instance_arn, stopped_at,
+           event_time, event_source, event_name, error_code, source_ip,
+           user_agent, access_key_id, event_id,
+           row_number() OVER (PARTITION BY task_arn ORDER BY event_time, event_id) AS rn
+    FROM task_session_calls
+    WHERE stopped_at IS NOT NULL
+      AND event_time > stopped_at + to_minutes(getvariable('grace_minutes')::BIGINT)
+      AND event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
 )
 SELECT
     'use_after_stop' AS kind,
