@@ -41,6 +41,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "use_after_stop.sql",
         include_str!("../../queries/detections/use_after_stop.sql"),
     ),
+    (
+        "use_by_other_task.sql",
+        include_str!("../../queries/detections/use_by_other_task.sql"),
+    ),
+    (
+        "use_without_fetch.sql",
+        include_str!("../../queries/detections/use_without_fetch.sql"),
+    ),
 ];
 
 /// Header keys every detection must have.

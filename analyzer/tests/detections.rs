@@ -221,6 +221,56 @@ fn use_after_stop_negative() {
 }
 
 #[test]
+fn use_without_fetch_positive() {
+    let f = run_fixture("use_without_fetch", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].kind, "use_without_fetch");
+    assert_eq!(f[0].severity, Severity::Medium);
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    assert_eq!(f[0].role_arn.as_deref(), Some(TASK_ROLE));
+    assert_eq!(f[0].host.as_deref(), Some(CI));
+    assert_eq!(f[0].count, 2);
+    assert_eq!(f[0].first_seen.as_deref(), Some("2026-11-20T12:30:00Z"));
+    assert_eq!(f[0].evidence["covered_from"], "2026-11-20T12:00:00Z");
+    assert!(f[0].evidence["first_fetch"].is_null());
+    assert_eq!(f[0].evidence["count"], 2);
+}
+
+#[test]
+fn use_without_fetch_negative() {
+    // A task that fetched before its calls, a task on a container instance the collector never
+    // saw, a call before coverage began, and a fetch 30 s after the call (within the skew).
+    let f = run_fixture("use_without_fetch", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn use_by_other_task_positive() {
+    let f = run_fixture("use_by_other_task", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].kind, "use_by_other_task");
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].task_arn, Some(task('a')));
+    assert_eq!(f[0].role_arn.as_deref(), Some(TASK_ROLE));
+    assert_eq!(f[0].count, 2, "the call through a VPC endpoint counts");
+    assert_eq!(f[0].source_ip.as_deref(), Some("10.0.1.20"));
+    assert_eq!(f[0].evidence["other_task_arns"][0], task('b'));
+    assert_eq!(f[0].evidence["addresses"][0], "10.0.1.20");
+    assert_eq!(
+        f[0].evidence["calls"][1]["vpc_endpoint_id"],
+        "vpce-0123456789abcdef0"
+    );
+}
+
+#[test]
+fn use_by_other_task_negative() {
+    // Calls from the task's own ENI address, from a private address no task holds (a NAT), from
+    // another task's address after that task stopped, and from a public address.
+    let f = run_fixture("use_by_other_task", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
 fn cloudtrail_near_misses_fire_with_looser_params() {
     let dets = detections();
     let run = |kind: &str, param: &str, value: &str| {
@@ -241,6 +291,10 @@ fn cloudtrail_near_misses_fire_with_looser_params() {
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].count, 1);
     assert_eq!(f[0].evidence["calls"][0]["event_name"], "PutObject");
+    // Without skew, the call 30 s before task e's fetch; never the uncovered or early calls.
+    let f = run("use_without_fetch", "skew_seconds", "0");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].task_arn, Some(task('e')));
 }
 
 #[test]
