@@ -373,15 +373,13 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     for &t in &times {
                         audit.push((
                             task.host,
-                            AuditEntry {
-                                time: t,
-                                status: 200,
-                                src: Some((ip, cx.rng.range(32768, 61000) as u16)),
-                                path: "/v2/credentials".to_string(),
-                                ua: u,
-                                task: Some(v as u32),
-                                exec: false,
-                            },
+                            AuditEntry::fetch(
+                                t,
+                                Some((ip, cx.rng.range(32768, 61000) as u16)),
+                                u,
+                                v as u32,
+                                false,
+                            ),
                         ));
                     }
                     let b = base(cx.w, v);
@@ -436,15 +434,13 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     let u = ua(&agent);
                     audit.push((
                         th.host,
-                        AuditEntry {
-                            time: t0,
-                            status: 200,
-                            src: Some((ip, cx.rng.range(32768, 61000) as u16)),
-                            path: "/v2/credentials".to_string(),
-                            ua: u,
-                            task: Some(v as u32),
-                            exec: false,
-                        },
+                        AuditEntry::fetch(
+                            t0,
+                            Some((ip, cx.rng.range(32768, 61000) as u16)),
+                            u,
+                            v as u32,
+                            false,
+                        ),
                     ));
                     let b = base(cx.w, v);
                     let skew = cx.w.hosts[th.host].skew;
@@ -483,15 +479,13 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                         last = t0 + k * 5 + cx.rng.range(0, 3);
                         audit.push((
                             task.host,
-                            AuditEntry {
-                                time: last,
-                                status: 200,
-                                src: Some((ip, cx.rng.range(32768, 61000) as u16)),
-                                path: "/v2/credentials".to_string(),
-                                ua: u,
-                                task: Some(v as u32),
-                                exec: false,
-                            },
+                            AuditEntry::fetch(
+                                last,
+                                Some((ip, cx.rng.range(32768, 61000) as u16)),
+                                u,
+                                v as u32,
+                                false,
+                            ),
                         ));
                     }
                     let b = base(cx.w, v);

@@ -347,6 +347,22 @@ pub struct AuditEntry {
     pub exec: bool,
 }
 
+impl AuditEntry {
+    /// A successful `/v2/credentials` fetch of task `task`'s task-role credentials, or of its
+    /// execution-role credentials when `exec`.
+    pub fn fetch(time: i64, src: Option<(u32, u16)>, ua: u16, task: u32, exec: bool) -> AuditEntry {
+        AuditEntry {
+            time,
+            status: 200,
+            src,
+            path: "/v2/credentials".to_string(),
+            ua,
+            task: Some(task),
+            exec,
+        }
+    }
+}
+
 /// Who made a CloudTrail call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Who {
@@ -1375,15 +1391,13 @@ fn schedule_fetches(w: &mut World) {
                 let Some(k) = w.latest_key(&t.exec_keys, at) else {
                     break;
                 };
-                out.push(AuditEntry {
-                    time: at,
-                    status: 200,
-                    src: Some((host_ip, ephemeral_port(&mut rng))),
-                    path: "/v2/credentials".to_string(),
-                    ua: awslogs,
-                    task: Some(ti as u32),
-                    exec: true,
-                });
+                out.push(AuditEntry::fetch(
+                    at,
+                    Some((host_ip, ephemeral_port(&mut rng))),
+                    awslogs,
+                    ti as u32,
+                    true,
+                ));
                 at = w.keys[k as usize].expires - 60 + rng.range(0, 30);
             }
         }
@@ -1398,15 +1412,13 @@ fn schedule_fetches(w: &mut World) {
                         break;
                     };
                     timeline.push((at, k));
-                    out.push(AuditEntry {
-                        time: at,
-                        status: 200,
-                        src: src_ip.map(|ip| (ip, ephemeral_port(&mut rng))),
-                        path: "/v2/credentials".to_string(),
-                        ua: fetch_ua,
-                        task: Some(ti as u32),
-                        exec: false,
-                    });
+                    out.push(AuditEntry::fetch(
+                        at,
+                        src_ip.map(|ip| (ip, ephemeral_port(&mut rng))),
+                        fetch_ua,
+                        ti as u32,
+                        false,
+                    ));
                     at = w.keys[k as usize].expires - behavior.lang.refresh_margin()
                         + rng.range(0, 60);
                 }
@@ -1421,15 +1433,13 @@ fn schedule_fetches(w: &mut World) {
                     if at >= t.last_call {
                         break;
                     }
-                    out.push(AuditEntry {
-                        time: at,
-                        status: 200,
-                        src: ip.map(|ip| (ip, ephemeral_port(&mut rng))),
-                        path: "/v2/credentials".to_string(),
-                        ua: health,
-                        task: Some(ti as u32),
-                        exec: false,
-                    });
+                    out.push(AuditEntry::fetch(
+                        at,
+                        ip.map(|ip| (ip, ephemeral_port(&mut rng))),
+                        health,
+                        ti as u32,
+                        false,
+                    ));
                     k += 1;
                 }
             }
