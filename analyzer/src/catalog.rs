@@ -360,15 +360,20 @@ impl Catalog {
         )
     }
 
+    /// Identifies this catalog and mapping: tables derived from them are rebuilt when it changes.
+    pub fn stamp(&self) -> String {
+        format!(
+            "{}+{:016x}",
+            self.version,
+            xxhash_rust::xxh3::xxh3_64(MAP_TSV.as_bytes())
+        )
+    }
+
     /// Writes the catalog into the store (`iam_actions`, `cloudtrail_event_actions`,
     /// `cloudtrail_source_prefixes`) unless this version is there already.
     pub fn install(&self, store: &Store) -> Result<()> {
         let key = "catalog_version";
-        let stamp = format!(
-            "{}+{:016x}",
-            self.version,
-            xxhash_rust::xxh3::xxh3_64(MAP_TSV.as_bytes())
-        );
+        let stamp = self.stamp();
         if store.meta(key)?.as_deref() == Some(stamp.as_str()) {
             return Ok(());
         }

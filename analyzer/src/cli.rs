@@ -37,6 +37,9 @@ pub enum Command {
     Catalog,
     /// Run the detections over the store and print findings; exit status 3 with `--fail-on`.
     Analyze(crate::detect::AnalyzeArgs),
+    /// Least privilege per task and execution role: granted vs used vs unverifiable actions,
+    /// per-family use, and a recommended policy (written with `--out`).
+    Recommend(crate::privilege::RecommendArgs),
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -97,6 +100,13 @@ pub fn run(cli: Cli) -> Result<()> {
             if fail {
                 std::process::exit(3);
             }
+            Ok(())
+        }
+        Command::Recommend(a) => {
+            let store = crate::store::Store::open(&cli.store)?;
+            let mut out = std::io::stdout().lock();
+            crate::privilege::recommend(&store, &a, &mut out)?;
+            out.flush()?;
             Ok(())
         }
         Command::Catalog => {

@@ -375,12 +375,31 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         .copied()
         .filter(|k| !implemented.contains(k))
         .collect();
-    writeln!(out, "Not yet available")?;
-    writeln!(out, "  findings: {}", missing.join(", "))?;
+    if !missing.is_empty() {
+        writeln!(out, "Not yet detectable: {}", missing.join(", "))?;
+    }
+    let recs = crate::privilege::recommendations(&store, None, None)?;
     writeln!(
         out,
-        "  least-privilege recommendations, SQL investigations, the report (issue 5)"
+        "Least privilege ({} task and execution roles; `credtrail recommend --out DIR` writes the policies):",
+        recs.len()
     )?;
+    for r in &recs {
+        let e = &r.evidence;
+        let n = |k: &str| e[k].as_array().map_or(0, Vec::len);
+        let docs = e["recommended_policy"].as_array().map_or(0, Vec::len);
+        writeln!(
+            out,
+            "  {:<28} granted {:>6} · used {:>3} · unused {:>6} · unverifiable {:>3} · policy {} document{}",
+            escape_control(short_arn(r.role_arn.as_deref().unwrap_or_default())),
+            e["granted"].as_u64().unwrap_or(0),
+            n("used_actions"),
+            n("unused_actions"),
+            n("unverifiable_actions"),
+            docs,
+            if docs == 1 { "" } else { "s" }
+        )?;
+    }
     match &opts.out {
         Some(p) => writeln!(out, "Files kept in {}", p.display())?,
         None => writeln!(out, "Temporary files removed; keep them with --out DIR")?,

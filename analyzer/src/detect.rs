@@ -49,7 +49,22 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "use_without_fetch.sql",
         include_str!("../../queries/detections/use_without_fetch.sql"),
     ),
+    (
+        "unused_permissions.sql",
+        include_str!("../../queries/detections/unused_permissions.sql"),
+    ),
+    (
+        "unused_role.sql",
+        include_str!("../../queries/detections/unused_role.sql"),
+    ),
+    (
+        "use_from_unexpected_network.sql",
+        include_str!("../../queries/detections/use_from_unexpected_network.sql"),
+    ),
 ];
+
+/// DuckDB's memory limit while detections run.
+pub const ANALYSIS_MEMORY_LIMIT: &str = "3GB";
 
 /// Header keys every detection must have.
 pub const REQUIRED_KEYS: &[&str] = &[
@@ -448,6 +463,9 @@ pub fn run_one(store: &Store, d: &Detection, opts: &RunOptions) -> Result<Vec<Fi
             evidence,
         });
     }
+    for f in &mut out {
+        crate::privilege::add_recommended_policy(f);
+    }
     Ok(out)
 }
 
@@ -490,6 +508,20 @@ pub fn check_params(dets: &[Detection], opts: &RunOptions) -> Result<()> {
 /// Run every detection, dedupe by (kind, key) and sort.
 pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
     let mut report = Report::default();
+    // The store opens with a small memory limit for ingest; joins over a fleet's CloudTrail need
+    // more (the 100-host benchmark stays well under this).
+    if let Err(e) = store
+        .conn()
+        .execute_batch(&format!("SET memory_limit = '{ANALYSIS_MEMORY_LIMIT}'"))
+    {
+        report.failed.push(("memory_limit".into(), e.to_string()));
+    }
+    // The least-privilege views need every stored event mapped to its IAM action.
+    if let Err(e) = crate::privilege::refresh_event_map(store) {
+        report
+            .failed
+            .push(("cloudtrail_event_map".into(), format!("{e:#}")));
+    }
     let mut keyed = Vec::new();
     for d in dets {
         match run_one(store, d, opts) {

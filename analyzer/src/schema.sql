@@ -177,3 +177,27 @@ CREATE TABLE IF NOT EXISTS analyzer_meta (
     key   VARCHAR NOT NULL,
     value VARCHAR
 );
+
+-- The IAM action catalog and CloudTrail mapping (catalog.rs `install` replaces them with the
+-- built-in data); created empty here so the views below always prepare.
+CREATE TABLE IF NOT EXISTS iam_actions (
+    action VARCHAR NOT NULL, prefix VARCHAR NOT NULL, name VARCHAR NOT NULL,
+    access_level VARCHAR NOT NULL, resource_types VARCHAR[] NOT NULL,
+    required_resource_types VARCHAR[] NOT NULL, dependent_actions VARCHAR[] NOT NULL,
+    observability VARCHAR NOT NULL, note VARCHAR
+);
+CREATE TABLE IF NOT EXISTS cloudtrail_event_actions (
+    event_source VARCHAR NOT NULL, event_name VARCHAR NOT NULL, action VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cloudtrail_source_prefixes (
+    event_source VARCHAR NOT NULL, prefix VARCHAR NOT NULL
+);
+
+-- Every (eventSource, eventName) stored, with the IAM action(s) it shows were used (one row per
+-- action; none when the catalog knows no mapping). Filled by privilege.rs from the catalog before
+-- detections run, so the mapping rules (exceptions, API-version suffixes) live in one place.
+CREATE TABLE IF NOT EXISTS cloudtrail_event_map (
+    event_source VARCHAR NOT NULL,
+    event_name   VARCHAR NOT NULL,
+    action       VARCHAR              -- canonical service:ActionName; NULL: no known mapping
+);

@@ -93,3 +93,195 @@ FROM cloudtrail_events e
 JOIN tasks t
   ON e.session_name = t.task_id
  AND e.session_issuer_arn = t.task_role_arn;
+
+-- True when a CloudTrail errorCode says the caller was not allowed (or not authenticated): such a
+-- call never counts as use of a permission. Other errors (a missing key, a throttle) were authorized.
+CREATE OR REPLACE MACRO authorization_error(code) AS
+    code IS NOT NULL
+    AND (code ILIKE '%AccessDenied%' OR code ILIKE '%Unauthorized%' OR code ILIKE '%NotAuthorized%'
+         OR code ILIKE '%Forbidden%'
+         OR code IN ('AuthFailure', 'InvalidClientTokenId', 'ExpiredToken', 'ExpiredTokenException',
+                     'SignatureDoesNotMatch', 'UnrecognizedClientException', 'InvalidAccessKeyId'));
+
+-- Every CloudTrail call made with a role session (task, execution or any other role), one row per
+-- IAM action the call shows was used (cloudtrail_event_map), with the resources it touched: the
+-- record's `resources` ARNs plus the ARNs its requestParameters name for the common services.
+-- Calls AWS made on the session's behalf (`invoked_by`) are here too: they use the action too.
+CREATE OR REPLACE VIEW role_calls AS
+SELECT e.session_issuer_arn AS role_arn, m.action, e.event_time, e.event_id, e.event_source,
+       e.event_name, e.error_code, authorization_error(e.error_code) AS denied, e.session_name,
+       e.invoked_by, e.source_ip, e.aws_region, e.event_category, e.access_key_id,
+       list_filter(list_concat(
+           coalesce(json_extract_string(e.resources, '$[*].ARN'), []::VARCHAR[]),
+           [CASE
+               WHEN e.event_source = 'dynamodb.amazonaws.com'
+                    AND json_extract_string(e.request_parameters, '$.tableName') IS NOT NULL
+                 THEN format('arn:{}:dynamodb:{}:{}:table/{}', split_part(e.session_issuer_arn, ':', 2),
+                             e.aws_region, e.recipient_account_id, json_extract_string(e.request_parameters, '$.tableName'))
+               WHEN e.event_source = 'sqs.amazonaws.com'
+                    AND json_extract_string(e.request_parameters, '$.queueUrl') IS NOT NULL
+                 THEN format('arn:{}:sqs:{}:{}:{}', split_part(e.session_issuer_arn, ':', 2),
+                             e.aws_region,
+                             regexp_extract(json_extract_string(e.request_parameters, '$.queueUrl'), '/([0-9]{12})/[^/]+$', 1),
+                             regexp_extract(json_extract_string(e.request_parameters, '$.queueUrl'), '/([^/]+)$', 1))
+               WHEN e.event_source = 'sns.amazonaws.com'
+                 THEN json_extract_string(e.request_parameters, '$.topicArn')
+               WHEN e.event_source = 'secretsmanager.amazonaws.com'
+                    AND json_extract_string(e.request_parameters, '$.secretId') LIKE 'arn:%'
+                 THEN json_extract_string(e.request_parameters, '$.secretId')
+               WHEN e.event_source = 'secretsmanager.amazonaws.com'
+                    AND json_extract_string(e.request_parameters, '$.secretId') IS NOT NULL
+                 THEN format('arn:{}:secretsmanager:{}:{}:secret:{}-*',
+                             split_part(e.session_issuer_arn, ':', 2), e.aws_region,
+                             e.recipient_account_id, json_extract_string(e.request_parameters, '$.secretId'))
+               WHEN e.event_source = 'ssm.amazonaws.com'
+                    AND json_extract_string(e.request_parameters, '$.name') IS NOT NULL
+                 THEN format('arn:{}:ssm:{}:{}:parameter/{}', split_part(e.session_issuer_arn, ':', 2),
+                             e.aws_region, e.recipient_account_id,
+                             ltrim(json_extract_string(e.request_parameters, '$.name'), '/'))
+               WHEN e.event_source = 'logs.amazonaws.com'
+                    AND json_extract_string(e.request_parameters, '$.logGroupName') IS NOT NULL
+                 THEN format('arn:{}:logs:{}:{}:log-group:{}:*', split_part(e.session_issuer_arn, ':', 2),
+                             e.aws_region, e.recipient_account_id,
+                             json_extract_string(e.request_parameters, '$.logGroupName'))
+           END]), x -> x IS NOT NULL AND x LIKE 'arn:%') AS resource_arns
+FROM cloudtrail_events e
+JOIN cloudtrail_event_map m
+  ON m.event_source = e.event_source AND m.event_name = e.event_name AND m.action IS NOT NULL
+WHERE e.session_issuer_arn IS NOT NULL;
+
+-- Roles that task definitions name, one row per (role, kind): `task` (the task role) or
+-- `execution` (the agent's role for image pulls and logs), with the families and clusters whose
+-- tasks use it and when those tasks ran.
+CREATE OR REPLACE VIEW task_roles AS
+WITH r AS (
+    SELECT task_role_arn AS role_arn, 'task' AS role_kind, task_arn, family, cluster_arn,
+           coalesce(started_at, first_observed, created_at) AS ran_from,
+           coalesce(stopped_at, observed_stopped, TIMESTAMP 'infinity') AS ran_until,
+           started_at
+    FROM tasks WHERE task_role_arn IS NOT NULL
+    UNION ALL
+    SELECT execution_role_arn, 'execution', task_arn, family, cluster_arn,
+           coalesce(started_at, first_observed, created_at),
+           coalesce(stopped_at, observed_stopped, TIMESTAMP 'infinity'), started_at
+    FROM tasks WHERE execution_role_arn IS NOT NULL
+)
+SELECT role_arn, role_kind,
+       list_sort(list_distinct(list(family))) AS families,
+       list_sort(list_distinct(list(cluster_arn))) AS clusters,
+       list_sort(list_distinct(list(task_arn))) AS task_arns,
+       min(ran_from) AS first_ran, max(ran_until) AS last_ran,
+       list(struct_pack(task_arn := task_arn, ran_from := ran_from, ran_until := ran_until,
+                        started_at := started_at)) AS runs
+FROM r GROUP BY role_arn, role_kind;
+
+-- What each role may do: its identity policies' Allow statements expanded to catalog actions,
+-- minus actions an unconditional `Deny` on every resource removes, intersected with the
+-- permissions boundary when the role has one whose document was in the IAM file.
+CREATE OR REPLACE VIEW role_grants AS
+WITH allowed AS (
+    SELECT role_arn, action,
+           any_value(access_level) AS access_level,
+           bool_and(in_catalog) AS in_catalog,
+           bool_and(has_condition) AS only_conditional,
+           list_sort(list_distinct(flatten(list(resources) FILTER (WHERE NOT not_resource)))) AS resources,
+           list_sort(list_distinct(list(policy_id))) AS policies,
+           list_distinct(list(condition) FILTER (WHERE has_condition)) AS conditions
+    FROM iam_grants
+    WHERE effect = 'Allow' AND policy_kind <> 'boundary'
+    GROUP BY role_arn, action
+),
+denied AS (
+    SELECT DISTINCT role_arn, action FROM iam_grants
+    WHERE effect = 'Deny' AND NOT has_condition AND NOT not_resource AND list_contains(resources, '*')
+),
+bounded AS (
+    SELECT DISTINCT role_arn FROM iam_role_policies WHERE kind = 'boundary' AND resolved
+),
+boundary_allows AS (
+    SELECT DISTINCT role_arn, action FROM iam_grants WHERE effect = 'Allow' AND policy_kind = 'boundary'
+)
+SELECT a.*
+FROM allowed a
+WHERE NOT EXISTS (SELECT 1 FROM denied d WHERE d.role_arn = a.role_arn AND d.action = a.action)
+  AND (a.role_arn NOT IN (SELECT role_arn FROM bounded)
+       OR EXISTS (SELECT 1 FROM boundary_allows b WHERE b.role_arn = a.role_arn AND b.action = a.action));
+
+-- Granted vs used vs unverifiable, per role and action, over the observation window: `--since`
+-- (else the first CloudTrail event) to `--until` (else the last). `used`: an authorized call of a
+-- session of the role recorded the action; `unverifiable`: the trail that was read could not show
+-- a use (never logged, a data event while the trail holds none of that service, or an action the
+-- catalog does not know); `unused`: everything else granted.
+CREATE OR REPLACE VIEW role_action_status AS
+WITH win AS (
+    SELECT coalesce(getvariable('since')::TIMESTAMP, min(event_time)) AS window_start,
+           coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end
+    FROM cloudtrail_events
+),
+calls AS (
+    SELECT c.role_arn, c.action, c.event_time, c.session_name, c.resource_arns
+    FROM role_calls c, win
+    WHERE NOT c.denied AND c.event_time >= win.window_start AND c.event_time <= win.window_end
+      AND c.role_arn IN (SELECT role_arn FROM role_grants)
+),
+session_family AS (
+    SELECT s.role_arn, s.session_name, any_value(t.family) AS family
+    FROM (SELECT DISTINCT role_arn, session_name FROM calls) s
+    JOIN tasks t
+      ON t.task_id = s.session_name
+     AND (t.task_role_arn = s.role_arn OR t.execution_role_arn = s.role_arn)
+    GROUP BY s.role_arn, s.session_name
+),
+used AS (
+    SELECT c.role_arn, c.action, count(*) AS calls, max(c.event_time) AS last_used,
+           list_sort(list_distinct(list(f.family) FILTER (WHERE f.family IS NOT NULL))) AS families,
+           list_sort(list_distinct(flatten(list(c.resource_arns)))) AS resources
+    FROM calls c
+    LEFT JOIN session_family f ON f.role_arn = c.role_arn AND f.session_name = c.session_name
+    GROUP BY c.role_arn, c.action
+),
+data_prefixes AS (
+    SELECT DISTINCT split_part(m.action, ':', 1) AS prefix
+    FROM (SELECT DISTINCT e.event_source, e.event_name
+          FROM cloudtrail_events e, win
+          WHERE e.event_category = 'Data'
+            AND e.event_time >= win.window_start AND e.event_time <= win.window_end) d
+    JOIN cloudtrail_event_map m
+      ON m.event_source = d.event_source AND m.event_name = d.event_name AND m.action IS NOT NULL
+)
+SELECT g.role_arn, g.action,
+       coalesce(a.access_level, g.access_level) AS access_level,
+       CASE
+           WHEN u.action IS NOT NULL THEN 'used'
+           WHEN a.action IS NULL THEN 'unverifiable'
+           WHEN a.observability = 'unlogged' THEN 'unverifiable'
+           WHEN a.observability = 'data' AND dp.prefix IS NULL THEN 'unverifiable'
+           ELSE 'unused'
+       END AS status,
+       CASE
+           WHEN u.action IS NOT NULL THEN NULL
+           WHEN a.action IS NULL THEN 'not in the IAM action catalog'
+           WHEN a.observability = 'unlogged' THEN coalesce('CloudTrail never logs it: ' || a.note,
+                                                           'CloudTrail never logs it')
+           WHEN a.observability = 'data' AND dp.prefix IS NULL
+             THEN format('a data event, and the trail read holds no {} data events', a.prefix)
+       END AS reason,
+       u.calls, u.last_used, coalesce(u.families, []::VARCHAR[]) AS families,
+       -- S3 object ARNs are kept as bucket/* (keys are data, not policy); object-level actions
+       -- keep object ARNs, bucket-level ones bucket ARNs.
+       list_distinct(list_transform(
+           list_filter(coalesce(u.resources, []::VARCHAR[]), x ->
+               CASE WHEN g.action NOT LIKE 's3:%' THEN true
+                    WHEN list_contains(a.resource_types, 'object') THEN x LIKE 'arn:%:s3:::%/%'
+                    ELSE x NOT LIKE 'arn:%:s3:::%/%' END),
+           x -> regexp_replace(x, '^(arn:[^:]+:s3:::[^/]+)/.+$', '\1/*'))) AS seen_resources,
+       g.resources AS granted_resources,
+       coalesce(len(a.resource_types), 0) > 0 AS resource_level,
+       g.only_conditional,
+       CASE WHEN g.only_conditional THEN g.conditions ELSE []::JSON[] END AS conditions,
+       w.window_start, w.window_end
+FROM role_grants g
+CROSS JOIN win w
+LEFT JOIN iam_actions a ON a.action = g.action
+LEFT JOIN used u ON u.role_arn = g.role_arn AND u.action = g.action
+LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix;

@@ -33,7 +33,7 @@ fn detections() -> Vec<Detection> {
 /// logs, `*cloudtrail*.json` files CloudTrail files and other `*.json` files ECS output.
 fn store_with(case: &Path) -> Store {
     let store = Store::open_in_memory().unwrap();
-    let (mut logs, mut trails, mut ecs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut logs, mut trails, mut ecs, mut iam) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if case.is_dir() {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(case)
             .unwrap()
@@ -46,6 +46,8 @@ fn store_with(case: &Path) -> Store {
                 logs.push(p);
             } else if name.ends_with(".json") && name.contains("cloudtrail") {
                 trails.push(p);
+            } else if name == "iam.json" {
+                iam.push(p);
             } else if name.ends_with(".json") {
                 ecs.push(p);
             }
@@ -66,6 +68,9 @@ fn store_with(case: &Path) -> Store {
     }
     if !ecs.is_empty() {
         credtrail::ecs::ingest(&store, &ecs).unwrap();
+    }
+    for p in &iam {
+        credtrail::iam::ingest(&store, p).unwrap();
     }
     store
 }
@@ -267,6 +272,116 @@ fn use_by_other_task_negative() {
     // Calls from the task's own ENI address, from a private address no task holds (a NAT), from
     // another task's address after that task stopped, and from a public address.
     let f = run_fixture("use_by_other_task", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn use_from_unexpected_network_positive() {
+    let f = run_fixture("use_from_unexpected_network", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].task_arn, Some(task('d')));
+    assert_eq!(f[0].role_arn.as_deref(), Some(TASK_ROLE));
+    assert_eq!(f[0].count, 2);
+    assert_eq!(f[0].source_ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(
+        f[0].evidence["expected_egress"],
+        serde_json::json!(["52.0.0.1"])
+    );
+    assert_eq!(f[0].evidence["calls"][0]["event_name"], "GetCallerIdentity");
+    assert!(f[0].evidence["calls"][0]["event_id"].is_string());
+}
+
+#[test]
+fn use_from_unexpected_network_negative() {
+    // Service calls (invokedBy, AWS Internal), a VPC endpoint, a private address, and an egress
+    // address seen from exactly min_sessions task sessions.
+    let f = run_fixture("use_from_unexpected_network", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn use_from_unexpected_network_configured_egress() {
+    let store = store_with(&fixture("use_from_unexpected_network", "positive"));
+    let det = detections()
+        .into_iter()
+        .find(|d| d.id == "use_from_unexpected_network")
+        .unwrap();
+    let opts = RunOptions {
+        params: [(
+            "expected_egress".to_string(),
+            "203.0.113.1 198.51.100.7".to_string(),
+        )]
+        .into(),
+        ..RunOptions::default()
+    };
+    let r = detect::run(&store, &[det], &opts);
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/app-task";
+
+#[test]
+fn unused_permissions_positive() {
+    let f = run_fixture("unused_permissions", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let e = &f[0].evidence;
+    assert_eq!(f[0].role_arn.as_deref(), Some(ROLE));
+    assert_eq!(f[0].severity, Severity::Medium, "s3:PutObject is a write");
+    // Denied PutObject is not use; the explicit deny removes DeleteObject; PassRole is never logged.
+    assert_eq!(
+        e["unused_actions"],
+        serde_json::json!(["s3:PutObject", "sqs:DeleteQueue"])
+    );
+    assert_eq!(e["unverifiable_actions"][0]["action"], "iam:PassRole");
+    assert_eq!(e["used_actions"][0]["action"], "s3:GetObject");
+    assert_eq!(e["used_actions"][0]["count"], 2);
+    assert_eq!(f[0].count, 2);
+    assert_eq!(e["window_start"], "2026-11-20T12:05:00Z");
+    assert_eq!(e["window_end"], "2026-11-20T12:07:00Z");
+    let policy = &e["recommended_policy"];
+    assert_eq!(policy.as_array().unwrap().len(), 1);
+    let st = policy[0]["Statement"].as_array().unwrap();
+    assert!(
+        st.iter()
+            .any(|s| s["Action"] == "s3:GetObject" && s["Resource"] == "arn:aws:s3:::app-bucket/*"),
+        "narrowed to the bucket seen: {st:#?}"
+    );
+    assert!(
+        st.iter().any(|s| s["Action"] == "iam:PassRole"
+            && s["Sid"].as_str().unwrap().starts_with("Unverifiable")),
+        "{st:#?}"
+    );
+    let text = policy.to_string();
+    assert!(!text.contains("sqs:DeleteQueue") && !text.contains("s3:PutObject"));
+}
+
+#[test]
+fn unused_permissions_negative() {
+    // Every observable grant used; PassRole never logged; dynamodb:GetItem is a data event and
+    // the trail holds no DynamoDB data events: unverifiable, not unused.
+    let f = run_fixture("unused_permissions", "negative");
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn unused_role_positive() {
+    let f = run_fixture("unused_role", "positive");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Low);
+    assert_eq!(
+        f[0].role_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:role/side-task")
+    );
+    assert_eq!(f[0].evidence["denied_calls"], 1, "a denied call is not use");
+    assert_eq!(f[0].evidence["tasks"][0], task('b'));
+}
+
+#[test]
+fn unused_role_negative() {
+    // One authorized call among denied ones is use.
+    let f = run_fixture("unused_role", "negative");
     assert!(f.is_empty(), "{f:#?}");
 }
 

@@ -1,8 +1,8 @@
 -- id: fetch_foreign_source
 -- title: Task credentials fetched from another task's address
 -- severity: critical
--- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the address of B's first own fetch, B's until another task starts there; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
--- reads: credential_requests, task_inventory
+-- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the address B's own credentials are most often fetched from, B's from its first fetch there until another task makes it its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
+-- reads: credential_requests, task_inventory, tasks
 -- key: task_arn
 -- params: slack_minutes=10
 WITH ok AS (
@@ -13,12 +13,19 @@ WITH ok AS (
       AND source_ip IS NOT NULL
       AND coalesce(event_type, 'GetCredentials') = 'GetCredentials'
 ),
--- addresses learned from the audit log: a task's home is the address of its first own fetch
--- (the SDK at start-up); it owns that address until another task makes it its home. An address
--- where a home task keeps fetching after another task's start is shared (a host address): no one's.
+-- addresses learned from the audit log: a task's home is the address its own credentials are
+-- most often fetched from (first such fetch on ties); it owns that address from its first fetch
+-- there until another task makes it its home, or it stops. An address where a home task keeps
+-- fetching after another task's start is shared (a host address): no one's.
+addr_counts AS (
+    SELECT host, task_arn, source_ip, count(*) AS n, min(event_time) AS first_fetch
+    FROM ok GROUP BY host, task_arn, source_ip
+),
 homes AS (
-    SELECT host, task_arn, arg_min(source_ip, event_time) AS source_ip, min(event_time) AS since
-    FROM ok GROUP BY host, task_arn
+    SELECT host, task_arn, source_ip, first_fetch AS since
+    FROM addr_counts
+    QUALIFY row_number() OVER (PARTITION BY host, task_arn
+                               ORDER BY n DESC, first_fetch, source_ip) = 1
 ),
 spans AS (
     SELECT host, source_ip, task_arn AS owner, since,
@@ -31,9 +38,17 @@ shared AS (
       ON o.host = s.host AND o.source_ip = s.source_ip AND o.task_arn = s.owner
     WHERE s.next_start IS NOT NULL AND o.event_time >= s.next_start
 ),
+stops AS (
+    SELECT task_arn, coalesce(stopped_at, observed_stopped) AS stopped FROM tasks
+),
 learned AS (
-    SELECT s.host, s.source_ip, s.owner, s.since, s.next_start AS until
+    SELECT s.host, s.source_ip, s.owner, s.since,
+           CASE WHEN st.stopped IS NULL THEN s.next_start
+                ELSE least(coalesce(s.next_start, TIMESTAMP 'infinity'),
+                           st.stopped + to_minutes(getvariable('slack_minutes')::BIGINT))
+           END AS until
     FROM spans s
+    LEFT JOIN stops st ON st.task_arn = s.owner
     WHERE NOT EXISTS (SELECT 1 FROM shared x WHERE x.host = s.host AND x.source_ip = s.source_ip)
 ),
 inventory AS (

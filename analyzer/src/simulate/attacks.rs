@@ -846,6 +846,61 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                             evidence: json!({"scenario": a.name(), "planted_unused_actions": planted}),
                         });
                     }
+                    // Grants nothing in the simulated fleet ever exercises, beyond the planted
+                    // ones: the AWS managed execution policy's push-side ECR action and the
+                    // execution role's KMS decrypt (the secrets use the AWS managed key), and the
+                    // one-off migration's TTL change.
+                    let exec_ran =
+                        cx.w.tasks
+                            .iter()
+                            .any(|t| cx.w.taskdefs[t.taskdef].exec_role == cx.w.exec_role);
+                    let migration: Vec<&str> =
+                        cx.w.tasks
+                            .iter()
+                            .filter(|t| t.role_override == Some(cx.w.migration_role))
+                            .map(|t| t.arn.as_str())
+                            .collect();
+                    let emergent: [(bool, usize, &[&str], Option<String>); 2] = [
+                        (
+                            exec_ran,
+                            cx.w.exec_role,
+                            &["ecr:BatchCheckLayerAvailability", "kms:Decrypt"],
+                            None,
+                        ),
+                        (
+                            !migration.is_empty(),
+                            cx.w.migration_role,
+                            &["dynamodb:UpdateTimeToLive"],
+                            migration.first().and_then(|arn| {
+                                cx.w.tasks.iter().find(|t| t.arn == *arn).map(|t| {
+                                    cx.w.clusters[cx.w.services[t.service].cluster].arn.clone()
+                                })
+                            }),
+                        ),
+                    ];
+                    for (ran, role, actions, cluster) in emergent {
+                        if !ran {
+                            continue;
+                        }
+                        truth.push(Truth {
+                            kind: a.kind(),
+                            severity: "medium",
+                            title: format!(
+                                "{} grants {} that no session used",
+                                cx.w.roles[role].name,
+                                actions.join(", ")
+                            ),
+                            first_seen: rfc3339_string(cx.w.start),
+                            last_seen: rfc3339_string(cx.w.end),
+                            count: actions.len() as u64,
+                            cluster_arn: cluster,
+                            task_arn: None,
+                            role_arn: Some(cx.w.roles[role].arn.clone()),
+                            host: None,
+                            source_ip: None,
+                            evidence: json!({"scenario": a.name(), "planted_unused_actions": actions}),
+                        });
+                    }
                 }
                 Attack::UnusedRole => {
                     for (si, s) in cx.w.services.iter().enumerate() {

@@ -543,7 +543,7 @@ impl Profile {
             },
             Profile::Migration => Behavior {
                 lang: Lang::Java,
-                boot: &[DdbDescribeTable],
+                boot: &[DdbDescribeTable, DdbUpdateTable],
                 steady: &[(DdbDescribeTable, 120.0), (DdbUpdateTable, 12.0)],
                 procs: 1,
                 healthcheck: false,
