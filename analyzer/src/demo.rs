@@ -299,14 +299,10 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
             "not yet detectable"
         } else {
             detectable += 1;
-            let hit = report.findings.iter().any(|f| {
-                f.kind == t.kind
-                    && match t.kind {
-                        "fetch_denied_burst" => f.source_ip == t.source_ip,
-                        "unused_permissions" | "unused_role" => f.role_arn == t.role_arn,
-                        _ => f.task_arn == t.task_arn,
-                    }
-            });
+            let hit = report
+                .findings
+                .iter()
+                .any(|f| crate::simulate::truth::matches(t, f));
             if hit {
                 found += 1;
                 "found"
@@ -341,16 +337,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     let unplanted = report
         .findings
         .iter()
-        .filter(|f| {
-            !truth.iter().any(|t| {
-                t.kind == f.kind
-                    && match t.kind {
-                        "fetch_denied_burst" => f.source_ip == t.source_ip,
-                        "unused_permissions" | "unused_role" => f.role_arn == t.role_arn,
-                        _ => f.task_arn == t.task_arn,
-                    }
-            })
-        })
+        .filter(|f| !truth.iter().any(|t| crate::simulate::truth::matches(t, f)))
         .count();
     writeln!(
         out,

@@ -285,3 +285,20 @@ CROSS JOIN win w
 LEFT JOIN iam_actions a ON a.action = g.action
 LEFT JOIN used u ON u.role_arn = g.role_arn AND u.action = g.action
 LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix;
+
+-- The collector's host names with the container instance each one's audit lines name (the most
+-- frequent, should a host have been re-registered) and its cluster.
+CREATE OR REPLACE VIEW audit_hosts AS
+SELECT host,
+       arg_max(container_instance_arn, n) AS container_instance_arn,
+       arg_max(cluster, n) AS cluster
+FROM (SELECT host, container_instance_arn, cluster, count(*) AS n
+      FROM credential_requests
+      WHERE container_instance_arn IS NOT NULL
+      GROUP BY host, container_instance_arn, cluster)
+GROUP BY host;
+
+-- A finding's `host`: the container instance ARN of a collector host name when its lines name
+-- one, else the name itself.
+CREATE OR REPLACE MACRO host_arn(h) AS
+    coalesce((SELECT a.container_instance_arn FROM audit_hosts a WHERE a.host = h), h);

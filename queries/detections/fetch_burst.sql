@@ -2,7 +2,7 @@
 -- title: Burst of credential fetches for one task
 -- severity: medium
 -- description: More than max_fetches successful credential fetches for one task within window_minutes. SDKs cache task credentials for hours; a burst means a loop or a person fetching by hand.
--- reads: credential_requests
+-- reads: credential_requests, audit_hosts
 -- key: task_arn
 -- params: window_minutes=5, max_fetches=30
 WITH ok AS (
@@ -47,7 +47,7 @@ SELECT
          THEN regexp_replace(task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
     task_arn,
     NULL AS role_arn,
-    min(host) AS host,
+    host_arn(min(host)) AS host,
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'window_minutes', getvariable('window_minutes')::BIGINT,

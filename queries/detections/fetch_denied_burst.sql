@@ -2,7 +2,7 @@
 -- title: Burst of refused credential requests from one address
 -- severity: high; medium when every refused request was throttled (429)
 -- description: At least min_failures non-2xx requests to the task credential endpoint (400 not found, 429 throttled, 5xx) from one requester address on one host within window_minutes: someone guessing credential IDs or hammering the endpoint.
--- reads: credential_requests
+-- reads: credential_requests, audit_hosts
 -- key: host, source_ip
 -- params: window_minutes=10, min_failures=5
 WITH failed AS (
@@ -42,9 +42,10 @@ SELECT
     NULL AS cluster_arn,
     NULL AS task_arn,
     NULL AS role_arn,
-    host,
+    host_arn(host) AS host,
     source_ip,
     json_object(
+        'host_name', host,
         'max_in_window', (SELECT max(w.in_window) FROM windowed w
                           WHERE w.host = rows.host AND w.source_ip IS NOT DISTINCT FROM rows.source_ip),
         'window_minutes', getvariable('window_minutes')::BIGINT,

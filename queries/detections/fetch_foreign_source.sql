@@ -2,7 +2,7 @@
 -- title: Task credentials fetched from another task's address
 -- severity: critical
 -- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the address B's own credentials are most often fetched from, B's from its first fetch there until another task makes it its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
--- reads: credential_requests, task_inventory, tasks
+-- reads: credential_requests, task_inventory, tasks, audit_hosts
 -- key: task_arn
 -- params: slack_minutes=10
 WITH ok AS (
@@ -87,7 +87,7 @@ SELECT
          THEN regexp_replace(task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
     task_arn,
     NULL AS role_arn,
-    min(host) AS host,
+    host_arn(min(host)) AS host,
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'address_owners', list_sort(list_distinct(list({'source_ip': source_ip, 'task_arn': owner, 'how': how}))),

@@ -2,7 +2,7 @@
 -- title: Task credentials fetched by a client that is not an AWS SDK
 -- severity: high
 -- description: A successful task-role credential fetch whose user agent is not an AWS SDK, the AWS CLI or the ECS agent (curl, Wget, python-requests without botocore, Go-http-client, ...): a person with a shell in the container pulling credentials by hand. SDK user agents with application suffixes are SDKs.
--- reads: credential_requests
+-- reads: credential_requests, audit_hosts
 -- key: task_arn
 -- params: sdk_pattern=(?i)(^|[\s(])(aws-sdk-[a-z0-9.-]+/|aws-cli/|botocore/|boto3/|amazon ecs agent)
 WITH hits AS (
@@ -27,7 +27,7 @@ SELECT
          THEN regexp_replace(task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
     task_arn,
     NULL AS role_arn,
-    min(host) AS host,
+    host_arn(min(host)) AS host,
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'user_agents', list_sort(list_distinct(list(user_agent)))[1:20],

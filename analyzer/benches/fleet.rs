@@ -1,0 +1,305 @@
+//! `cargo bench -p credtrail --bench fleet`
+//!
+//! 1. Scale (`CREDTRAIL_BENCH_ONLY=scale`): simulates `CREDTRAIL_BENCH_HOSTS` hosts (default 100)
+//!    for `CREDTRAIL_BENCH_HOURS` hours (default 24; about 10 million CloudTrail records), ingests
+//!    every input (raw audit logs, describe-tasks, IAM, CloudTrail), then runs, each in a child
+//!    process of its own so wall time, CPU seconds and peak RSS are its alone: every built-in
+//!    detection (what `credtrail analyze` runs), and as the reference one DuckDB aggregation pass
+//!    over `cloudtrail_events` grouping by role session and event. Prints both and the ratio, and
+//!    scores the findings against `truth.jsonl`. `CREDTRAIL_BENCH_DIR=D` keeps the simulation and
+//!    store in D and reuses them on the next run (the simulation and ingest take minutes).
+//! 2. Quality (`CREDTRAIL_BENCH_ONLY=quality`): small fleets (6 hosts, 6 hours) for each seed of
+//!    `CREDTRAIL_BENCH_SEEDS` (default 1001,1002,1003,1004,1005, seeds no test uses), scored per
+//!    finding kind: planted findings found and missed, findings matching nothing planted, recall
+//!    and precision.
+//!
+//! Numbers are printed, never asserted: the tests check behaviour, this measures it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use credtrail::detect::{self, Finding, RunOptions};
+use credtrail::simulate::truth::{self, KindScore, Truth};
+use credtrail::simulate::{self, Attack, SimConfig};
+use credtrail::store::Store;
+use credtrail_collector::sys;
+
+fn main() {
+    if let Ok(phase) = std::env::var("CREDTRAIL_BENCH_PHASE") {
+        let store = PathBuf::from(std::env::var("CREDTRAIL_BENCH_STORE").unwrap());
+        run_phase(&phase, &store);
+        return;
+    }
+    let only = std::env::var("CREDTRAIL_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "quality" {
+        quality();
+    }
+    if only.is_empty() || only == "scale" {
+        scale();
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Simulates into `dir/simulation` and ingests it into `dir/credtrail.duckdb`.
+fn build(dir: &Path, seed: u64, hosts: usize, hours: u32) -> Vec<Truth> {
+    let sim = dir.join("simulation");
+    let cfg = SimConfig {
+        seed,
+        hosts,
+        hours,
+        clusters: 2,
+        attacks: Attack::ALL.into_iter().collect(),
+        threads: threads(),
+    };
+    let t = Instant::now();
+    let s = simulate::run(&cfg, &sim).unwrap();
+    let sim_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let store = Store::open(&dir.join("credtrail.duckdb")).unwrap();
+    credtrail::audit::ingest(
+        &store,
+        &[sim.join("hosts")],
+        &credtrail::audit::Options::default(),
+    )
+    .unwrap();
+    credtrail::ecs::ingest(&store, &[sim.join("ecs")]).unwrap();
+    credtrail::iam::ingest(&store, &sim.join("iam/authorization-details.json")).unwrap();
+    let ct = credtrail::cloudtrail::ingest_paths(
+        &store,
+        &[sim.join("cloudtrail")],
+        &credtrail::cloudtrail::Options {
+            threads: 0,
+            progress: false,
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "seed {seed}: {hosts} hosts, {hours} h, {} CloudTrail records: simulated in {sim_s:.1} s, ingested in {:.1} s",
+        ct.stored,
+        t.elapsed().as_secs_f64()
+    );
+    s.truth
+}
+
+fn read_truth(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Truth lines read back from `truth.jsonl` (a reused directory has no in-memory truth).
+fn truth_from_file(path: &Path) -> Vec<Truth> {
+    let kind = |k: &str| *truth::KINDS.iter().find(|x| **x == k).unwrap();
+    let sev = |s: &str| match s {
+        "low" => "low",
+        "medium" => "medium",
+        "high" => "high",
+        _ => "critical",
+    };
+    read_truth(path)
+        .into_iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().map(str::to_string);
+            Truth {
+                kind: kind(v["kind"].as_str().unwrap()),
+                severity: sev(v["severity"].as_str().unwrap()),
+                title: s("title").unwrap_or_default(),
+                first_seen: s("first_seen").unwrap_or_default(),
+                last_seen: s("last_seen").unwrap_or_default(),
+                count: v["count"].as_u64().unwrap_or(0),
+                cluster_arn: s("cluster_arn"),
+                task_arn: s("task_arn"),
+                role_arn: s("role_arn"),
+                host: s("host"),
+                source_ip: s("source_ip"),
+                evidence: v["evidence"].clone(),
+            }
+        })
+        .collect()
+}
+
+fn analyze(store: &Store) -> Vec<Finding> {
+    let loaded = detect::builtin();
+    let report = detect::run(store, &loaded.detections, &RunOptions::default());
+    for (file, e) in &report.failed {
+        eprintln!("detection {file} failed: {e}");
+    }
+    report.findings
+}
+
+fn print_scores(scores: &BTreeMap<&'static str, KindScore>) {
+    let pct = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{:.0}%", v * 100.0));
+    println!(
+        "{:<28} {:>6} {:>7} {:>10} {:>7} {:>10}",
+        "kind", "found", "missed", "unplanted", "recall", "precision"
+    );
+    let mut total = KindScore::default();
+    for (kind, s) in scores {
+        total.add(s);
+        println!(
+            "{kind:<28} {:>6} {:>7} {:>10} {:>7} {:>10}",
+            s.found,
+            s.missed,
+            s.unplanted,
+            pct(s.recall()),
+            pct(s.precision())
+        );
+    }
+    println!(
+        "{:<28} {:>6} {:>7} {:>10} {:>7} {:>10}",
+        "all kinds",
+        total.found,
+        total.missed,
+        total.unplanted,
+        pct(total.recall()),
+        pct(total.precision())
+    );
+}
+
+fn quality() {
+    let seeds: Vec<u64> = std::env::var("CREDTRAIL_BENCH_SEEDS")
+        .unwrap_or_else(|_| "1001,1002,1003,1004,1005".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut all: BTreeMap<&'static str, KindScore> = BTreeMap::new();
+    for seed in &seeds {
+        let tmp = tempfile::tempdir().unwrap();
+        let truth = build(tmp.path(), *seed, 6, 6);
+        let store = Store::open(&tmp.path().join("credtrail.duckdb")).unwrap();
+        let findings = analyze(&store);
+        let scores = truth::score(&truth, &findings);
+        let mut line = Vec::new();
+        for (kind, s) in &scores {
+            all.entry(kind).or_default().add(s);
+            if s.missed > 0 || s.unplanted > 0 {
+                line.push(format!(
+                    "{kind}: {} missed, {} unplanted",
+                    s.missed, s.unplanted
+                ));
+            }
+        }
+        println!(
+            "seed {seed}: {} planted, {} findings{}",
+            truth.len(),
+            findings.len(),
+            if line.is_empty() {
+                ", all matched".to_string()
+            } else {
+                format!("; {}", line.join("; "))
+            }
+        );
+    }
+    println!(
+        "quality over {} seeds ({}), 6 hosts × 6 h each:",
+        seeds.len(),
+        seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    print_scores(&all);
+}
+
+fn scale() {
+    let hosts = env_or("CREDTRAIL_BENCH_HOSTS", 100) as usize;
+    let hours = env_or("CREDTRAIL_BENCH_HOURS", 24) as u32;
+    let seed = env_or("CREDTRAIL_BENCH_SEED", 4242);
+    let tmp;
+    let dir = match std::env::var("CREDTRAIL_BENCH_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => {
+            tmp = tempfile::tempdir().unwrap();
+            tmp.path().to_path_buf()
+        }
+    };
+    let store_path = dir.join("credtrail.duckdb");
+    if !store_path.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        build(&dir, seed, hosts, hours);
+    } else {
+        eprintln!("reusing {}", store_path.display());
+    }
+    let truth = truth_from_file(&dir.join("simulation/truth.jsonl"));
+    let records = Store::open(&store_path)
+        .unwrap()
+        .count("SELECT count(*) FROM cloudtrail_events")
+        .unwrap();
+    println!(
+        "scale: {} CloudTrail events, {} hosts, {} h (store {})",
+        records,
+        hosts,
+        hours,
+        store_path.display()
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>10}",
+        "phase", "wall s", "CPU s", "peak RSS"
+    );
+    let mut res = Vec::new();
+    for (phase, label) in [
+        ("analyze", "credtrail analyze (every built-in detection)"),
+        (
+            "reference",
+            "DuckDB: one GROUP BY pass over cloudtrail_events",
+        ),
+    ] {
+        let p = sys::run_phase(phase, &[("CREDTRAIL_BENCH_STORE", &store_path)]).unwrap();
+        println!(
+            "{label:<52} {:>9.2} {:>9.2} {:>7.1} MB",
+            p.wall_seconds,
+            p.cpu_seconds,
+            p.max_rss_bytes / 1e6
+        );
+        res.push(p);
+    }
+    println!(
+        "analyze took {:.1}× the reference pass (wall), {:.1}× (CPU); {} findings",
+        res[0].wall_seconds / res[1].wall_seconds,
+        res[0].cpu_seconds / res[1].cpu_seconds,
+        res[0].rows
+    );
+    let store = Store::open(&store_path).unwrap();
+    let findings = analyze(&store);
+    print_scores(&truth::score(&truth, &findings));
+}
+
+fn run_phase(phase: &str, store_path: &Path) {
+    sys::report_phase(|| {
+        let store = Store::open(store_path).unwrap();
+        match phase {
+            "analyze" => analyze(&store).len() as u64,
+            "reference" => {
+                store
+                    .conn()
+                    .execute_batch(&format!(
+                        "SET memory_limit = '{}'",
+                        detect::ANALYSIS_MEMORY_LIMIT
+                    ))
+                    .unwrap();
+                store
+                    .count(
+                        "SELECT count(*) FROM (SELECT session_issuer_arn, session_name, \
+                         event_source, event_name, count(*), min(event_time), max(event_time), \
+                         count(DISTINCT source_ip) FROM cloudtrail_events GROUP BY ALL)",
+                    )
+                    .unwrap() as u64
+            }
+            other => panic!("unknown phase {other}"),
+        }
+    });
+}
