@@ -8,7 +8,8 @@
 //!    over `cloudtrail_events` grouping by role session and event. Prints both and the ratio, and
 //!    scores the findings against `truth.jsonl`. `CREDTRAIL_BENCH_DIR=D` keeps the simulation and
 //!    store in D and reuses them on the next run (the simulation and ingest take minutes).
-//! 2. Quality (`CREDTRAIL_BENCH_ONLY=quality`): small fleets (6 hosts, 6 hours) for each seed of
+//! 2. Quality (`CREDTRAIL_BENCH_ONLY=quality`): small fleets (6 hosts, 6 hours;
+//!    `CREDTRAIL_BENCH_QUALITY_HOSTS`, `CREDTRAIL_BENCH_QUALITY_HOURS`) for each seed of
 //!    `CREDTRAIL_BENCH_SEEDS` (default 1001,1002,1003,1004,1005, seeds no test uses), scored per
 //!    finding kind: planted findings found and missed, findings matching nothing planted, recall
 //!    and precision.
@@ -175,10 +176,12 @@ fn quality() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let hosts = env_or("CREDTRAIL_BENCH_QUALITY_HOSTS", 6) as usize;
+    let hours = env_or("CREDTRAIL_BENCH_QUALITY_HOURS", 6) as u32;
     let mut all: BTreeMap<&'static str, KindScore> = BTreeMap::new();
     for seed in &seeds {
         let tmp = tempfile::tempdir().unwrap();
-        let truth = build(tmp.path(), *seed, 6, 6);
+        let truth = build(tmp.path(), *seed, hosts, hours);
         let store = Store::open(&tmp.path().join("credtrail.duckdb")).unwrap();
         let findings = analyze(&store);
         let scores = truth::score(&truth, &findings);
@@ -204,7 +207,7 @@ fn quality() {
         );
     }
     println!(
-        "quality over {} seeds ({}), 6 hosts × 6 h each:",
+        "quality over {} seeds ({}), {hosts} hosts × {hours} h each:",
         seeds.len(),
         seeds
             .iter()

@@ -381,7 +381,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
             escape_control(short_arn(r.role_arn.as_deref().unwrap_or_default())),
             e["granted"].as_u64().unwrap_or(0),
             n("used_actions"),
-            n("unused_actions"),
+            e["unused_actions_total"].as_u64().unwrap_or(0),
             n("unverifiable_actions"),
             docs,
             if docs == 1 { "" } else { "s" }

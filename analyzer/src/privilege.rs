@@ -395,6 +395,9 @@ fn render_text(f: &Finding, out: &mut dyn Write) -> Result<()> {
         .unwrap_or_default();
     let unused = strings(&e["unused_actions"]);
     let write_unused = strings(&e["unused_write_actions"]);
+    let unused_total = e["unused_actions_total"]
+        .as_u64()
+        .map_or(unused.len(), |n| n as usize);
     writeln!(out, "role {}", escape_control(arn))?;
     writeln!(
         out,
@@ -407,10 +410,15 @@ fn render_text(f: &Finding, out: &mut dyn Write) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  granted {} · used {} · unused {} ({} write or permissions management) · unverifiable {}",
+        "  granted {} · used {} · unused {} ({}{} write or permissions management) · unverifiable {}",
         e["granted"],
         used.len(),
-        unused.len(),
+        unused_total,
+        if unused_total > unused.len() {
+            "at least "
+        } else {
+            ""
+        },
         write_unused.len(),
         unverifiable.len()
     )?;
@@ -433,8 +441,12 @@ fn render_text(f: &Finding, out: &mut dyn Write) -> Result<()> {
         };
         writeln!(out, "    unused      {x}{w}")?;
     }
-    if unused.len() > SHOWN {
-        writeln!(out, "    unused      … and {} more", unused.len() - SHOWN)?;
+    if unused_total > SHOWN.min(unused.len()) {
+        writeln!(
+            out,
+            "    unused      … and {} more",
+            unused_total - SHOWN.min(unused.len())
+        )?;
     }
     for u in unverifiable.iter().take(SHOWN) {
         writeln!(

@@ -1,10 +1,10 @@
 -- id: unused_permissions
 -- title: Role grants actions that no session used
 -- severity: low; medium when an unused action is Write or Permissions management level
--- description: A task or execution role (named by the task definition of a task that ran in the observation window) grants actions, after expanding wildcards and NotAction with the IAM action catalog and subtracting unconditional denies and the permissions boundary, that no session of the role used in an authorized call during the window. Actions CloudTrail cannot show (never logged, data events when the trail read holds none of that service, actions the catalog does not know) are listed as unverifiable, never as unused. Denied calls are not use; calls AWS made on the role's behalf (invokedBy) are. The analyzer adds recommended_policy to the evidence (privilege.rs) from used_actions and unverifiable_actions. A role none of whose grants was used is left to unused_role (min_used=1). `credtrail recommend` runs this query with min_unused=0 and min_used=0 to cover every role.
+-- description: A task or execution role (named by the task definition of a task that ran in the observation window) grants actions, after expanding wildcards and NotAction with the IAM action catalog and subtracting unconditional denies and the permissions boundary, that no session of the role used in an authorized call during the window. Actions CloudTrail cannot show (never logged, data events when the trail read holds none of that service, actions the catalog does not know) are listed as unverifiable, never as unused. Denied calls are not use; calls AWS made on the role's behalf (invokedBy) are. unused_actions lists at most max_listed names (unused_actions_total counts them all); used and unverifiable actions are always listed whole, since the policy is built from them. The analyzer adds recommended_policy to the evidence (privilege.rs) from used_actions and unverifiable_actions. A role none of whose grants was used is left to unused_role (min_used=1). `credtrail recommend` runs this query with min_unused=0 and min_used=0 to cover every role.
 -- reads: role_action_status, task_roles
 -- key: role_arn
--- params: min_unused=1, min_used=1, max_resources=20
+-- params: min_unused=1, min_used=1, max_resources=20, max_listed=500
 WITH win AS (
     SELECT coalesce(getvariable('since')::TIMESTAMP, min(event_time)) AS window_start,
            coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end
@@ -78,8 +78,9 @@ SELECT
         'window_start', strftime(window_start, '%Y-%m-%dT%H:%M:%SZ'),
         'window_end', strftime(window_end, '%Y-%m-%dT%H:%M:%SZ'),
         'granted', granted,
-        'unused_actions', coalesce(unused_actions, []::VARCHAR[]),
-        'unused_write_actions', coalesce(unused_write_actions, []::VARCHAR[]),
+        'unused_actions', coalesce(unused_actions, []::VARCHAR[])[1:getvariable('max_listed')::BIGINT],
+        'unused_actions_total', unused,
+        'unused_write_actions', coalesce(unused_write_actions, []::VARCHAR[])[1:getvariable('max_listed')::BIGINT],
         'unverifiable_actions', coalesce(unverifiable_actions, []),
         'used_actions', coalesce(used_actions, [])
     ) AS evidence

@@ -63,12 +63,25 @@ pub fn render(truth: &[Truth]) -> serde_json::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Whether an analyzer finding is the one a truth line expects: same kind and same key.
+/// Whether an analyzer finding is the one a truth line expects: same kind and same key, and for
+/// `unused_permissions` every planted unused action among the finding's unused actions.
 pub fn matches(t: &Truth, f: &crate::detect::Finding) -> bool {
     t.kind == f.kind
         && match t.kind {
             "fetch_denied_burst" => f.host == t.host && f.source_ip == t.source_ip,
-            "unused_permissions" | "unused_role" => f.role_arn == t.role_arn,
+            "unused_permissions" => {
+                f.role_arn == t.role_arn
+                    && t.evidence["planted_unused_actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .all(|a| {
+                            f.evidence["unused_actions"]
+                                .as_array()
+                                .is_some_and(|u| u.contains(a))
+                        })
+            }
+            "unused_role" => f.role_arn == t.role_arn,
             _ => f.task_arn == t.task_arn,
         }
 }
