@@ -37,6 +37,11 @@ pub enum Command {
     Catalog,
     /// Run the detections over the store and print findings; exit status 3 with `--fail-on`.
     Analyze(crate::detect::AnalyzeArgs),
+    /// Run DuckDB SQL over the store, opened read-only, and print the rows as a table, CSV or
+    /// JSON.
+    Sql(crate::sql::SqlArgs),
+    /// Run a named investigation over the store, opened read-only (`--list` shows them).
+    Query(crate::investigation::QueryArgs),
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -97,6 +102,19 @@ pub fn run(cli: Cli) -> Result<()> {
             if fail {
                 std::process::exit(3);
             }
+            Ok(())
+        }
+        Command::Sql(a) => {
+            let store = crate::store::Store::open_read_only(&cli.store)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::sql::command(&store, &a, &mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Command::Query(a) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::investigation::command(&cli.store, &a, &mut out)?;
+            out.flush()?;
             Ok(())
         }
         Command::Catalog => {
