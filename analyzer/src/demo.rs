@@ -379,7 +379,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  findings: {}", missing.join(", "))?;
     writeln!(
         out,
-        "  least-privilege recommendations, SQL investigations, the report (issue 5)"
+        "  least-privilege recommendations, the report (issue 5)"
     )?;
     match &opts.out {
         Some(p) => writeln!(out, "Files kept in {}", p.display())?,

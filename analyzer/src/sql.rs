@@ -213,7 +213,7 @@ fn run_wrapped(
                 Kind::Number => r.get::<_, Option<String>>(i)?.map(Cell::Number),
                 Kind::Timestamp | Kind::TimestampTz => r
                     .get::<_, Option<String>>(i)?
-                    .map(|s| Cell::Text(whole_seconds(s))),
+                    .map(|s| Cell::Text(trim_fraction(s))),
                 Kind::Json => r.get::<_, Option<String>>(i)?.map(Cell::Json),
                 Kind::Blob | Kind::Text => r.get::<_, Option<String>>(i)?.map(Cell::Text),
             };
@@ -224,13 +224,19 @@ fn run_wrapped(
     writer.finish()
 }
 
-/// `…T12:30:00.000000Z` → `…T12:30:00Z`; fractions other than zero are kept.
-fn whole_seconds(mut s: String) -> String {
-    if s.ends_with(".000000Z") {
-        s.truncate(s.len() - ".000000Z".len());
-        s.push('Z');
+/// `…T12:30:00.000000Z` → `…T12:30:00Z`, `…T12:30:07.711000Z` → `…T12:30:07.711Z`.
+fn trim_fraction(s: String) -> String {
+    match s.strip_suffix('Z').and_then(|t| t.rsplit_once('.')) {
+        Some((whole, frac)) if frac.bytes().all(|b| b.is_ascii_digit()) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{whole}Z")
+            } else {
+                format!("{whole}.{frac}Z")
+            }
+        }
+        _ => s,
     }
-    s
 }
 
 /// A DuckDB error as the user should see it: DuckDB's own message.
@@ -347,7 +353,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Microseconds since the epoch as RFC 3339 UTC (`2026-11-20T12:30:00Z`, fraction when not 0).
+/// Microseconds since the epoch as RFC 3339 UTC (`2026-11-20T12:30:00Z`; a fraction only when
+/// not zero, without trailing zeros).
 pub fn rfc3339_us(us: i64) -> String {
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000);
@@ -359,11 +366,7 @@ pub fn rfc3339_us(us: i64) -> String {
         s / 60 % 60,
         s % 60
     );
-    if frac == 0 {
-        format!("{base}Z")
-    } else {
-        format!("{base}.{frac:06}Z")
-    }
+    trim_fraction(format!("{base}.{frac:06}Z"))
 }
 
 trait ToMicros {
@@ -669,7 +672,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let want = serde_json::json!([{
             "i": 1, "u": 2, "h": 3, "d": 1.5, "f": 0.5, "nan": "NaN", "b": true, "n": null, "e": "",
-            "t": "2026-11-20T12:30:00Z", "tf": "2026-11-20T12:30:00.250000Z",
+            "t": "2026-11-20T12:30:00Z", "tf": "2026-11-20T12:30:00.25Z",
             "tz": "2026-11-20T12:30:00Z", "tns": "2026-11-20T12:30:00Z",
             "dt": "2026-11-20", "tm": "10:00:00", "iv": "01:30:00",
             "id": "00000000-0000-4000-8000-000000000001", "bl": "6162",
@@ -719,5 +722,7 @@ mod tests {
         assert_eq!(rfc3339_us(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_us(1_795_177_800_000_000), "2026-11-20T12:30:00Z");
         assert_eq!(rfc3339_us(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339_us(1_711_000), "1970-01-01T00:00:01.711Z");
+        assert_eq!(trim_fraction("infinity".into()), "infinity");
     }
 }
