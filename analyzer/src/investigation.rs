@@ -408,6 +408,7 @@ fn subcommand(inv: &Investigation) -> clap::Command {
     .arg(
         Arg::new("format")
             .long("format")
+            .value_name("FORMAT")
             .value_parser(clap::builder::EnumValueParser::<Format>::new())
             .default_value("table")
             .help("Output format."),

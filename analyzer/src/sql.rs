@@ -484,13 +484,18 @@ impl<'a> Writer<'a> {
             ),
             Writer::Csv { csv } => csv.write_record(cells.iter().map(cell_text))?,
             Writer::Json { out, names, first } => {
-                let object: serde_json::Map<String, serde_json::Value> = names
-                    .iter()
-                    .cloned()
-                    .zip(cells.into_iter().map(cell_json))
-                    .collect();
+                // Written by hand so keys keep the column order (serde_json's map sorts them).
                 writeln!(out, "{}", if *first { "" } else { "," })?;
-                serde_json::to_writer(&mut **out, &object)?;
+                write!(out, "{{")?;
+                for (i, (name, cell)) in names.iter().zip(cells).enumerate() {
+                    if i > 0 {
+                        write!(out, ",")?;
+                    }
+                    serde_json::to_writer(&mut **out, name)?;
+                    write!(out, ":")?;
+                    serde_json::to_writer(&mut **out, &cell_json(cell))?;
+                }
+                write!(out, "}}")?;
                 *first = false;
             }
         }
@@ -669,6 +674,11 @@ mod tests {
                     'a'::ENUM('a', 'b') AS en, '170141183460469231731687303715884105727'::HUGEINT AS big",
             Format::Json,
         );
+        let keys: Vec<&str> = out
+            .split(['{', ','])
+            .filter_map(|p| p.strip_prefix('"')?.split_once("\":").map(|(k, _)| k))
+            .collect();
+        assert_eq!(keys[..4], ["i", "u", "h", "d"], "column order: {out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let want = serde_json::json!([{
             "i": 1, "u": 2, "h": 3, "d": 1.5, "f": 0.5, "nan": "NaN", "b": true, "n": null, "e": "",

@@ -658,3 +658,137 @@ fn query_list_names_every_investigation() {
     }
     assert!(out.contains("--access-key-id ACCESS_KEY_ID"), "{out}");
 }
+
+/// The investigations on a simulated fleet (simulate → collect → ingest, as `credtrail demo`),
+/// checked against the attacks the simulator planted (truth.jsonl).
+#[test]
+fn investigations_explain_planted_attacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("demo");
+    let opts = credtrail::demo::DemoOptions {
+        out: Some(out_dir.clone()),
+        hosts: 3,
+        hours: 3,
+        ..credtrail::demo::DemoOptions::default()
+    };
+    credtrail::demo::run(&opts, &mut Vec::new()).unwrap();
+    let truth: Vec<Value> = std::fs::read_to_string(out_dir.join("simulation/truth.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let planted = |kind: &str| {
+        truth
+            .iter()
+            .find(|t| t["kind"] == kind)
+            .unwrap_or_else(|| panic!("no planted {kind}"))
+            .clone()
+    };
+    let store = Store::open_read_only(&out_dir.join("credtrail.duckdb")).unwrap();
+    let run = |id: &str, params: &[(&str, &str)]| -> Vec<Value> {
+        let opts = RunOptions {
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..RunOptions::default()
+        };
+        let mut out = Vec::new();
+        investigation::run(&store, &investigation(id), &opts, Format::Json, &mut out).unwrap();
+        serde_json::from_slice::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // Oldest first (as instants: `…:35Z` is before `…:35.613Z`).
+    let sorted = |r: &[Value]| {
+        let times: Vec<i64> = r
+            .iter()
+            .map(|r| credtrail::timestamp::parse_iso_us(r["time"].as_str().unwrap()).unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{r:#?}");
+    };
+
+    // Credentials fetched from another task's address: who-fetched names that task.
+    let t = planted("fetch_foreign_source");
+    let task = t["task_arn"].as_str().unwrap();
+    let r = run("who-fetched", &[("task", task)]);
+    sorted(&r);
+    let foreign: Vec<&Value> = r.iter().filter(|r| r["same_task"] == false).collect();
+    assert_eq!(foreign.len(), 1, "{foreign:#?}");
+    assert_eq!(foreign[0]["time"], t["first_seen"]);
+    assert_eq!(
+        foreign[0]["requester_task_arn"],
+        t["evidence"]["requester_task_arn"]
+    );
+    assert!(
+        foreign[0]["requester"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}:", t["source_ip"].as_str().unwrap()))
+    );
+    assert!(r.iter().any(|r| r["same_task"] == true));
+
+    // Use after stop: the key's history shows the calls after the stop, all the task's.
+    let t = planted("use_after_stop");
+    let task = t["task_arn"].as_str().unwrap();
+    let key = t["evidence"]["access_key_id"].as_str().unwrap();
+    let r = run("key-history", &[("access_key_id", key)]);
+    sorted(&r);
+    assert!(
+        r.iter()
+            .all(|r| r["task_arn"] == task && r["role_kind"] == "task")
+    );
+    let stopped = t["evidence"]["stopped_at"].as_str().unwrap();
+    let late: Vec<&Value> = r
+        .iter()
+        .filter(|r| r["time"].as_str().unwrap() > stopped)
+        .collect();
+    assert!(!late.is_empty());
+    assert_eq!(late[0]["time"], t["first_seen"]);
+    assert!(
+        late.iter()
+            .any(|r| r["time"] == t["first_seen"] && r["source_ip"] == t["source_ip"]),
+        "{late:#?}"
+    );
+    // … and the task's timeline has its stop before them.
+    let r = run("task-timeline", &[("task", task)]);
+    sorted(&r);
+    let stop = r.iter().position(|r| r["event"] == "stopped").unwrap();
+    let first_late = r
+        .iter()
+        .position(|r| r["time"] == t["first_seen"] && r["source"] == "cloudtrail")
+        .unwrap();
+    assert!(stop < first_late);
+    assert!(r.iter().any(|r| r["source"] == "audit"));
+    assert!(
+        r.iter()
+            .any(|r| r["source"] == "ecs" && r["event"] == "started")
+    );
+
+    // Use from another task's address: the address's history shows both tasks.
+    let t = planted("use_by_other_task");
+    let ip = t["source_ip"].as_str().unwrap();
+    let r = run("source-ip", &[("ip", ip)]);
+    sorted(&r);
+    let other = &t["evidence"]["other_task_arn"];
+    assert!(
+        r.iter()
+            .any(|r| r["source"] == "ecs" && &r["task_arn"] == other),
+        "{r:#?}"
+    );
+    let stolen: Vec<&Value> = r
+        .iter()
+        .filter(|r| r["source"] == "cloudtrail" && r["task_arn"] == t["task_arn"])
+        .collect();
+    assert_eq!(stolen.len() as u64, t["count"].as_u64().unwrap(), "{r:#?}");
+
+    // Denied burst: the role's usage counts the denied calls.
+    let t = planted("access_denied_burst");
+    let role = t["role_arn"].as_str().unwrap();
+    let r = run("role-usage", &[("role", role)]);
+    let denied: u64 = r.iter().map(|r| r["denied"].as_u64().unwrap()).sum();
+    assert!(denied >= t["count"].as_u64().unwrap(), "{r:#?}");
+    assert!(r.iter().all(|r| r["role_arn"] == role));
+}
