@@ -297,7 +297,12 @@ pub fn set_variables(store: &Store, inv: &Investigation, opts: &RunOptions) -> R
         let Some(value) = value else {
             anyhow::bail!("{}: --{} is required", inv.id, p.flag());
         };
-        conn.execute_batch(&format!("SET VARIABLE {} = {}", p.name, sql_string(value)))?;
+        // Quoted: a parameter may be named like a keyword (`limit`).
+        conn.execute_batch(&format!(
+            "SET VARIABLE \"{}\" = {}",
+            p.name,
+            sql_string(value)
+        ))?;
     }
     for name in opts.params.keys() {
         anyhow::ensure!(
@@ -498,4 +503,80 @@ pub fn command(store_path: &Path, a: &QueryArgs, out: &mut dyn Write) -> Result<
         .with_context(|| format!("no investigation {id:?} (see `credtrail query --list`)"))?;
     let store = Store::open_read_only(store_path)?;
     run(&store, inv, opts, *format, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Args as _;
+
+    fn parse_args(args: &[&str]) -> Result<QueryArgs, clap::Error> {
+        let cmd = QueryArgs::augment_args(clap::Command::new("query"));
+        let m = cmd.try_get_matches_from(std::iter::once("query").chain(args.iter().copied()))?;
+        QueryArgs::from_arg_matches(&m)
+    }
+
+    #[test]
+    fn flags_come_from_the_header_params() {
+        let a = parse_args(&[
+            "key-history",
+            "--access-key-id",
+            "ASIAX",
+            "--format",
+            "csv",
+            "--until",
+            "2026-11-20T13:00:00Z",
+        ])
+        .unwrap();
+        let (id, opts, format) = a.run.unwrap();
+        assert_eq!(id, "key-history");
+        assert_eq!(opts.params["access_key_id"], "ASIAX");
+        assert_eq!(opts.until.as_deref(), Some("2026-11-20T13:00:00Z"));
+        assert_eq!(opts.since, None);
+        assert_eq!(format, Format::Csv);
+        assert!(parse_args(&["--list"]).unwrap().list);
+        assert_eq!(parse_args(&[]).unwrap(), QueryArgs::default());
+        // A required flag, another investigation's flag, --list with a subcommand.
+        assert!(parse_args(&["key-history"]).is_err());
+        assert!(parse_args(&["key-history", "--access-key-id", "A", "--task", "t"]).is_err());
+        assert!(parse_args(&["--list", "role-usage", "--role", "r"]).is_err());
+    }
+
+    #[test]
+    fn defaults_and_required_params() {
+        let inv = parse(
+            "x/demo.sql",
+            "-- id: demo\n-- title: t\n-- description: d\n-- params: who, limit=5\n-- reads: calls\n\
+             SELECT getvariable('who') AS who, getvariable('limit')::INT AS n, \
+             getvariable('since') AS s;\n",
+        )
+        .unwrap();
+        assert_eq!(
+            inv.params,
+            [
+                Param {
+                    name: "who".into(),
+                    default: None
+                },
+                Param {
+                    name: "limit".into(),
+                    default: Some("5".into())
+                }
+            ]
+        );
+        let store = Store::open_in_memory().unwrap();
+        let mut out = Vec::new();
+        let err = run(&store, &inv, &RunOptions::default(), Format::Json, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "demo: --who is required");
+        let mut opts = RunOptions::default();
+        opts.params.insert("who".into(), "it's me".into());
+        run(&store, &inv, &opts, Format::Json, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"who": "it's me", "n": 5, "s": null}])
+        );
+        opts.params.insert("nope".into(), "1".into());
+        assert!(run(&store, &inv, &opts, Format::Json, &mut Vec::new()).is_err());
+    }
 }

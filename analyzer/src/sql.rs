@@ -424,6 +424,18 @@ fn cell_json(c: Cell) -> serde_json::Value {
     }
 }
 
+/// A csv error as the `io::Error` it carries, when it does (a broken pipe stays one).
+fn csv_io(e: csv::Error) -> std::io::Error {
+    if e.is_io_error() {
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => io,
+            other => std::io::Error::other(format!("{other:?}")),
+        }
+    } else {
+        std::io::Error::other(e)
+    }
+}
+
 /// The output of one result: the table is buffered (column widths), CSV and JSON stream.
 enum Writer<'a> {
     Table {
@@ -456,7 +468,7 @@ impl<'a> Writer<'a> {
             Format::Csv => {
                 let mut csv = Box::new(csv::WriterBuilder::new().from_writer(out));
                 if !names.is_empty() {
-                    csv.write_record(&names)?;
+                    csv.write_record(&names).map_err(csv_io)?;
                 }
                 Writer::Csv { csv }
             }
@@ -471,6 +483,7 @@ impl<'a> Writer<'a> {
         })
     }
 
+    /// Write errors stay `io::Error`s (not csv's or serde_json's) so `main` sees a broken pipe.
     fn row(&mut self, cells: Vec<Cell>) -> Result<()> {
         match self {
             Writer::Table { rows, .. } => rows.push(
@@ -482,7 +495,9 @@ impl<'a> Writer<'a> {
                     })
                     .collect(),
             ),
-            Writer::Csv { csv } => csv.write_record(cells.iter().map(cell_text))?,
+            Writer::Csv { csv } => csv
+                .write_record(cells.iter().map(cell_text))
+                .map_err(csv_io)?,
             Writer::Json { out, names, first } => {
                 // Written by hand so keys keep the column order (serde_json's map sorts them).
                 writeln!(out, "{}", if *first { "" } else { "," })?;
@@ -491,9 +506,10 @@ impl<'a> Writer<'a> {
                     if i > 0 {
                         write!(out, ",")?;
                     }
-                    serde_json::to_writer(&mut **out, name)?;
+                    serde_json::to_writer(&mut **out, name).map_err(std::io::Error::from)?;
                     write!(out, ":")?;
-                    serde_json::to_writer(&mut **out, &cell_json(cell))?;
+                    serde_json::to_writer(&mut **out, &cell_json(cell))
+                        .map_err(std::io::Error::from)?;
                 }
                 write!(out, "}}")?;
                 *first = false;
