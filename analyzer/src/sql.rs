@@ -67,6 +67,7 @@ pub fn run(store: &Store, text: &str, format: Format, out: &mut dyn Write) -> Re
     let conn = store.conn();
     for (i, s) in before.iter().enumerate() {
         conn.execute_batch(s)
+            .map_err(|e| sql_error(&e))
             .with_context(|| format!("statement {} failed", i + 1))?;
     }
     match describe(store, last) {
@@ -721,6 +722,24 @@ mod tests {
     }
 
     #[test]
+    fn renders_a_table() {
+        let out = render(
+            "SELECT * FROM (VALUES (TIMESTAMP '2026-11-20 12:30:00', 'curl/8.5.0', 200, NULL),
+                                   (TIMESTAMP '2026-11-20 12:31:00', '', 404, ['x']))
+                           AS t(time, user_agent, status, tags)",
+            Format::Table,
+        );
+        assert_eq!(
+            out,
+            " time                 | user_agent | status | tags  \n\
+             ----------------------+------------+--------+-------\n \
+             2026-11-20T12:30:00Z | curl/8.5.0 | 200    | NULL  \n \
+             2026-11-20T12:31:00Z |            | 404    | [\"x\"] \n\
+             (2 rows)\n"
+        );
+    }
+
+    #[test]
     fn csv_and_plain_statements() {
         assert_eq!(
             render("SELECT 'a,b' AS x, NULL AS y, 1 AS z", Format::Csv),
@@ -741,6 +760,21 @@ mod tests {
             .to_string();
         assert!(err.contains("Table with name nope does not exist"), "{err}");
         assert!(!err.contains("DESCRIBE"), "{err}");
+        let err = run(
+            &store,
+            "SELECT nope; SELECT 1",
+            Format::Table,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            !format!("{err:#}").contains("Unknown error code"),
+            "{err:#}"
+        );
+        assert!(
+            format!("{err:#}").starts_with("statement 1 failed: Binder Error"),
+            "{err:#}"
+        );
     }
 
     #[test]
