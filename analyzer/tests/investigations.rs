@@ -701,6 +701,23 @@ fn investigations_explain_planted_attacks() {
             .unwrap()
             .clone()
     };
+    // The views neither drop nor repeat rows, and agree with the detections' view.
+    let n = |sql: &str| store.count(sql).unwrap();
+    assert_eq!(
+        n("SELECT count(*) FROM calls"),
+        n("SELECT count(*) FROM cloudtrail_events")
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM fetches"),
+        n("SELECT count(*) FROM credential_requests")
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM calls WHERE role_kind = 'task'"),
+        n("SELECT count(*) FROM task_session_calls")
+    );
+    assert!(n("SELECT count(*) FROM calls WHERE role_kind = 'execution'") > 0);
+    assert!(n("SELECT count(*) FROM fetches WHERE role_arn IS NOT NULL") > 0);
+
     // Oldest first (as instants: `…:35Z` is before `…:35.613Z`).
     let sorted = |r: &[Value]| {
         let times: Vec<i64> = r
