@@ -39,9 +39,25 @@ pub struct SqlArgs {
     /// Read the SQL from this file (`-`: standard input).
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Set a DuckDB variable the SQL reads with `getvariable('name')` (a string): `name=value`.
+    /// Repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want name=value"))?;
+    let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(format!("{k:?} is not a variable name"));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Run `credtrail sql` against an open store.
@@ -55,6 +71,12 @@ pub fn command(store: &Store, a: &SqlArgs, out: &mut dyn Write) -> Result<()> {
             .with_context(|| format!("cannot read SQL from {}", f.display()))?,
         (None, None) => anyhow::bail!("give a query or --file"),
     };
+    for (name, value) in &a.params {
+        store.conn().execute_batch(&format!(
+            "SET VARIABLE \"{name}\" = {}",
+            crate::store::sql_string(value)
+        ))?;
+    }
     run(store, &text, a.format, out)
 }
 

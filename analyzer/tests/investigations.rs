@@ -568,6 +568,18 @@ fn sql_csv_and_json() {
         serde_json::from_str::<Value>(&out).unwrap(),
         json!([{"n": 5}])
     );
+    let out = stdout(&credtrail(
+        &db,
+        &[
+            "sql",
+            "--param",
+            "key=ASIAAAAAAAAAAAAAAAAA",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM calls WHERE access_key_id = getvariable('key')",
+        ],
+    ));
+    assert_eq!(out, "n\n4\n");
 
     let out = stdout(&credtrail(
         &db,
