@@ -31,6 +31,13 @@ pub enum Format {
 
 /// `credtrail sql`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Views for people's SQL: fetches (credential requests with task, family, \
+role), calls (CloudTrail events with task, role_kind, action), task_addresses (who held which \
+address when), tasks, task_session_calls; every table of the store too. Columns: \
+queries/README.md. Example: credtrail sql \"SELECT action, count(*) FROM calls WHERE denied \
+GROUP BY ALL ORDER BY 2 DESC\""
+)]
 pub struct SqlArgs {
     /// DuckDB SQL. Several statements separated by `;` run in order; the last one's rows are
     /// printed.
