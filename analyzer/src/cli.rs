@@ -40,6 +40,11 @@ pub enum Command {
     /// Least privilege per task and execution role: granted vs used vs unverifiable actions,
     /// per-family use, and a recommended policy (written with `--out`).
     Recommend(crate::privilege::RecommendArgs),
+    /// Run DuckDB SQL over the store, opened read-only, and print the rows as a table, CSV or
+    /// JSON.
+    Sql(crate::sql::SqlArgs),
+    /// Run a named investigation over the store, opened read-only (`--list` shows them).
+    Query(crate::investigation::QueryArgs),
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -106,6 +111,19 @@ pub fn run(cli: Cli) -> Result<()> {
             let store = crate::store::Store::open(&cli.store)?;
             let mut out = std::io::stdout().lock();
             crate::privilege::recommend(&store, &a, &mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Command::Sql(a) => {
+            let store = crate::store::Store::open_read_only(&cli.store)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::sql::command(&store, &a, &mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Command::Query(a) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::investigation::command(&cli.store, &a, &mut out)?;
             out.flush()?;
             Ok(())
         }

@@ -65,6 +65,52 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store read-only, for investigations (`sql`, `query`): nothing run through
+    /// it can change the evidence. The file cannot be written, so when its views were created by
+    /// another version of credtrail, this version's are created as temporary views that shadow
+    /// them for this connection. Extensions are never auto-installed (no network).
+    pub fn open_read_only(path: &Path) -> Result<Store, OpenError> {
+        let other = |source: anyhow::Error| OpenError::Other {
+            path: path.to_path_buf(),
+            source,
+        };
+        if !path.exists() {
+            return Err(other(anyhow::anyhow!(
+                "no such file: load data with `credtrail ingest` first, or give --store"
+            )));
+        }
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .and_then(|c| c.max_memory("256MB"))
+            .and_then(|c| c.enable_autoload_extension(false))
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .map_err(|e| other(e.into()))?;
+        let conn = Connection::open_with_flags(path, config).map_err(|source| {
+            let message = source.to_string();
+            if message.contains("lock") {
+                OpenError::Locked {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            } else {
+                other(source.into())
+            }
+        })?;
+        let store = Store {
+            conn,
+            path: Some(path.to_path_buf()),
+        };
+        let current = store.meta(VIEWS_KEY).ok().flatten() == Some(views_stamp());
+        if !current {
+            store
+                .conn
+                .execute_batch(&temporary_views())
+                .context("creating this version's views (temporary, the store is read-only)")
+                .map_err(other)?;
+        }
+        Ok(store)
+    }
+
     /// An in-memory store (tests, one-shot runs).
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
@@ -85,6 +131,9 @@ impl Store {
         self.conn
             .execute_batch(VIEWS)
             .context("creating the analyzer views")?;
+        if self.meta(VIEWS_KEY)?.as_deref() != Some(views_stamp().as_str()) {
+            Store::set_meta(&self.conn, VIEWS_KEY, &views_stamp())?;
+        }
         Ok(())
     }
 
@@ -135,6 +184,20 @@ impl Store {
         conn.execute("INSERT INTO analyzer_meta VALUES (?, ?)", [key, value])?;
         Ok(())
     }
+}
+
+/// `analyzer_meta` key: which `views.sql` the store's views were created from.
+const VIEWS_KEY: &str = "views_version";
+
+fn views_stamp() -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(VIEWS.as_bytes()))
+}
+
+/// `views.sql` with every view temporary (for a store opened read-only).
+fn temporary_views() -> String {
+    VIEWS
+        .replace("CREATE OR REPLACE VIEW ", "CREATE OR REPLACE TEMP VIEW ")
+        .replace("CREATE OR REPLACE MACRO ", "CREATE OR REPLACE TEMP MACRO ")
 }
 
 /// The `CREATE TABLE` statements of the collector's schema for [`AUDIT_TABLES`].
@@ -196,5 +259,37 @@ mod tests {
         }
         // The collector-internal tables stay out of the analyzer's store.
         assert!(store.count("SELECT count(*) FROM ingest_state").is_err());
+    }
+
+    #[test]
+    fn read_only_stores_cannot_be_changed_and_get_current_views() {
+        let views = VIEWS.matches("CREATE OR REPLACE VIEW ").count();
+        assert!(views >= 2);
+        assert_eq!(
+            temporary_views()
+                .matches("CREATE OR REPLACE TEMP VIEW ")
+                .count(),
+            views
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.duckdb");
+        assert!(Store::open_read_only(&path).is_err(), "must exist");
+        {
+            let store = Store::open(&path).unwrap();
+            assert_eq!(store.meta(VIEWS_KEY).unwrap(), Some(views_stamp()));
+            // As if an older version had written the store: its views are stale.
+            store
+                .conn()
+                .execute_batch("DROP VIEW calls; UPDATE analyzer_meta SET value = 'old' WHERE key = 'views_version'")
+                .unwrap();
+        }
+        let store = Store::open_read_only(&path).unwrap();
+        assert_eq!(store.count("SELECT count(*) FROM calls").unwrap(), 0);
+        let err = store
+            .conn()
+            .execute_batch("DELETE FROM credential_requests")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read-only"), "{err}");
     }
 }

@@ -302,3 +302,100 @@ GROUP BY host;
 -- one, else the name itself.
 CREATE OR REPLACE MACRO host_arn(h) AS
     coalesce((SELECT a.container_instance_arn FROM audit_hosts a WHERE a.host = h), h);
+-- The views below are for people writing SQL (`credtrail sql`, `credtrail query`): stable names
+-- over the raw tables, documented in queries/README.md.
+
+-- One row per credential request in the audit log, with the task whose credentials were asked
+-- for, which of its roles (`role_kind`: task | execution) and that task's family and role ARN.
+CREATE OR REPLACE VIEW fetches AS
+SELECT r.event_time,
+       r.host,
+       r.cluster,
+       r.container_instance_arn,
+       r.status,
+       r.status BETWEEN 200 AND 299 AS ok,
+       r.source_ip,
+       r.source_port,
+       r.user_agent,
+       r.event_type,
+       CASE WHEN r.event_type = 'GetCredentialsExecutionRole' THEN 'execution'
+            WHEN r.task_arn IS NOT NULL THEN 'task' END AS role_kind,
+       r.task_arn,
+       regexp_extract(r.task_arn, '[^/]+$') AS task_id,
+       t.family,
+       CASE WHEN r.event_type = 'GetCredentialsExecutionRole' THEN t.execution_role_arn
+            WHEN r.task_arn IS NOT NULL THEN t.task_role_arn END AS role_arn,
+       r.request_path,
+       r.source_file,
+       r.source_id,
+       r.byte_offset
+FROM credential_requests r
+LEFT JOIN tasks t ON t.task_arn = r.task_arn;
+
+-- One row per CloudTrail event, with the task whose session made it where the session name is a
+-- known task's ID and the issuer is that task's task role (`role_kind` task) or execution role
+-- (`role_kind` execution); NULL for every other principal.
+CREATE OR REPLACE VIEW calls AS
+SELECT e.event_time,
+       e.event_id,
+       e.event_source,
+       e.event_name,
+       coalesce((SELECT min(m.action) FROM cloudtrail_event_map m
+                 WHERE m.event_source = e.event_source AND m.event_name = e.event_name),
+                split_part(e.event_source, '.', 1) || ':' || e.event_name) AS action,
+       e.aws_region,
+       e.source_ip,
+       e.user_agent,
+       e.error_code,
+       e.error_message,
+       e.error_code IS NULL AS ok,
+       authorization_error(e.error_code) AS denied,
+       e.read_only,
+       e.event_type,
+       e.identity_type,
+       e.principal_arn,
+       e.access_key_id,
+       e.session_issuer_arn AS role_arn,
+       e.session_name,
+       e.invoked_by,
+       e.vpc_endpoint_id,
+       t.task_arn,
+       t.task_id,
+       t.family,
+       t.cluster_arn,
+       CASE WHEN t.task_arn IS NULL THEN NULL
+            WHEN e.session_issuer_arn = t.task_role_arn THEN 'task'
+            ELSE 'execution' END AS role_kind,
+       e.request_parameters,
+       e.resources
+FROM cloudtrail_events e
+LEFT JOIN tasks t
+  ON e.session_name = t.task_id
+ AND (e.session_issuer_arn = t.task_role_arn OR e.session_issuer_arn = t.execution_role_arn);
+
+-- Which task held which address when: ENI addresses from describe-tasks (VPC-wide, `host` NULL)
+-- from the task's start to its stop, and container addresses from the agent inventory (local to
+-- `host`) from 10 minutes before the first snapshot that shows them to 10 minutes after the last
+-- (or the task's start and stop, when known). NULL `owned_until`: still held.
+CREATE OR REPLACE VIEW task_addresses AS
+WITH described AS (
+    SELECT DISTINCT task_arn, unnest(private_ips) AS ip FROM ecs_tasks
+),
+inventory AS (
+    SELECT task_arn, host, ipv4_address AS ip,
+           min(observed_at) AS first_observed, max(observed_at) AS last_observed
+    FROM task_inventory
+    WHERE ipv4_address IS NOT NULL AND ipv4_address <> ''
+    GROUP BY ALL
+)
+SELECT t.task_arn, t.task_id, t.cluster_arn, d.ip, NULL::VARCHAR AS host,
+       coalesce(t.started_at, t.created_at, t.first_observed) AS owned_from,
+       coalesce(t.stopped_at, t.observed_stopped) AS owned_until,
+       'describe-tasks' AS source
+FROM described d JOIN tasks t ON t.task_arn = d.task_arn
+UNION ALL
+SELECT t.task_arn, t.task_id, t.cluster_arn, i.ip, i.host,
+       coalesce(t.started_at, i.first_observed - INTERVAL 10 MINUTE) AS owned_from,
+       coalesce(t.stopped_at, t.observed_stopped, i.last_observed + INTERVAL 10 MINUTE) AS owned_until,
+       'inventory' AS source
+FROM inventory i JOIN tasks t ON t.task_arn = i.task_arn;
