@@ -37,6 +37,9 @@ pub enum Command {
     Catalog,
     /// Run the detections over the store and print findings; exit status 3 with `--fail-on`.
     Analyze(crate::detect::AnalyzeArgs),
+    /// Write DIR/report.md and DIR/report.html: findings, least privilege per role, and
+    /// timelines, as one self-contained page (no script, no external resource).
+    Report(crate::report::ReportArgs),
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -98,6 +101,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 std::process::exit(3);
             }
             Ok(())
+        }
+        Command::Report(a) => {
+            let store = crate::store::Store::open(&cli.store)?;
+            crate::report::run(&store, &a, &mut std::io::stdout().lock())
         }
         Command::Catalog => {
             writeln!(

@@ -11,6 +11,7 @@ pub mod detect;
 pub mod ecs;
 pub mod iam;
 pub mod ingest;
+pub mod report;
 pub mod simulate;
 pub mod store;
 pub mod terminal;
