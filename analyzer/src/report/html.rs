@@ -16,6 +16,8 @@ const MAX_ROWS: usize = 25;
 const MAX_ITEMS: usize = 40;
 /// Characters of one evidence string shown, at most.
 const MAX_STR: usize = 400;
+/// Characters of one string shown in an evidence table cell, at most.
+const MAX_CELL: usize = 160;
 /// Nesting rendered as lists and tables; deeper values are shown as clipped JSON.
 const MAX_DEPTH: usize = 4;
 /// Actions listed per role and list, at most.
@@ -98,7 +100,11 @@ pub fn value(out: &mut String, v: &Value, depth: usize) {
         Value::Object(m) => {
             out.push_str("<dl class=\"kv\">");
             for (k, v) in m {
-                let _ = write!(out, "<dt>{}</dt><dd>", esc(k));
+                // Tables take the whole width, under their name.
+                let wide =
+                    matches!(v, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object));
+                let class = if wide { " class=\"wide\"" } else { "" };
+                let _ = write!(out, "<dt{class}>{}</dt><dd{class}>", esc(k));
                 value(out, v, depth + 1);
                 out.push_str("</dd>");
             }
@@ -160,8 +166,47 @@ pub fn columns(rows: &[Value], max_rows: usize) -> Vec<&str> {
     cols
 }
 
+/// Splits `cols` into those that vary and those with one value in every shown row (at least 3
+/// rows): a constant column is said once above the table instead of in every row.
+pub fn split_constant<'a>(
+    rows: &'a [Value],
+    cols: Vec<&'a str>,
+    max_rows: usize,
+) -> (Vec<&'a str>, Vec<(&'a str, &'a Value)>) {
+    let shown = &rows[..rows.len().min(max_rows)];
+    if shown.len() < 3 {
+        return (cols, Vec::new());
+    }
+    let mut varying = Vec::new();
+    let mut constant = Vec::new();
+    for c in cols {
+        let first = shown[0].get(c).unwrap_or(&Value::Null);
+        if shown
+            .iter()
+            .all(|r| r.get(c).unwrap_or(&Value::Null) == first)
+        {
+            constant.push((c, first));
+        } else {
+            varying.push(c);
+        }
+    }
+    (varying, constant)
+}
+
 fn table(out: &mut String, rows: &[Value], depth: usize) {
-    let cols = columns(rows, MAX_ROWS);
+    let (cols, constant) = split_constant(rows, columns(rows, MAX_ROWS), MAX_ROWS);
+    if !constant.is_empty() {
+        out.push_str("<p class=\"same\">in every row: ");
+        for (i, (c, v)) in constant.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" · ");
+            }
+            let _ = write!(out, "<b>{}</b> <span class=\"mono\">", esc(c));
+            cell(out, v, depth);
+            out.push_str("</span>");
+        }
+        out.push_str("</p>");
+    }
     out.push_str("<div class=\"scroll\"><table class=\"evidence\"><thead><tr>");
     for c in &cols {
         let _ = write!(out, "<th>{}</th>", esc(c));
@@ -171,19 +216,30 @@ fn table(out: &mut String, rows: &[Value], depth: usize) {
         out.push_str("<tr>");
         for c in &cols {
             let v = r.get(*c);
-            let long = match v {
-                Some(Value::String(s)) => s.chars().count() > 36,
-                Some(Value::Array(_) | Value::Object(_)) => true,
-                _ => false,
+            let len = match v {
+                Some(Value::String(s)) => s.chars().count(),
+                Some(Value::Array(_) | Value::Object(_)) => usize::MAX,
+                _ => 0,
             };
-            out.push_str(if long {
-                "<td class=\"long\">"
-            } else {
-                "<td class=\"short\">"
-            });
             match v {
-                Some(v) => cell(out, v, depth),
-                None => out.push_str("<span class=\"muted\">—</span>"),
+                // Long strings are cut in the cell; the tooltip holds up to MAX_STR characters.
+                Some(Value::String(s)) if len > MAX_CELL => {
+                    let _ = write!(
+                        out,
+                        "<td class=\"long\" title=\"{}\">{}",
+                        esc(&clip(s, MAX_STR)),
+                        esc(&clip(s, MAX_CELL))
+                    );
+                }
+                Some(v) => {
+                    out.push_str(match len {
+                        0..=24 => "<td class=\"short\">",
+                        25..=48 => "<td class=\"mid\">",
+                        _ => "<td class=\"long\">",
+                    });
+                    cell(out, v, depth);
+                }
+                None => out.push_str("<td class=\"short\"><span class=\"muted\">—</span>"),
             }
             out.push_str("</td>");
         }
@@ -244,7 +300,12 @@ details{margin-top:8px}
 summary{cursor:pointer;font-weight:600;color:#344054}
 table.evidence td{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12px}
 table.evidence td.short{white-space:nowrap}
-table.evidence td.long{min-width:22em;overflow-wrap:anywhere}
+table.evidence td.mid{min-width:11em;overflow-wrap:anywhere}
+table.evidence td.long{min-width:18em;overflow-wrap:anywhere}
+dl.kv dt.wide,dl.kv dd.wide{grid-column:1/-1}
+dl.kv dd.wide{margin-bottom:6px}
+p.same{margin:2px 0 4px;font-size:12.5px;color:var(--muted)}
+p.same b{color:#344054;font-weight:600}
 table.evidence th{white-space:nowrap}
 ul.list{margin:0;padding-left:18px}
 ul.actions{columns:3 240px;column-gap:24px;list-style:none;padding:0;margin:6px 0}
@@ -455,11 +516,17 @@ fn action_list(o: &mut String, title: &str, items: &[String]) {
         o.push_str("<p class=\"muted\">none</p>");
         return;
     }
-    o.push_str("<ul class=\"actions\">");
+    // Long lists start folded (no script: <details>).
+    let _ = write!(
+        o,
+        "<details{}><summary>{} actions</summary><ul class=\"actions\">",
+        if items.len() <= 60 { " open" } else { "" },
+        items.len()
+    );
     for a in items.iter().take(MAX_ACTIONS) {
         let _ = write!(o, "<li>{a}</li>");
     }
-    o.push_str("</ul>");
+    o.push_str("</ul></details>");
     if items.len() > MAX_ACTIONS {
         let _ = write!(
             o,

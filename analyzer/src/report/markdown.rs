@@ -70,7 +70,15 @@ fn inline(v: &Value) -> String {
 }
 
 fn table(o: &mut String, rows: &[Value]) {
-    let cols = super::html::columns(rows, MAX_ROWS);
+    let (cols, constant) =
+        super::html::split_constant(rows, super::html::columns(rows, MAX_ROWS), MAX_ROWS);
+    if !constant.is_empty() {
+        let same: Vec<String> = constant
+            .iter()
+            .map(|(c, v)| format!("{} {}", md(c), inline(v)))
+            .collect();
+        let _ = writeln!(o, "In every row: {}\n", same.join(" · "));
+    }
     let head: Vec<String> = cols.iter().map(|c| md(c)).collect();
     let _ = writeln!(o, "| {} |", head.join(" | "));
     let _ = writeln!(o, "|{}", "---|".repeat(cols.len()));

@@ -168,7 +168,8 @@ pub fn timeline(t: &Timeline) -> String {
             let _ = write!(
                 o,
                 "<a href=\"#finding-{}\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{col}\" \
-                 fill-opacity=\"0.2\" stroke=\"{col}\" stroke-width=\"1.2\" rx=\"2\"><title>{} {} {} → {}</title></rect></a>",
+                 fill-opacity=\"0.2\" stroke=\"{col}\" stroke-width=\"1.2\" rx=\"2\"><title>{} {} {} → {}</title></rect>\
+                 <path d=\"M{} {}h9l-4.5 6z\" fill=\"{col}\"/></a>",
                 m.finding,
                 num(x0),
                 num(y + 1.5),
@@ -177,7 +178,9 @@ pub fn timeline(t: &Timeline) -> String {
                 m.severity.as_str(),
                 esc(&m.kind),
                 iso(m.start),
-                iso(m.end)
+                iso(m.end),
+                num(x0 - 4.5),
+                num(y + 1.5)
             );
         }
         for (b, (ok, err)) in &l.fetches {
