@@ -377,6 +377,15 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
         printed.contains(&format!("{} findings", findings.len())),
         "{printed}"
     );
+    let bad = Command::new(env!("CARGO_BIN_EXE_credtrail"))
+        .args(["--store", s(&db), "report", "--out", s(&out_dir)])
+        .args(["--since", "last tuesday"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--since \"last tuesday\" is not a time")
+    );
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     let md_text = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
 

@@ -20,9 +20,17 @@ const MAX_POLICY: usize = 20_000;
 /// `s` safe as Markdown inline text and inside a table cell.
 pub fn md(s: &str) -> String {
     let s = escape_control(s);
+    let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
+    for (i, &c) in chars.iter().enumerate() {
+        let alnum = |j: Option<usize>| {
+            j.and_then(|j| chars.get(j))
+                .is_some_and(|c| c.is_alphanumeric())
+        };
         match c {
+            // An underscore between letters or digits never delimits emphasis (CommonMark
+            // intraword rule): `use_after_stop` stays readable.
+            '_' if alnum(i.checked_sub(1)) && alnum(Some(i + 1)) => out.push('_'),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -389,6 +397,10 @@ mod tests {
 
     #[test]
     fn escapes_markdown_and_html() {
+        assert_eq!(
+            md("use_after_stop _x_ a__b"),
+            "use_after_stop \\_x\\_ a\\_\\_b"
+        );
         assert_eq!(
             md("<img src=x onerror=alert(1)>[a](b) *x* |y| `z`\x1b"),
             "&lt;img src=x onerror=alert(1)&gt;\\[a\\](b) \\*x\\* \\|y\\| \\`z\\`\\\\x1b"
