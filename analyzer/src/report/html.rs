@@ -99,10 +99,14 @@ pub fn value(out: &mut String, v: &Value, depth: usize) {
         Value::Object(m) if m.is_empty() => out.push_str("<span class=\"muted\">{}</span>"),
         Value::Object(m) => {
             out.push_str("<dl class=\"kv\">");
-            for (k, v) in m {
-                // Tables take the whole width, under their name.
-                let wide =
-                    matches!(v, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object));
+            let is_table = |v: &Value| matches!(v, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object));
+            // Short facts first, then the tables, which take the whole width under their name.
+            let entries = m
+                .iter()
+                .filter(|(_, v)| !is_table(v))
+                .chain(m.iter().filter(|(_, v)| is_table(v)));
+            for (k, v) in entries {
+                let wide = is_table(v);
                 let class = if wide { " class=\"wide\"" } else { "" };
                 let _ = write!(out, "<dt{class}>{}</dt><dd{class}>", esc(k));
                 value(out, v, depth + 1);
