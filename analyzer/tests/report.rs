@@ -386,6 +386,20 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("--since \"last tuesday\" is not a time")
     );
+    let early = credtrail(
+        &db,
+        &[
+            "report",
+            "--out",
+            s(&dir.path().join("early")),
+            "--until",
+            "2026-11-16T00:00:01Z",
+        ],
+    );
+    assert!(
+        early.starts_with("0 findings"),
+        "--until bounds the events: {early}"
+    );
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     let md_text = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
 
@@ -492,6 +506,12 @@ fn least_privilege_from_unused_permissions_findings() {
             }),
         ),
         finding(
+            "unused_role",
+            Severity::Low,
+            "idle-role",
+            json!({"never_fetched": true}),
+        ),
+        finding(
             "unused_permissions",
             Severity::Low,
             "sparse-role",
@@ -515,6 +535,9 @@ fn least_privilege_from_unused_permissions_findings() {
         assert!(page.contains("&lt;b&gt;evil:Action&lt;/b&gt;"));
         assert!(!page.contains("<b>evil"));
     }
+    assert!(
+        html.contains("Roles nobody used (1)") && md_text.contains("**Roles nobody used** (1)")
+    );
     assert!(html.contains("<td class=\"n\"><b>7</b></td>"), "7 granted");
     assert!(html.contains("2 used · 2 unverifiable · 3 unused · 7 granted"));
     assert!(html.contains(

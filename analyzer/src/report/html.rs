@@ -628,6 +628,29 @@ fn role(o: &mut String, r: &RolePrivilege) {
 
 fn privilege(o: &mut String, d: &Data) {
     o.push_str("<section id=\"privilege\"><h2>Least privilege per role</h2>");
+    let unused_roles: Vec<(usize, &Finding)> = d
+        .findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind == "unused_role")
+        .collect();
+    if !unused_roles.is_empty() {
+        let _ = write!(
+            o,
+            "<div class=\"card\"><h3>Roles nobody used ({})</h3><table><tbody>",
+            unused_roles.len()
+        );
+        for (i, f) in unused_roles {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"mono\"><a href=\"#finding-{i}\">{}</a></td><td>{}</td></tr>",
+                badge(f.severity),
+                f.role_arn.as_deref().map_or_else(|| "—".to_string(), esc),
+                esc(&f.title)
+            );
+        }
+        o.push_str("</tbody></table></div>");
+    }
     if d.roles.is_empty() {
         o.push_str(
             "<p class=\"muted\">No <code>unused_permissions</code> findings in this run: no role \

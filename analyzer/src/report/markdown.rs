@@ -336,6 +336,24 @@ fn role(o: &mut String, r: &RolePrivilege) {
 
 fn privilege(o: &mut String, d: &Data) {
     o.push_str("## Least privilege per role\n\n");
+    let unused_roles: Vec<&Finding> = d
+        .findings
+        .iter()
+        .filter(|f| f.kind == "unused_role")
+        .collect();
+    if !unused_roles.is_empty() {
+        let _ = writeln!(o, "**Roles nobody used** ({}):\n", unused_roles.len());
+        for f in unused_roles {
+            let _ = writeln!(
+                o,
+                "- {} ({}): {}",
+                opt(&f.role_arn),
+                f.severity.as_str(),
+                md(&f.title)
+            );
+        }
+        o.push('\n');
+    }
     if d.roles.is_empty() {
         o.push_str("No `unused_permissions` findings in this run.\n\n");
         return;
