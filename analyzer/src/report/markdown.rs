@@ -328,10 +328,26 @@ fn role(o: &mut String, r: &RolePrivilege) {
             } else {
                 String::new()
             },
-            // serde_json escapes control characters; no line of pretty JSON starts with `~`.
-            clip(&text, MAX_POLICY)
+            fenced(&clip(&text, MAX_POLICY))
         );
     }
+}
+
+/// Text for a `~~~` fenced block: a code block shows `<` and `*` as written, so only what could
+/// end the fence or drive a terminal is escaped: control and bidirectional characters, and a
+/// line that starts with `~~~` or a backtick fence (pretty JSON never does).
+fn fenced(text: &str) -> String {
+    text.split('\n')
+        .map(|l| {
+            let l = escape_control(l);
+            if l.trim_start().starts_with("~~~") || l.trim_start().starts_with("```") {
+                format!("\\{l}")
+            } else {
+                l.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn privilege(o: &mut String, d: &Data) {
@@ -422,6 +438,14 @@ mod tests {
         assert_eq!(
             md("<img src=x onerror=alert(1)>[a](b) *x* |y| `z`\x1b"),
             "&lt;img src=x onerror=alert(1)&gt;\\[a\\](b) \\*x\\* \\|y\\| \\`z\\`\\\\x1b"
+        );
+    }
+
+    #[test]
+    fn fenced_blocks_cannot_be_closed_or_drive_a_terminal() {
+        assert_eq!(
+            fenced("{\n  \"a\": \"x\u{202e}y\"\n~~~\n}"),
+            "{\n  \"a\": \"x\\u{202e}y\"\n\\~~~\n}"
         );
     }
 
