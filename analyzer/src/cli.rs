@@ -45,6 +45,9 @@ pub enum Command {
     Sql(crate::sql::SqlArgs),
     /// Run a named investigation over the store, opened read-only (`--list` shows them).
     Query(crate::investigation::QueryArgs),
+    /// Write DIR/report.md and DIR/report.html: findings, least privilege per role, and
+    /// timelines, as one self-contained page (no script, no external resource).
+    Report(crate::report::ReportArgs),
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -126,6 +129,10 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::investigation::command(&cli.store, &a, &mut out)?;
             out.flush()?;
             Ok(())
+        }
+        Command::Report(a) => {
+            let store = crate::store::Store::open(&cli.store)?;
+            crate::report::run(&store, &a, &mut std::io::stdout().lock())
         }
         Command::Catalog => {
             writeln!(

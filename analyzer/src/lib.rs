@@ -13,6 +13,7 @@ pub mod iam;
 pub mod ingest;
 pub mod investigation;
 pub mod privilege;
+pub mod report;
 pub mod simulate;
 pub mod sql;
 pub mod store;
