@@ -387,6 +387,65 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
             if docs == 1 { "" } else { "s" }
         )?;
     }
+    // One investigation, on the finding people find hardest to believe.
+    if let Some(f) = report
+        .findings
+        .iter()
+        .find(|f| f.kind == "fetch_foreign_source")
+        && let Some(task) = f.task_arn.as_deref()
+    {
+        let loaded = crate::investigation::builtin();
+        if let Some(inv) = loaded.investigations.iter().find(|i| i.id == "who-fetched") {
+            let mut buf = Vec::new();
+            let opts = crate::investigation::RunOptions {
+                params: [("task".to_string(), task.to_string())].into(),
+                ..Default::default()
+            };
+            crate::investigation::run(&store, inv, &opts, crate::sql::Format::Json, &mut buf)?;
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&buf)?;
+            writeln!(
+                out,
+                "Investigate credtrail query who-fetched --task {} ({} fetches; the fetch_foreign_source finding):",
+                short_arn(task),
+                rows.len()
+            )?;
+            const SHOWN: usize = 6;
+            for r in rows.iter().take(SHOWN) {
+                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                let by = match (r["same_task"].as_bool(), r["requester_task_arn"].as_str()) {
+                    (Some(true), _) => "the task itself".to_string(),
+                    (_, Some(other)) => format!("task {}", short_arn(other)),
+                    _ => s("role_kind"),
+                };
+                let ua: String = s("user_agent").chars().take(40).collect();
+                writeln!(
+                    out,
+                    "  {}  {:<21} {:<28} {:<38} {}",
+                    s("time"),
+                    escape_control(&s("requester")),
+                    s("event_type"),
+                    by,
+                    escape_control(&ua)
+                )?;
+            }
+            if rows.len() > SHOWN {
+                writeln!(out, "  … {} more", rows.len() - SHOWN)?;
+            }
+        }
+    }
+    // The weekly report: kept even when the rest of a temporary demo is removed.
+    let report_dir = match &opts.out {
+        Some(p) => p.join("report"),
+        None => std::env::temp_dir().join(format!("credtrail-demo-{}-report", opts.seed)),
+    };
+    let data = crate::report::collect(&store, None, None)?;
+    let written = crate::report::write(&data, &report_dir)?;
+    writeln!(
+        out,
+        "Report      {} (open in a browser) and {}",
+        written.html.display(),
+        written.markdown.display()
+    )?;
     match &opts.out {
         Some(p) => writeln!(out, "Files kept in {}", p.display())?,
         None => writeln!(out, "Temporary files removed; keep them with --out DIR")?,
