@@ -144,7 +144,12 @@ SELECT e.session_issuer_arn AS role_arn, m.action, e.event_time, e.event_id, e.e
                  THEN format('arn:{}:logs:{}:{}:log-group:{}:*', split_part(e.session_issuer_arn, ':', 2),
                              e.aws_region, e.recipient_account_id,
                              json_extract_string(e.request_parameters, '$.logGroupName'))
-           END]), x -> x IS NOT NULL AND x LIKE 'arn:%') AS resource_arns
+           END]), x -> x IS NOT NULL AND x LIKE 'arn:%') AS raw_arns,
+       -- S3 object ARNs as bucket/* (keys are data, not policy).
+       CASE WHEN e.event_source = 's3.amazonaws.com'
+            THEN list_distinct(list_transform(raw_arns,
+                     x -> regexp_replace(x, '^(arn:[^:]+:s3:::[^/]+)/.+$', '\1/*')))
+            ELSE raw_arns END AS resource_arns
 FROM cloudtrail_events e
 JOIN cloudtrail_event_map m
   ON m.event_source = e.event_source AND m.event_name = e.event_name AND m.action IS NOT NULL
@@ -234,11 +239,15 @@ session_family AS (
 ),
 used AS (
     SELECT c.role_arn, c.action, count(*) AS calls, max(c.event_time) AS last_used,
-           list_sort(list_distinct(list(f.family) FILTER (WHERE f.family IS NOT NULL))) AS families,
-           list_sort(list_distinct(flatten(list(c.resource_arns)))) AS resources
+           list_sort(list_distinct(list(f.family) FILTER (WHERE f.family IS NOT NULL))) AS families
     FROM calls c
     LEFT JOIN session_family f ON f.role_arn = c.role_arn AND f.session_name = c.session_name
     GROUP BY c.role_arn, c.action
+),
+touched AS (
+    SELECT role_arn, action, list(arn ORDER BY arn) AS resources
+    FROM (SELECT DISTINCT role_arn, action, unnest(resource_arns) AS arn FROM calls)
+    GROUP BY role_arn, action
 ),
 data_prefixes AS (
     SELECT DISTINCT split_part(m.action, ':', 1) AS prefix
@@ -267,14 +276,11 @@ SELECT g.role_arn, g.action,
              THEN format('a data event, and the trail read holds no {} data events', a.prefix)
        END AS reason,
        u.calls, u.last_used, coalesce(u.families, []::VARCHAR[]) AS families,
-       -- S3 object ARNs are kept as bucket/* (keys are data, not policy); object-level actions
-       -- keep object ARNs, bucket-level ones bucket ARNs.
-       list_distinct(list_transform(
-           list_filter(coalesce(u.resources, []::VARCHAR[]), x ->
-               CASE WHEN g.action NOT LIKE 's3:%' THEN true
-                    WHEN list_contains(a.resource_types, 'object') THEN x LIKE 'arn:%:s3:::%/%'
-                    ELSE x NOT LIKE 'arn:%:s3:::%/%' END),
-           x -> regexp_replace(x, '^(arn:[^:]+:s3:::[^/]+)/.+$', '\1/*'))) AS seen_resources,
+       -- S3 object-level actions keep object ARNs (bucket/*), bucket-level ones bucket ARNs.
+       list_filter(coalesce(r.resources, []::VARCHAR[]), x ->
+           CASE WHEN g.action NOT LIKE 's3:%' THEN true
+                WHEN list_contains(a.resource_types, 'object') THEN x LIKE 'arn:%:s3:::%/%'
+                ELSE x NOT LIKE 'arn:%:s3:::%/%' END) AS seen_resources,
        g.resources AS granted_resources,
        coalesce(len(a.resource_types), 0) > 0 AS resource_level,
        g.only_conditional,
@@ -284,6 +290,7 @@ FROM role_grants g
 CROSS JOIN win w
 LEFT JOIN iam_actions a ON a.action = g.action
 LEFT JOIN used u ON u.role_arn = g.role_arn AND u.action = g.action
+LEFT JOIN touched r ON r.role_arn = g.role_arn AND r.action = g.action
 LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix;
 
 -- The collector's host names with the container instance each one's audit lines name (the most

@@ -1216,7 +1216,8 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
     let mut load = vec![0usize; w.hosts.len()];
     let mut docker: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); w.hosts.len()];
     let mut ecs_bridge: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); w.hosts.len()];
-    let mut eni_used: BTreeSet<u32> = BTreeSet::new();
+    // Hosts' own addresses are taken for the whole run: an ENI never gets one.
+    let mut eni_used: BTreeSet<u32> = w.hosts.iter().map(|h| h.private_ip).collect();
     let lowest_free = |set: &mut BTreeSet<u32>| -> u32 {
         let mut n = 2;
         while set.contains(&n) {
