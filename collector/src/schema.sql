@@ -144,8 +144,9 @@ SELECT r.event_time, k.status, a.source_ip, r.source_port, k.request_path, k.use
        s.host, s.source_file, s.source_id, r.byte_offset, r.line_len, r.seq, r.incomplete,
        r.ingested_at, w.raw
 FROM request_rows r
-JOIN request_kinds k ON k.id = r.kind
-JOIN request_sources s ON s.id = r.source
+-- LEFT: a row whose entry were missing would show NULLs (and fail the analyzer's NOT NULL), never vanish.
+LEFT JOIN request_kinds k ON k.id = r.kind
+LEFT JOIN request_sources s ON s.id = r.source
 LEFT JOIN request_tasks t ON t.id = r.task
 LEFT JOIN request_addresses a ON a.id = r.address
 LEFT JOIN request_raw w ON w.seq = r.seq;
