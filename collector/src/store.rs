@@ -145,8 +145,10 @@ struct RejectedRow {
     truncated: bool,
 }
 
-/// Arrow columns of `credential_requests`, filled line by line (also used by the analyzer when it
-/// reads raw audit files, so both programs store a line the same way).
+/// Arrow columns of `credential_requests` as published (`segments.sql`), filled line by line: the
+/// analyzer stores raw audit files with them. The collector stores the same values as integer
+/// rows and dictionary entries ([`Batch::push_request`]); a test checks that both give the same
+/// row for the same line.
 #[derive(Default)]
 pub struct RequestColumns {
     event_time: TimestampMicrosecondBuilder,
@@ -1259,6 +1261,66 @@ mod tests {
         );
         drop(store);
         Store::open(&path).unwrap(); // and opens again as it is
+    }
+
+    #[test]
+    fn the_collector_and_request_columns_store_a_line_the_same_way() {
+        let lines: [&[u8]; 4] = [
+            b"2026-11-20T10:00:00Z 200 172.17.0.2:40000 \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3\" arn:aws:ecs:us-east-1:1:task/p/1 GetCredentials 2 prod arn:aws:ecs:us-east-1:1:container-instance/p/2",
+            b"2026-11-20T10:00:01Z 400 [::1]:80 \"/v2/credentials\" \"ua \"quoted\" x\" - ",
+            b"2026-11-20T10:00:02Z 503 - \"/v1/credentials\" \"bad \xff bytes\" - ",
+            b"2026-11-20T10:00:00Z 200 172.17.0.2:40000 \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3\" arn:aws:ecs:us-east-1:1:task/p/1 GetCredentials 2 prod arn:aws:ecs:us-east-1:1:container-instance/p/2",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.duckdb")).unwrap();
+        let mut batch = Batch::new("h".into(), 1, store.dictionaries().unwrap());
+        let mut cols = RequestColumns::new();
+        let mut offset = 0;
+        for (i, raw) in lines.iter().enumerate() {
+            let line = crate::parse::parse_line(raw).unwrap();
+            let at = Provenance {
+                source_file: if i < 2 { "audit.log" } else { "audit.log.1" },
+                source_id: "s",
+                byte_offset: offset,
+                line_len: raw.len() as u64,
+                incomplete: i == 3,
+            };
+            offset += raw.len() as u64 + 1;
+            batch.push_request(&line, raw, at);
+            cols.push(&line, raw, "h", at, i as i64 + 1);
+        }
+        store.commit(&mut batch).unwrap();
+        let conn = store.conn();
+        conn.execute_batch(
+            "CREATE TEMP TABLE published AS SELECT * FROM credential_requests WHERE false",
+        )
+        .unwrap();
+        let mut app = conn.appender("published").unwrap();
+        app.append_record_batch(cols.finish(0).unwrap()).unwrap();
+        app.flush().unwrap();
+        drop(app);
+        let except = |a: &str, b: &str| -> i64 {
+            conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM (SELECT * EXCLUDE (ingested_at) FROM {a}
+                     EXCEPT ALL SELECT * EXCLUDE (ingested_at) FROM {b})"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(except("credential_requests", "published"), 0);
+        assert_eq!(except("published", "credential_requests"), 0);
+        let kept: i64 = conn
+            .query_row("SELECT count(raw) FROM credential_requests", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            kept, 2,
+            "the quoted and the lossy user agent keep their bytes"
+        );
     }
 
     #[test]
