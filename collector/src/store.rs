@@ -319,8 +319,9 @@ pub fn keeps_raw(line: &AuditLine<'_>) -> bool {
     line.lossy || line.user_agent.contains('"')
 }
 
-/// Bytes of keys one [`Interner`] remembers before it starts over.
-const MAX_INTERNED_BYTES: usize = 4 << 20;
+/// Bytes of keys one [`Interner`] remembers before it starts over (a host has a few hundred kinds
+/// of request and tasks; this bounds the four caches to about 4 MiB when every line is new).
+const MAX_INTERNED_BYTES: usize = 1 << 20;
 
 /// The `BuildHasher` of maps keyed by an xxh3 hash already.
 #[derive(Default)]
