@@ -13,8 +13,12 @@ use duckdb::types::{TimeUnit, Value};
 
 const SCHEMA: &str = include_str!("schema.sql");
 const VIEWS: &str = include_str!("views.sql");
-/// The collector's DDL: the contract between its segments and this store.
-const COLLECTOR_SCHEMA: &str = include_str!("../../collector/src/schema.sql");
+/// The collector's DDL: the contract between its segments and this store (`credential_requests`
+/// is a view in the collector's store; its published columns are in `segments.sql`).
+const COLLECTOR_SCHEMA: &str = concat!(
+    include_str!("../../collector/src/schema.sql"),
+    include_str!("../../collector/src/segments.sql")
+);
 /// The collector tables the analyzer holds (the ones the collector publishes as segments).
 pub const AUDIT_TABLES: [&str; 3] = ["credential_requests", "rejected_lines", "task_inventory"];
 

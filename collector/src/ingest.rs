@@ -101,13 +101,14 @@ impl Collector {
         let host = config.host_name();
         let states = store.load_states()?;
         let next_seq = store.next_seq()?;
+        let dicts = store.dictionaries()?;
         let mut tailer = Tailer::new(config.audit_dir.clone(), limits(config), states);
         for (path, file) in held {
             tailer.hold(path, file)?;
         }
         Ok(Collector {
             config: config.clone(),
-            batch: Batch::new(host.clone(), next_seq),
+            batch: Batch::new(host.clone(), next_seq, dicts),
             host,
             store: Some(store),
             _lock: lock,
@@ -251,7 +252,8 @@ impl Collector {
                 self.summary.rejected += rejected as u64;
                 self.summary.inventory_rows += inventory as u64;
                 self.summary.gaps += self.batch.gaps.len() as u64;
-                self.batch = Batch::new(self.host.clone(), self.batch.next_seq());
+                let dicts = self.batch.take_dictionaries();
+                self.batch = Batch::new(self.host.clone(), self.batch.next_seq(), dicts);
                 self.batch_since = None;
                 true
             }
@@ -259,15 +261,17 @@ impl Collector {
                 self.commit_failed = true;
                 error!(error = %format!("{e:#}"), rows, "commit failed; reopening the store and reading these lines again");
                 let inventory = self.batch.take_inventory();
+                let seq_guess = self.batch.next_seq();
                 self.store = None;
                 self.tailer.rolled_back();
+                // Until the store is open again the batch has no dictionaries (`reopen` reads
+                // them), and nothing is read into it.
+                self.batch = Batch::new(self.host.clone(), seq_guess, Default::default());
                 self.reopen();
-                let next_seq = self
-                    .store
-                    .as_ref()
-                    .and_then(|s| s.next_seq().ok())
-                    .unwrap_or(self.batch.next_seq());
-                self.batch = Batch::new(self.host.clone(), next_seq);
+                if let Some(next_seq) = self.store.as_ref().and_then(|s| s.next_seq().ok()) {
+                    let dicts = self.batch.take_dictionaries();
+                    self.batch = Batch::new(self.host.clone(), next_seq, dicts);
+                }
                 for (at, row) in inventory {
                     self.batch.push_inventory(at, vec![row]);
                 }
@@ -277,12 +281,17 @@ impl Collector {
         }
     }
 
-    /// Reopens the store after a failure and takes its word for every file offset.
+    /// Reopens the store after a failure and takes its word for every file offset and every
+    /// dictionary id.
     fn reopen(&mut self) -> bool {
         match Store::open(&self.config.store) {
-            Ok(store) => match store.load_states() {
-                Ok(states) => {
+            Ok(store) => match store
+                .load_states()
+                .and_then(|s| Ok((s, store.dictionaries()?)))
+            {
+                Ok((states, dicts)) => {
                     self.tailer.resync(states);
+                    self.batch.set_dictionaries(dicts);
                     self.store = Some(store);
                     info!(store = %self.config.store.display(), "store reopened");
                     true
@@ -374,10 +383,15 @@ impl Collector {
             .saturating_mul(86_400_000_000);
         let before = crate::store::now_us().saturating_sub(keep_us);
         if let Some(store) = &self.store {
-            match store.prune_published(before) {
+            // Dictionary entries can go only while the open batch uses no cached id.
+            let dictionaries = self.batch.counts().0 == 0;
+            match store.prune_published(before, dictionaries) {
                 Ok(0) => {}
                 Ok(n) => info!(rows = n, "removed published rows past retention"),
                 Err(e) => warn!(error = %format!("{e:#}"), "pruning failed"),
+            }
+            if dictionaries {
+                self.batch.clear_dictionary_cache();
             }
         }
     }

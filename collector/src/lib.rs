@@ -68,9 +68,15 @@ pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Re
         );
     }
     let mut fs_event = true;
+    let mut started = true;
     loop {
         collector.poll(fs_event, false)?;
         fs_event = false;
+        if started {
+            // Start-up code (opening DuckDB, the schema, a backlog) is not needed again.
+            started = false;
+            sys::release_program_pages();
+        }
         if collector.publish_due()
             && let Err(e) = collector.publish()
         {

@@ -2,27 +2,60 @@
 -- No PRIMARY KEY or UNIQUE on the fact tables (ART indexes cost memory and have failed WAL replay);
 -- uniqueness of (source_id, byte_offset) is checked by the tests instead.
 
-CREATE TABLE IF NOT EXISTS credential_requests (
-    event_time             TIMESTAMP NOT NULL, -- UTC, whole seconds, as the agent wrote it
+-- credential_requests is a view (at the end of this file) with the columns of segments.sql; the
+-- base tables under it hold integers. What repeats from line to line is stored once in a
+-- dictionary and referred to by id: the task ARN in request_tasks, the other parsed fields but
+-- time and port in request_kinds, the client address in request_addresses, and (host, file name,
+-- file identity) in request_sources. A dictionary entry is committed in the same transaction as the first rows
+-- that use it. The same value may have several ids (the collector's cache of ids is bounded and
+-- starts empty); ids are never shared by two values.
+
+CREATE TABLE IF NOT EXISTS request_kinds (
+    id                     BIGINT NOT NULL,
     status                 INTEGER NOT NULL,
-    source_ip              VARCHAR,            -- NULL when the agent wrote '-'
-    source_port            INTEGER,
     request_path           VARCHAR NOT NULL,
-    user_agent             VARCHAR NOT NULL,   -- untrusted: chosen by whoever runs in the container
-    task_arn               VARCHAR,            -- NULL for '-' (every non-200 line)
-    event_type             VARCHAR,            -- NULL on short (error and 429) lines
+    user_agent             VARCHAR NOT NULL,
+    event_type             VARCHAR,
     log_version            INTEGER,
     cluster                VARCHAR,
-    container_instance_arn VARCHAR,
-    host                   VARCHAR NOT NULL,   -- provenance: which collector stored the line
-    source_file            VARCHAR NOT NULL,   -- the file's name when the line was read
-    source_id              VARCHAR NOT NULL,   -- the file's identity (device, inode, fingerprint)
-    byte_offset            BIGINT NOT NULL,    -- where the line starts in that file
-    line_len               BIGINT NOT NULL,    -- bytes, without the newline
-    seq                    BIGINT NOT NULL,    -- collector-wide ingest order; segments are seq ranges
-    incomplete             BOOLEAN NOT NULL,   -- last line of a rolled file that never got its newline
-    ingested_at            TIMESTAMP NOT NULL, -- when the collector committed the line (UTC)
-    raw                    BLOB                -- exact bytes, kept when path or user agent were not valid UTF-8 or the user agent holds a double quote
+    container_instance_arn VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS request_tasks (
+    id       BIGINT NOT NULL,
+    task_arn VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS request_addresses (
+    id        BIGINT NOT NULL,
+    source_ip VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS request_sources (
+    id          BIGINT NOT NULL,
+    host        VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_id   VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS request_rows (
+    event_time  TIMESTAMP NOT NULL,
+    kind        BIGINT NOT NULL,    -- request_kinds.id
+    task        BIGINT,             -- request_tasks.id; NULL when the agent wrote '-'
+    address     BIGINT,             -- request_addresses.id; NULL when the agent wrote '-'
+    source_port INTEGER,
+    source      BIGINT NOT NULL,    -- request_sources.id
+    byte_offset BIGINT NOT NULL,
+    line_len    BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    incomplete  BOOLEAN NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+
+-- The exact bytes of the few lines whose parsed text is not the whole truth.
+CREATE TABLE IF NOT EXISTS request_raw (
+    seq BIGINT NOT NULL,
+    raw BLOB NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS rejected_lines (
@@ -103,3 +136,17 @@ CREATE TABLE IF NOT EXISTS collector_meta (
     key   VARCHAR NOT NULL,
     value VARCHAR
 );
+
+-- One row per audit line, with the columns (names, types, order) of segments.sql.
+CREATE OR REPLACE VIEW credential_requests AS
+SELECT r.event_time, k.status, a.source_ip, r.source_port, k.request_path, k.user_agent,
+       t.task_arn, k.event_type, k.log_version, k.cluster, k.container_instance_arn,
+       s.host, s.source_file, s.source_id, r.byte_offset, r.line_len, r.seq, r.incomplete,
+       r.ingested_at, w.raw
+FROM request_rows r
+-- LEFT: a row whose entry were missing would show NULLs (and fail the analyzer's NOT NULL), never vanish.
+LEFT JOIN request_kinds k ON k.id = r.kind
+LEFT JOIN request_sources s ON s.id = r.source
+LEFT JOIN request_tasks t ON t.id = r.task
+LEFT JOIN request_addresses a ON a.id = r.address
+LEFT JOIN request_raw w ON w.seq = r.seq;

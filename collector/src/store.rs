@@ -2,10 +2,12 @@
 //! that talks to DuckDB. One thread owns the [`Store`]; every batch is one transaction holding
 //! the rows *and* the per-file checkpoints, so stored rows and file offsets always agree.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use duckdb::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondArray, TimestampMicrosecondBuilder,
@@ -14,11 +16,14 @@ use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::{TimeUnit as DuckTimeUnit, Value};
 use duckdb::{Connection, params};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::agent::InventoryRow;
 use crate::parse::AuditLine;
 
 const SCHEMA: &str = include_str!("schema.sql");
+/// The columns of `credential_requests` as published (the view's, the segments', the analyzer's).
+pub const PUBLISHED_SCHEMA: &str = include_str!("segments.sql");
 
 /// Why the store could not be opened; the caller matches on `Locked`.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,12 @@ pub enum OpenError {
         path: PathBuf,
         #[source]
         source: duckdb::Error,
+    },
+    #[error("cannot move store {path} to the current schema")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
     },
 }
 
@@ -104,7 +115,14 @@ pub struct Provenance<'a> {
 /// Everything one transaction commits.
 pub struct Batch {
     host: String,
-    requests: RequestColumns,
+    requests: RowColumns,
+    dicts: Dictionaries,
+    /// (seq, exact bytes) of the requests that keep them.
+    raw: Vec<(i64, Vec<u8>)>,
+    new_kinds: Vec<KindRow>,
+    new_tasks: Vec<(i64, String)>,
+    new_addresses: Vec<(i64, String)>,
+    new_sources: Vec<(i64, String, String)>,
     rejected: Vec<RejectedRow>,
     inventory: Vec<(i64, i64, InventoryRow)>,
     pub states: Vec<SourceState>,
@@ -127,8 +145,10 @@ struct RejectedRow {
     truncated: bool,
 }
 
-/// Arrow columns of `credential_requests`, filled line by line (also used by the analyzer when it
-/// reads raw audit files, so both programs store a line the same way).
+/// Arrow columns of `credential_requests` as published (`segments.sql`), filled line by line: the
+/// analyzer stores raw audit files with them. The collector stores the same values as integer
+/// rows and dictionary entries ([`Batch::push_request`]); a test checks that both give the same
+/// row for the same line.
 #[derive(Default)]
 pub struct RequestColumns {
     event_time: TimestampMicrosecondBuilder,
@@ -255,7 +275,7 @@ impl RequestColumns {
         self.line_len.append_value(at.line_len as i64);
         self.seq.append_value(seq);
         self.incomplete.append_value(at.incomplete);
-        if line.lossy || line.user_agent.contains('"') {
+        if keeps_raw(line) {
             self.raw.append_value(raw);
         } else {
             self.raw.append_null();
@@ -293,11 +313,210 @@ impl RequestColumns {
     }
 }
 
+/// Whether a stored line keeps its exact bytes next to the parsed text: when the text is not the
+/// whole truth (replaced invalid UTF-8, or a user agent holding `"`, whose end the parser chose).
+pub fn keeps_raw(line: &AuditLine<'_>) -> bool {
+    line.lossy || line.user_agent.contains('"')
+}
+
+/// Bytes of keys one [`Interner`] remembers before it starts over (a host has a few hundred kinds
+/// of request and tasks; this bounds the four caches to about 4 MiB when every line is new).
+const MAX_INTERNED_BYTES: usize = 1 << 20;
+
+/// The `BuildHasher` of maps keyed by an xxh3 hash already.
+#[derive(Default)]
+struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Ids of the values of one dictionary table that this process has stored or used, keyed by the
+/// value's encoding. A cache, not the truth: when it has grown past [`MAX_INTERNED_BYTES`] it
+/// starts over, and a value seen again gets a new id (the dictionary then holds the value twice,
+/// which is harmless: an id never names two values).
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<u64, (Box<[u8]>, i64), BuildHasherDefault<PassHasher>>,
+    bytes: usize,
+    next: i64,
+}
+
+impl Interner {
+    fn starting_at(next: i64) -> Interner {
+        Interner {
+            next,
+            ..Interner::default()
+        }
+    }
+
+    /// The id of `key`, and whether it is new (its row must be inserted with the batch).
+    fn id(&mut self, key: &[u8]) -> (i64, bool) {
+        let hash = xxh3_64(key);
+        if let Some((known, id)) = self.ids.get(&hash)
+            && **known == *key
+        {
+            return (*id, false);
+        }
+        let id = self.next;
+        self.next += 1;
+        if self.bytes + key.len() > MAX_INTERNED_BYTES {
+            self.clear();
+        }
+        // Two keys with one hash: the newer replaces the older (which then gets a new id if it
+        // comes again).
+        if let Some((old, _)) = self.ids.insert(hash, (key.into(), id)) {
+            self.bytes -= old.len() + 32;
+        }
+        self.bytes += key.len() + 32;
+        (id, true)
+    }
+
+    fn clear(&mut self) {
+        self.ids = HashMap::default();
+        self.bytes = 0;
+    }
+}
+
+/// The collector's side of the dictionary tables (`request_kinds`, `request_tasks`,
+/// `request_addresses`, `request_sources`): the next free id of each and a bounded cache of the ids in use. Handed
+/// from batch to batch; loaded again from the store after a failed commit.
+#[derive(Default)]
+pub struct Dictionaries {
+    kinds: Interner,
+    tasks: Interner,
+    addresses: Interner,
+    sources: Interner,
+    /// The source of the previous line and its id (lines come file by file).
+    last_source: Option<(String, String, i64)>,
+    key: Vec<u8>,
+    /// False for the placeholder a batch holds until the store could be read.
+    loaded: bool,
+}
+
+impl Dictionaries {
+    /// Forgets every cached id (after dictionary rows were deleted). Ids are still never reused.
+    fn clear_cache(&mut self) {
+        self.kinds.clear();
+        self.tasks.clear();
+        self.addresses.clear();
+        self.sources.clear();
+        self.last_source = None;
+    }
+}
+
+/// A `request_kinds` row first used in this batch.
+struct KindRow {
+    id: i64,
+    status: i32,
+    request_path: String,
+    user_agent: String,
+    event_type: Option<String>,
+    log_version: Option<i32>,
+    cluster: Option<String>,
+    container_instance_arn: Option<String>,
+}
+
+/// Arrow columns of `request_rows`, filled line by line.
+#[derive(Default)]
+struct RowColumns {
+    event_time: TimestampMicrosecondBuilder,
+    kind: Int64Builder,
+    task: Int64Builder,
+    address: Int64Builder,
+    source_port: Int32Builder,
+    source: Int64Builder,
+    byte_offset: Int64Builder,
+    line_len: Int64Builder,
+    seq: Int64Builder,
+    incomplete: BooleanBuilder,
+    rows: usize,
+}
+
+impl RowColumns {
+    fn schema() -> Arc<Schema> {
+        let ts = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, None), false);
+        let i64f = |n: &str| Field::new(n, DataType::Int64, false);
+        Arc::new(Schema::new(vec![
+            ts("event_time"),
+            i64f("kind"),
+            Field::new("task", DataType::Int64, true),
+            Field::new("address", DataType::Int64, true),
+            Field::new("source_port", DataType::Int32, true),
+            i64f("source"),
+            i64f("byte_offset"),
+            i64f("line_len"),
+            i64f("seq"),
+            Field::new("incomplete", DataType::Boolean, false),
+            ts("ingested_at"),
+        ]))
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    fn finish(&mut self, ingested_at_us: i64) -> Result<RecordBatch> {
+        let ingested_at = TimestampMicrosecondArray::from_value(ingested_at_us, self.rows);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.task.finish()),
+            Arc::new(self.address.finish()),
+            Arc::new(self.source_port.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.byte_offset.finish()),
+            Arc::new(self.line_len.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.incomplete.finish()),
+            Arc::new(ingested_at),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(Self::schema(), columns).context("building the request batch")
+    }
+}
+
+/// Appends `v` to a dictionary key, length-prefixed, or a marker for `None`.
+fn put_key(key: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        None => key.push(0),
+        Some(s) => {
+            key.push(1);
+            key.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            key.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
 impl Batch {
-    pub fn new(host: String, next_seq: i64) -> Batch {
+    /// An empty batch whose rows get seq numbers from `next_seq` and dictionary ids from `dicts`
+    /// (from [`Store::dictionaries`] or the previous batch's [`Batch::take_dictionaries`]).
+    pub fn new(host: String, next_seq: i64, dicts: Dictionaries) -> Batch {
         Batch {
             host,
-            requests: RequestColumns::new(),
+            requests: RowColumns::default(),
+            dicts,
+            raw: Vec::new(),
+            new_kinds: Vec::new(),
+            new_tasks: Vec::new(),
+            new_addresses: Vec::new(),
+            new_sources: Vec::new(),
             rejected: Vec::new(),
             inventory: Vec::new(),
             states: Vec::new(),
@@ -342,12 +561,116 @@ impl Batch {
         s
     }
 
+    /// The dictionaries, for the next batch (this one is done with).
+    pub fn take_dictionaries(&mut self) -> Dictionaries {
+        std::mem::take(&mut self.dicts)
+    }
+
+    /// Replaces the dictionaries of a batch that holds no requests (after the store reopened).
+    pub fn set_dictionaries(&mut self, dicts: Dictionaries) {
+        debug_assert!(self.requests.is_empty());
+        self.dicts = dicts;
+    }
+
+    /// Forgets cached dictionary ids; only while the batch holds no requests.
+    pub fn clear_dictionary_cache(&mut self) {
+        debug_assert!(self.requests.is_empty());
+        self.dicts.clear_cache();
+    }
+
     pub fn push_request(&mut self, line: &AuditLine<'_>, raw: &[u8], at: Provenance<'_>) {
         let seq = self.take_seq();
-        if line.lossy || line.user_agent.contains('"') {
+        if keeps_raw(line) {
             self.raw_bytes += raw.len();
+            self.raw.push((seq, raw.to_vec()));
         }
-        self.requests.push(line, raw, &self.host, at, seq);
+        let kind = self.kind_id(line);
+        let task = line.task_arn.as_deref().map(|arn| self.task_id(arn));
+        let address = line.source_ip.as_deref().map(|ip| self.address_id(ip));
+        let source = self.source_id(at.source_file, at.source_id);
+        let r = &mut self.requests;
+        r.event_time.append_value(line.event_time * 1_000_000);
+        r.kind.append_value(kind);
+        r.task.append_option(task);
+        r.address.append_option(address);
+        r.source_port.append_option(line.source_port.map(i32::from));
+        r.source.append_value(source);
+        r.byte_offset.append_value(at.byte_offset as i64);
+        r.line_len.append_value(at.line_len as i64);
+        r.seq.append_value(seq);
+        r.incomplete.append_value(at.incomplete);
+        r.rows += 1;
+    }
+
+    fn kind_id(&mut self, line: &AuditLine<'_>) -> i64 {
+        let d = &mut self.dicts;
+        let key = &mut d.key;
+        key.clear();
+        key.extend_from_slice(&line.status.to_le_bytes());
+        put_key(key, Some(&line.request_path));
+        put_key(key, Some(&line.user_agent));
+        put_key(key, line.event_type.as_deref());
+        match line.log_version {
+            None => key.push(0),
+            Some(v) => {
+                key.push(1);
+                key.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        put_key(key, line.cluster.as_deref());
+        put_key(key, line.container_instance_arn.as_deref());
+        let (id, new) = d.kinds.id(key);
+        if new {
+            let owned = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_string);
+            self.new_kinds.push(KindRow {
+                id,
+                status: i32::from(line.status),
+                request_path: line.request_path.to_string(),
+                user_agent: line.user_agent.to_string(),
+                event_type: owned(&line.event_type),
+                log_version: line.log_version.map(i32::from),
+                cluster: owned(&line.cluster),
+                container_instance_arn: owned(&line.container_instance_arn),
+            });
+        }
+        id
+    }
+
+    fn task_id(&mut self, arn: &str) -> i64 {
+        let (id, new) = self.dicts.tasks.id(arn.as_bytes());
+        if new {
+            self.new_tasks.push((id, arn.to_string()));
+        }
+        id
+    }
+
+    fn address_id(&mut self, ip: &str) -> i64 {
+        let (id, new) = self.dicts.addresses.id(ip.as_bytes());
+        if new {
+            self.new_addresses.push((id, ip.to_string()));
+        }
+        id
+    }
+
+    fn source_id(&mut self, file: &str, source_id: &str) -> i64 {
+        let d = &mut self.dicts;
+        if let Some((f, s, id)) = &d.last_source
+            && f == file
+            && s == source_id
+        {
+            return *id;
+        }
+        let key = &mut d.key;
+        key.clear();
+        put_key(key, Some(file));
+        put_key(key, Some(source_id));
+        let (id, new) = d.sources.id(key);
+        if new {
+            self.new_sources
+                .push((id, file.to_string(), source_id.to_string()));
+        }
+        d.last_source = Some((file.to_string(), source_id.to_string(), id));
+        id
     }
 
     pub fn push_rejected(
@@ -392,6 +715,81 @@ impl Batch {
     pub fn set_state(&mut self, state: SourceState) {
         self.states.retain(|s| s.source_id != state.source_id);
         self.states.push(state);
+    }
+}
+
+/// Stores written before `credential_requests` became a view hold it as a table: moves its rows
+/// into the dictionary and row tables in one transaction (creating the whole schema). Returns
+/// whether it did.
+fn migrate_table_to_view(conn: &Connection) -> Result<bool> {
+    let is_table: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'credential_requests'",
+        [],
+        |r| r.get(0),
+    )?;
+    if is_table == 0 {
+        return Ok(false);
+    }
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let moved = (|| -> Result<()> {
+        conn.execute_batch("ALTER TABLE credential_requests RENAME TO credential_requests_v1")?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(
+            "INSERT INTO request_sources
+               SELECT row_number() OVER (), host, source_file, source_id
+               FROM (SELECT DISTINCT host, source_file, source_id FROM credential_requests_v1);
+             INSERT INTO request_tasks
+               SELECT row_number() OVER (), task_arn
+               FROM (SELECT DISTINCT task_arn FROM credential_requests_v1
+                     WHERE task_arn IS NOT NULL);
+             INSERT INTO request_addresses
+               SELECT row_number() OVER (), source_ip
+               FROM (SELECT DISTINCT source_ip FROM credential_requests_v1
+                     WHERE source_ip IS NOT NULL);
+             INSERT INTO request_kinds
+               SELECT row_number() OVER (), *
+               FROM (SELECT DISTINCT status, request_path, user_agent, event_type,
+                            log_version, cluster, container_instance_arn
+                     FROM credential_requests_v1);
+             INSERT INTO request_rows
+               SELECT o.event_time, k.id, t.id, a.id, o.source_port, s.id, o.byte_offset, o.line_len,
+                      o.seq, o.incomplete, o.ingested_at
+               FROM credential_requests_v1 o
+               JOIN request_kinds k
+                 ON k.status = o.status AND k.request_path = o.request_path
+                AND k.user_agent = o.user_agent
+                AND k.event_type IS NOT DISTINCT FROM o.event_type
+                AND k.log_version IS NOT DISTINCT FROM o.log_version
+                AND k.cluster IS NOT DISTINCT FROM o.cluster
+                AND k.container_instance_arn IS NOT DISTINCT FROM o.container_instance_arn
+               JOIN request_sources s
+                 ON s.host = o.host AND s.source_file = o.source_file AND s.source_id = o.source_id
+               LEFT JOIN request_tasks t ON t.task_arn = o.task_arn
+               LEFT JOIN request_addresses a ON a.source_ip = o.source_ip;
+             INSERT INTO request_raw SELECT seq, raw FROM credential_requests_v1 WHERE raw IS NOT NULL;",
+        )?;
+        let (old, new): (i64, i64) = conn.query_row(
+            "SELECT (SELECT count(*) FROM credential_requests_v1),
+                    (SELECT count(*) FROM credential_requests)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if old != new {
+            bail!("credential_requests had {old} rows, the new tables {new}");
+        }
+        conn.execute_batch("DROP TABLE credential_requests_v1")?;
+        Ok(())
+    })();
+    match moved {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            tracing::info!("moved credential_requests into dictionary and row tables");
+            Ok(true)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
@@ -440,11 +838,17 @@ impl Store {
                 }
             }
         })?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|source| OpenError::Other {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let created = migrate_table_to_view(&conn).map_err(|source| OpenError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !created {
+            conn.execute_batch(SCHEMA)
+                .map_err(|source| OpenError::Other {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -464,7 +868,7 @@ impl Store {
     pub fn next_seq(&self) -> Result<i64> {
         let max: Option<i64> = self.conn.query_row(
             "SELECT max(s) FROM (
-                SELECT max(seq) AS s FROM credential_requests
+                SELECT max(seq) AS s FROM request_rows
                 UNION ALL SELECT max(seq) FROM rejected_lines
                 UNION ALL SELECT max(seq) FROM task_inventory
                 UNION ALL SELECT TRY_CAST(value AS BIGINT) FROM collector_meta WHERE key = 'exported_upto')",
@@ -474,18 +878,47 @@ impl Store {
         Ok(max.map_or(1, |m| m + 1))
     }
 
-    /// Deletes rows that are published in segments and older than `before_us`.
-    pub fn prune_published(&self, before_us: i64) -> Result<usize> {
+    /// Deletes rows that are published in segments and older than `before_us`; with
+    /// `dictionaries`, also the dictionary entries no row uses any more (only while no batch
+    /// holds ids from the cache: clear it afterwards).
+    pub fn prune_published(&self, before_us: i64, dictionaries: bool) -> Result<usize> {
         let Some(upto) = self.meta("exported_upto")? else {
             return Ok(0);
         };
         let upto: i64 = upto.parse().context("collector_meta.exported_upto")?;
-        let mut removed = 0;
+        self.conn.execute(
+            "DELETE FROM request_raw WHERE seq IN (
+                SELECT seq FROM request_rows WHERE seq <= ? AND event_time < make_timestamp(?))",
+            params![upto, before_us],
+        )?;
+        let mut removed = self.conn.execute(
+            "DELETE FROM request_rows WHERE seq <= ? AND event_time < make_timestamp(?)",
+            params![upto, before_us],
+        )?;
         for (table, col) in crate::segment::TABLES {
+            if table == "credential_requests" {
+                continue;
+            }
             removed += self.conn.execute(
                 &format!("DELETE FROM {table} WHERE seq <= ? AND {col} < make_timestamp(?)"),
                 params![upto, before_us],
             )?;
+        }
+        if dictionaries && removed > 0 {
+            for (table, col) in [
+                ("request_kinds", "kind"),
+                ("request_tasks", "task"),
+                ("request_addresses", "address"),
+                ("request_sources", "source"),
+            ] {
+                self.conn.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE id NOT IN
+                           (SELECT {col} FROM request_rows WHERE {col} IS NOT NULL)"
+                    ),
+                    [],
+                )?;
+            }
         }
         Ok(removed)
     }
@@ -547,10 +980,21 @@ impl Store {
     fn write(&mut self, batch: &mut Batch) -> Result<()> {
         let now = now_us();
         if !batch.requests.is_empty() {
+            if !batch.dicts.loaded {
+                bail!("the batch's dictionary ids were never read from the store");
+            }
+            self.write_dictionaries(batch)?;
             let rb = batch.requests.finish(now)?;
-            let mut app = self.conn.appender("credential_requests")?;
+            let mut app = self.conn.appender("request_rows")?;
             app.append_record_batch(rb)
                 .context("appending credential requests")?;
+            app.flush()?;
+        }
+        if !batch.raw.is_empty() {
+            let mut app = self.conn.appender("request_raw")?;
+            for (seq, raw) in &batch.raw {
+                app.append_row(params![seq, raw])?;
+            }
             app.flush()?;
         }
         if !batch.rejected.is_empty() {
@@ -650,6 +1094,69 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts the dictionary entries the batch's rows are the first to use.
+    fn write_dictionaries(&self, batch: &Batch) -> Result<()> {
+        if !batch.new_kinds.is_empty() {
+            let mut app = self.conn.appender("request_kinds")?;
+            for k in &batch.new_kinds {
+                app.append_row(params![
+                    k.id,
+                    k.status,
+                    k.request_path,
+                    k.user_agent,
+                    k.event_type,
+                    k.log_version,
+                    k.cluster,
+                    k.container_instance_arn
+                ])?;
+            }
+            app.flush()?;
+        }
+        if !batch.new_tasks.is_empty() {
+            let mut app = self.conn.appender("request_tasks")?;
+            for (id, arn) in &batch.new_tasks {
+                app.append_row(params![id, arn])?;
+            }
+            app.flush()?;
+        }
+        if !batch.new_addresses.is_empty() {
+            let mut app = self.conn.appender("request_addresses")?;
+            for (id, ip) in &batch.new_addresses {
+                app.append_row(params![id, ip])?;
+            }
+            app.flush()?;
+        }
+        if !batch.new_sources.is_empty() {
+            let mut app = self.conn.appender("request_sources")?;
+            for (id, file, source_id) in &batch.new_sources {
+                app.append_row(params![id, batch.host, file, source_id])?;
+            }
+            app.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The dictionaries' next free ids as committed, with empty caches.
+    pub fn dictionaries(&self) -> Result<Dictionaries> {
+        let next = |table: &str| -> Result<i64> {
+            self.conn
+                .query_row(
+                    &format!("SELECT coalesce(max(id), 0) + 1 FROM {table}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .with_context(|| format!("reading the next id of {table}"))
+        };
+        Ok(Dictionaries {
+            kinds: Interner::starting_at(next("request_kinds")?),
+            tasks: Interner::starting_at(next("request_tasks")?),
+            addresses: Interner::starting_at(next("request_addresses")?),
+            sources: Interner::starting_at(next("request_sources")?),
+            loaded: true,
+            ..Dictionaries::default()
+        })
+    }
+
     pub fn checkpoint(&self) -> Result<()> {
         self.conn.execute_batch("CHECKPOINT")?;
         Ok(())
@@ -687,5 +1194,150 @@ impl Store {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(conn: &Connection, table: &str) -> Vec<(String, String)> {
+        let mut stmt = conn.prepare(&format!("DESCRIBE {table}")).unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn the_view_has_the_published_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.duckdb")).unwrap();
+        let published = Connection::open_in_memory().unwrap();
+        published.execute_batch(PUBLISHED_SCHEMA).unwrap();
+        let expected = columns(&published, "credential_requests");
+        assert_eq!(expected.len(), 20);
+        assert_eq!(columns(store.conn(), "credential_requests"), expected);
+    }
+
+    #[test]
+    fn a_store_with_the_table_is_moved_to_the_view_row_for_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.duckdb");
+        let rows = "(TIMESTAMP '2026-11-20 10:00:00', 200, '172.17.0.2', 40000, '/v2/credentials',
+                     'ua \"q\"', 'arn:task/1', 'GetCredentials', 2, 'prod', 'arn:ci/1', 'h', 'audit.log',
+                     's1', 0, 10, 1, false, TIMESTAMP '2026-11-20 10:00:01', 'raw'::BLOB),
+                    (TIMESTAMP '2026-11-20 10:00:00', 200, '172.17.0.2', 40000, '/v2/credentials',
+                     'ua', 'arn:task/1', 'GetCredentials', 2, 'prod', 'arn:ci/1', 'h', 'audit.log',
+                     's1', 11, 10, 2, false, TIMESTAMP '2026-11-20 10:00:01', NULL),
+                    (TIMESTAMP '2026-11-20 10:00:01', 503, NULL, NULL, '/v2/credentials',
+                     '', NULL, NULL, NULL, NULL, NULL, 'h', 'audit.log.1',
+                     's2', 0, 10, 3, true, TIMESTAMP '2026-11-20 10:00:01', NULL)";
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(PUBLISHED_SCHEMA).unwrap();
+            old.execute_batch(&format!("INSERT INTO credential_requests VALUES {rows}"))
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let differing: i64 = store
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM (
+                       (SELECT * FROM credential_requests EXCEPT ALL SELECT * FROM (VALUES {rows}))
+                       UNION ALL
+                       (SELECT * FROM (VALUES {rows}) EXCEPT ALL SELECT * FROM credential_requests))"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(differing, 0);
+        assert_eq!(store.next_seq().unwrap(), 4);
+        let d = store.dictionaries().unwrap();
+        assert_eq!(
+            (d.kinds.next, d.tasks.next, d.addresses.next, d.sources.next),
+            (4, 2, 2, 3)
+        );
+        drop(store);
+        Store::open(&path).unwrap(); // and opens again as it is
+    }
+
+    #[test]
+    fn the_collector_and_request_columns_store_a_line_the_same_way() {
+        let lines: [&[u8]; 4] = [
+            b"2026-11-20T10:00:00Z 200 172.17.0.2:40000 \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3\" arn:aws:ecs:us-east-1:1:task/p/1 GetCredentials 2 prod arn:aws:ecs:us-east-1:1:container-instance/p/2",
+            b"2026-11-20T10:00:01Z 400 [::1]:80 \"/v2/credentials\" \"ua \"quoted\" x\" - ",
+            b"2026-11-20T10:00:02Z 503 - \"/v1/credentials\" \"bad \xff bytes\" - ",
+            b"2026-11-20T10:00:00Z 200 172.17.0.2:40000 \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3\" arn:aws:ecs:us-east-1:1:task/p/1 GetCredentials 2 prod arn:aws:ecs:us-east-1:1:container-instance/p/2",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.duckdb")).unwrap();
+        let mut batch = Batch::new("h".into(), 1, store.dictionaries().unwrap());
+        let mut cols = RequestColumns::new();
+        let mut offset = 0;
+        for (i, raw) in lines.iter().enumerate() {
+            let line = crate::parse::parse_line(raw).unwrap();
+            let at = Provenance {
+                source_file: if i < 2 { "audit.log" } else { "audit.log.1" },
+                source_id: "s",
+                byte_offset: offset,
+                line_len: raw.len() as u64,
+                incomplete: i == 3,
+            };
+            offset += raw.len() as u64 + 1;
+            batch.push_request(&line, raw, at);
+            cols.push(&line, raw, "h", at, i as i64 + 1);
+        }
+        store.commit(&mut batch).unwrap();
+        let conn = store.conn();
+        conn.execute_batch(
+            "CREATE TEMP TABLE published AS SELECT * FROM credential_requests WHERE false",
+        )
+        .unwrap();
+        let mut app = conn.appender("published").unwrap();
+        app.append_record_batch(cols.finish(0).unwrap()).unwrap();
+        app.flush().unwrap();
+        drop(app);
+        let except = |a: &str, b: &str| -> i64 {
+            conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM (SELECT * EXCLUDE (ingested_at) FROM {a}
+                     EXCEPT ALL SELECT * EXCLUDE (ingested_at) FROM {b})"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(except("credential_requests", "published"), 0);
+        assert_eq!(except("published", "credential_requests"), 0);
+        let kept: i64 = conn
+            .query_row("SELECT count(raw) FROM credential_requests", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            kept, 2,
+            "the quoted and the lossy user agent keep their bytes"
+        );
+    }
+
+    #[test]
+    fn interned_keys_keep_their_id_until_the_cache_starts_over() {
+        let mut i = Interner::starting_at(7);
+        assert_eq!(i.id(b"a"), (7, true));
+        assert_eq!(i.id(b"b"), (8, true));
+        assert_eq!(i.id(b"a"), (7, false));
+        i.clear();
+        assert_eq!(i.id(b"a"), (9, true), "an id is never handed out twice");
+        let big = vec![b'x'; MAX_INTERNED_BYTES / 2];
+        let mut big2 = big.clone();
+        big2[0] = b'y';
+        assert!(i.id(&big).1);
+        assert!(i.id(&big2).1);
+        assert!(i.bytes <= MAX_INTERNED_BYTES);
+        assert_eq!(i.id(&big2), (11, false));
     }
 }

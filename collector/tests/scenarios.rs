@@ -825,6 +825,15 @@ fn retention_prunes_only_published_rows_and_never_reuses_a_seq() {
     c.publish().unwrap();
     c.prune();
     assert_eq!(sql(&c, "SELECT count(*) FROM credential_requests"), 0);
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT (SELECT count(*) FROM request_kinds) + (SELECT count(*) FROM request_tasks)
+                  + (SELECT count(*) FROM request_addresses) + (SELECT count(*) FROM request_sources)"
+        ),
+        0,
+        "dictionary entries no row uses are pruned too"
+    );
     c.finish();
     let mut c = open(&config);
     env.lines("audit.log", 10, 20);

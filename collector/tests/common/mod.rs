@@ -122,6 +122,27 @@ pub fn check_invariants(conn: &Connection) {
            GROUP BY source_id, byte_offset HAVING count(*) > 1)",
     );
     assert_eq!(dupes, 0, "a (source_id, byte_offset) is stored twice");
+    let unresolved = count(
+        conn,
+        "SELECT count(*) FROM request_rows r
+         WHERE r.kind NOT IN (SELECT id FROM request_kinds)
+            OR r.source NOT IN (SELECT id FROM request_sources)
+            OR (r.task IS NOT NULL AND r.task NOT IN (SELECT id FROM request_tasks))
+            OR (r.address IS NOT NULL AND r.address NOT IN (SELECT id FROM request_addresses))",
+    );
+    assert_eq!(
+        unresolved, 0,
+        "a row names a dictionary entry that is not stored"
+    );
+    let shared = count(
+        conn,
+        "SELECT count(*) FROM (
+           SELECT id FROM request_kinds GROUP BY id HAVING count(*) > 1
+           UNION ALL SELECT id FROM request_tasks GROUP BY id HAVING count(*) > 1
+           UNION ALL SELECT id FROM request_addresses GROUP BY id HAVING count(*) > 1
+           UNION ALL SELECT id FROM request_sources GROUP BY id HAVING count(*) > 1)",
+    );
+    assert_eq!(shared, 0, "a dictionary id names two values");
     let mut stmt = conn
         .prepare(
             "SELECT source_id, byte_offset, line_len, incomplete FROM (
