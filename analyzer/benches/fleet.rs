@@ -277,8 +277,13 @@ fn scale() {
         res[0].rows
     );
     let store = Store::open(&store_path).unwrap();
-    let findings = analyze(&store);
-    print_scores(&truth::score(&truth, &findings));
+    let loaded = detect::builtin();
+    let report = detect::run(&store, &loaded.detections, &RunOptions::default());
+    println!("seconds per step (in this process, after the measured runs):");
+    for (step, secs) in &report.timings {
+        println!("  {step:<44} {secs:>7.2}");
+    }
+    print_scores(&truth::score(&truth, &report.findings));
 }
 
 fn run_phase(phase: &str, store_path: &Path) {

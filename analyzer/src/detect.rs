@@ -474,6 +474,8 @@ pub fn run_one(store: &Store, d: &Detection, opts: &RunOptions) -> Result<Vec<Fi
 pub struct Report {
     pub findings: Vec<Finding>,
     pub failed: Vec<(String, String)>,
+    /// Seconds each step took: the event map refresh, then each detection (file name).
+    pub timings: Vec<(String, f64)>,
 }
 
 /// Severity descending, then first_seen, then kind.
@@ -517,14 +519,24 @@ pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
         report.failed.push(("memory_limit".into(), e.to_string()));
     }
     // The least-privilege views need every stored event mapped to its IAM action.
+    let start = std::time::Instant::now();
     if let Err(e) = crate::privilege::refresh_event_map(store) {
         report
             .failed
             .push(("cloudtrail_event_map".into(), format!("{e:#}")));
     }
+    report.timings.push((
+        "cloudtrail_event_map".into(),
+        start.elapsed().as_secs_f64(),
+    ));
     let mut keyed = Vec::new();
     for d in dets {
-        match run_one(store, d, opts) {
+        let start = std::time::Instant::now();
+        let result = run_one(store, d, opts);
+        report
+            .timings
+            .push((d.file.clone(), start.elapsed().as_secs_f64()));
+        match result {
             Ok(f) => keyed.extend(f.into_iter().map(|f| (d.key.clone(), f))),
             Err(e) => report.failed.push((d.file.clone(), format!("{e:#}"))),
         }
