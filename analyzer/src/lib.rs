@@ -3,6 +3,7 @@
 //! to exit codes.
 
 pub mod audit;
+pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod cloudtrail;
@@ -11,6 +12,7 @@ pub mod detect;
 pub mod ecs;
 pub mod iam;
 pub mod ingest;
+pub mod s3;
 pub mod simulate;
 pub mod store;
 pub mod terminal;
