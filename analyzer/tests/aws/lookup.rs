@@ -369,6 +369,7 @@ fn lookup_events_pages_throttles_and_watermarks() {
         ],
     );
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     assert!(server.bad().is_empty(), "{:#?}", server.bad());
     let seen = server.seen();
     // 3 pages per region plus one request per throttle.
@@ -447,6 +448,7 @@ fn lookup_events_pages_throttles_and_watermarks() {
         ],
     );
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     let overlap = credtrail::cloudtrail::lookup::OVERLAP.as_secs() as i64;
     let seen = server.seen();
     let second = &seen[before..];

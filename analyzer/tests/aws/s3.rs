@@ -251,6 +251,7 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
         ],
     );
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     {
         let store = Store::open(&store_path).unwrap();
         assert_eq!(event_ids(&store), local_ids, "{out}");
@@ -291,6 +292,7 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
     ];
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     // Every object is a file read, a digest skipped, or (event selectors) a document.
     assert!(
         out.contains(&format!(
@@ -322,6 +324,7 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
     // A second run adds nothing.
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     assert!(out.contains(" 0 new, "), "{out}");
     let store = Store::open(&store_path).unwrap();
     assert_eq!(
@@ -390,6 +393,7 @@ fn audit_segments_from_s3_match_the_local_ingest() {
     ];
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     assert!(
         out.contains(&format!(
             "audit: {} segment files, 0 raw files; 300 credential requests, 1 rejected lines",
@@ -420,6 +424,7 @@ fn audit_segments_from_s3_match_the_local_ingest() {
     }
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
     assert!(
         out.contains("0 credential requests, 0 rejected lines, 0 inventory rows added"),
         "{out}"
