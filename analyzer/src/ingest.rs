@@ -56,6 +56,9 @@ pub struct CloudtrailArgs {
     /// backoff) before the region fails.
     #[arg(long, default_value_t = cloudtrail::lookup::MAX_ATTEMPTS, requires = "lookup")]
     pub max_attempts: u32,
+    /// Keys per ListObjectsV2 page for `s3://` paths (tests use small pages).
+    #[arg(long, hide = true)]
+    pub list_page_size: Option<i32>,
     /// Parse threads (default: one per CPU).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -132,6 +135,7 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
                     endpoint_url: a.endpoint_url.clone(),
                     region: a.regions.first().cloned(),
                     since_us: since(a.since.as_deref())?,
+                    page_size: a.list_page_size,
                 };
                 let (summary, lists) = s3::ingest_cloudtrail(&store, &urls, &s3_opts, &opts)?;
                 lines.push(format!("{summary}; s3: {lists} list requests"));
@@ -154,6 +158,7 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
                     endpoint_url: a.endpoint_url.clone(),
                     region: a.region.clone(),
                     since_us: None,
+                    page_size: None,
                 };
                 lines.push(s3::ingest_audit(&store, &urls, &s3_opts, &opts)?.to_string());
             }

@@ -69,6 +69,8 @@ pub struct Options {
     pub region: Option<String>,
     /// Only CloudTrail day prefixes from this time's date on (µs), where the layout allows.
     pub since_us: Option<i64>,
+    /// Keys per ListObjectsV2 page (default: the service's, 1000).
+    pub page_size: Option<i32>,
 }
 
 /// An object's key and size.
@@ -78,6 +80,7 @@ pub type Key = (String, u64);
 pub struct S3 {
     runtime: Runtime,
     client: aws_sdk_s3::Client,
+    page_size: Option<i32>,
     /// ListObjectsV2 requests sent (pages).
     pub list_requests: u64,
 }
@@ -100,6 +103,7 @@ impl S3 {
         Ok(S3 {
             runtime,
             client: aws_sdk_s3::Client::from_conf(conf),
+            page_size: opts.page_size,
             list_requests: 0,
         })
     }
@@ -118,6 +122,7 @@ impl S3 {
             .bucket(bucket)
             .prefix(prefix)
             .set_delimiter(delimiter.then(|| "/".to_string()))
+            .set_max_keys(self.page_size)
             .into_paginator()
             .send();
         let (mut keys, mut prefixes) = (Vec::new(), Vec::new());

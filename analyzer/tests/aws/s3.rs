@@ -289,6 +289,8 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
         "--no-progress",
         "--threads",
         "3",
+        "--list-page-size",
+        "7",
     ];
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
@@ -299,6 +301,11 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
             "cloudtrail: {} files (1 digest files skipped, 1 event selector documents)",
             objects - 1
         )),
+        "{out} ({objects} objects)"
+    );
+    // Pages of 7 keys: the listing followed every continuation token.
+    assert!(
+        out.contains(&format!("; s3: {} list requests", objects.div_ceil(7))),
         "{out} ({objects} objects)"
     );
     let mut expected = local_ids.clone();
