@@ -97,6 +97,51 @@ fn policy_actions(path: &Path) -> BTreeSet<String> {
     out
 }
 
+/// S3 actions are granted on the right kind of resource: ListBucket on buckets, GetObject on
+/// objects (`bucket/*`); nothing on `*` except CloudTrail's (which has no resource types).
+#[test]
+fn the_analyzer_policy_scopes_s3_to_buckets_and_objects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("../deploy/iam/credtrail-analyzer-policy.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for st in v["Statement"].as_array().unwrap() {
+        let actions: Vec<&str> = match &st["Action"] {
+            serde_json::Value::String(a) => vec![a.as_str()],
+            a => a
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect(),
+        };
+        let resources: Vec<&str> = match &st["Resource"] {
+            serde_json::Value::String(r) => vec![r.as_str()],
+            r => r
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect(),
+        };
+        for a in actions {
+            for r in &resources {
+                match a {
+                    "cloudtrail:LookupEvents" => assert_eq!(*r, "*"),
+                    "s3:ListBucket" => assert!(
+                        r.starts_with("arn:aws:s3:::") && !r.contains('/'),
+                        "{a} on {r}"
+                    ),
+                    "s3:GetObject" => assert!(
+                        r.starts_with("arn:aws:s3:::") && r.ends_with("/*"),
+                        "{a} on {r}"
+                    ),
+                    other => panic!("no resource rule for {other}"),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_parser_finds_sdk_calls() {
     let src = r#"
