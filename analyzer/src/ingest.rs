@@ -33,7 +33,7 @@ pub enum Source {
 
 #[derive(Debug, Args)]
 pub struct CloudtrailArgs {
-    /// Files or directories.
+    /// Files, directories, or `s3://BUCKET/PREFIX` (objects streamed from S3).
     #[arg(required_unless_present = "lookup", conflicts_with = "lookup")]
     pub paths: Vec<PathBuf>,
     /// Read the event history through CloudTrail's LookupEvents API instead of files (AWS
@@ -42,7 +42,7 @@ pub struct CloudtrailArgs {
     pub lookup: bool,
     /// With `--lookup`, a region to look up (repeat for several; fetched in parallel). For
     /// `s3://` paths, the bucket's region (default: the environment's, else us-east-1).
-    #[arg(long = "region", id = "regions")]
+    #[arg(long = "region", id = "regions", value_name = "REGION")]
     pub regions: Vec<String>,
     /// A time (2026-11-20T00:00:00Z, 2026-11-20) or an age (7d, 12h). With `--lookup`: the
     /// start for regions without a watermark yet (default and limit: 90 days back). For
@@ -59,7 +59,7 @@ pub struct CloudtrailArgs {
     /// Keys per ListObjectsV2 page for `s3://` paths (tests use small pages).
     #[arg(long, hide = true)]
     pub list_page_size: Option<i32>,
-    /// Parse threads (default: one per CPU).
+    /// Parse threads (default: one per CPU; 8 for `s3://`, whose workers wait on the network).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar.
