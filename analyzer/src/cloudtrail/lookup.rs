@@ -11,7 +11,8 @@
 //! - **Regions in parallel.** One tokio task per region; pages go over a bounded channel to the
 //!   calling thread, which owns the store and writes them.
 //! - **Watermark.** `cloudtrail_watermarks` holds, per region, the newest event time fetched by
-//!   a run that read every page. The next run asks from that time minus [`OVERLAP`] (events
+//!   a run that read every page, and (`updated_at`) when that run ended, so the next run's first
+//!   request is paced against the last one too. The next run asks from that time minus [`OVERLAP`] (events
 //!   reach the history minutes late; the dedupe absorbs the overlap). Without a watermark it
 //!   asks from `--since`, by default 90 days back (the history's limit). A region that fails
 //!   keeps its old watermark, so nothing is skipped.
@@ -126,6 +127,15 @@ impl Pacer {
         }
     }
 
+    /// A pacer whose first request waits `delay` (the previous run's last request was less
+    /// than an interval ago).
+    pub fn after(interval: Duration, delay: Duration) -> Pacer {
+        Pacer {
+            interval,
+            next: Some(tokio::time::Instant::now() + delay),
+        }
+    }
+
     /// Waits until a request may be sent, and books the slot.
     pub async fn wait(&mut self) {
         if let Some(at) = self.next {
@@ -140,6 +150,15 @@ pub fn watermark(store: &Store, region: &str) -> Result<Option<i64>> {
     let mut stmt = store.conn().prepare(
         "SELECT epoch_us(max(last_event_time)) FROM cloudtrail_watermarks WHERE region = ?",
     )?;
+    Ok(stmt.query_row([region], |r| r.get::<_, Option<i64>>(0))?)
+}
+
+/// When the last complete run of `region` ended (µs): it wrote the watermark after its last
+/// request, so the next run's first request waits an interval from then.
+fn last_run_end(store: &Store, region: &str) -> Result<Option<i64>> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT epoch_us(max(updated_at)) FROM cloudtrail_watermarks WHERE region = ?")?;
     Ok(stmt.query_row([region], |r| r.get::<_, Option<i64>>(0))?)
 }
 
@@ -203,7 +222,12 @@ pub fn ingest(store: &Store, opts: &Options) -> Result<LookupSummary> {
                 .unwrap_or(now - HISTORY.as_micros() as i64)
                 .max(now - HISTORY.as_micros() as i64),
         };
-        plans.push((region.clone(), start_us));
+        // Pacing across runs: the previous run's last request counts too.
+        let delay = last_run_end(store, region)?
+            .map(|end| end + opts.min_interval.as_micros() as i64 - now_us())
+            .filter(|d| *d > 0)
+            .map_or(Duration::ZERO, |d| Duration::from_micros(d as u64));
+        plans.push((region.clone(), start_us, delay));
         summary.regions.push(RegionSummary {
             region: region.clone(),
             start_us,
@@ -224,13 +248,22 @@ pub fn ingest(store: &Store, opts: &Options) -> Result<LookupSummary> {
             Some(regions[0].as_str()),
             crate::aws::Retries::Off,
         ));
-        for (region, start_us) in plans {
+        for (region, start_us, delay) in plans {
             let client = client(&base, &region);
             let (tx, counters, opts) = (tx.clone(), counters.clone(), opts.clone());
             runtime.spawn(async move {
-                let fetched = fetch_region(&client, &region, start_us, now, &opts, &counters, &tx)
-                    .await
-                    .with_context(|| format!("LookupEvents in {region}"));
+                let pacer = Pacer::after(opts.min_interval, delay);
+                let fetched = fetch_region(
+                    &client,
+                    &region,
+                    (start_us, now),
+                    pacer,
+                    &opts,
+                    &counters,
+                    &tx,
+                )
+                .await
+                .with_context(|| format!("LookupEvents in {region}"));
                 let msg = match fetched {
                     Ok((newest_us, pages, events)) => Msg::Done {
                         region,
@@ -278,9 +311,8 @@ pub fn ingest(store: &Store, opts: &Options) -> Result<LookupSummary> {
     for (region, newest_us, pages, events) in done {
         let old = watermark(store, &region)?;
         let new = newest_us.max(old);
-        if let Some(w) = new
-            && new != old
-        {
+        // Rewritten even when unchanged: updated_at is when this run's last request was done.
+        if let Some(w) = new {
             set_watermark(store, &region, w)?;
         }
         if let Some(r) = summary.regions.iter_mut().find(|r| r.region == region) {
@@ -395,14 +427,13 @@ fn event_us(e: &Event) -> Option<i64> {
 async fn fetch_region(
     client: &aws_sdk_cloudtrail::Client,
     region: &str,
-    start_us: i64,
-    end_us: i64,
+    (start_us, end_us): (i64, i64),
+    mut pacer: Pacer,
     opts: &Options,
     counters: &Counters,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(Option<i64>, u64, u64)> {
     use std::sync::atomic::Ordering::Relaxed;
-    let mut pacer = Pacer::new(opts.min_interval);
     let mut token: Option<String> = None;
     let mut newest: Option<i64> = None;
     let (mut pages, mut events) = (0u64, 0u64);
