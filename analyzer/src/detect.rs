@@ -525,10 +525,9 @@ pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
             .failed
             .push(("cloudtrail_event_map".into(), format!("{e:#}")));
     }
-    report.timings.push((
-        "cloudtrail_event_map".into(),
-        start.elapsed().as_secs_f64(),
-    ));
+    report
+        .timings
+        .push(("cloudtrail_event_map".into(), start.elapsed().as_secs_f64()));
     let mut keyed = Vec::new();
     for d in dets {
         let start = std::time::Instant::now();

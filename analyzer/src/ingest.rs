@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::store::Store;
-use crate::{audit, catalog, cloudtrail, ecs, iam};
+use crate::{audit, catalog, cloudtrail, ecs, iam, s3};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -19,8 +19,9 @@ pub struct IngestArgs {
 #[derive(Debug, Subcommand)]
 pub enum Source {
     /// CloudTrail records: files and directories (recursively) of S3-delivered `.json.gz`,
-    /// `.json` (`{"Records":[…]}` or a plain array) and JSON lines. Digest files are skipped;
-    /// records already stored (same eventID) are not added again.
+    /// `.json` (`{"Records":[…]}` or a plain array) and JSON lines; or, with `--lookup`, the
+    /// event history of each `--region` (LookupEvents, from the last run's watermark). Digest
+    /// files are skipped; records already stored (same eventID) are not added again.
     Cloudtrail(CloudtrailArgs),
     /// `aws iam get-account-authorization-details` output: roles, policies, expanded grants.
     Iam(IamArgs),
@@ -32,10 +33,33 @@ pub enum Source {
 
 #[derive(Debug, Args)]
 pub struct CloudtrailArgs {
-    /// Files or directories.
-    #[arg(required = true)]
+    /// Files, directories, or `s3://BUCKET/PREFIX` (objects streamed from S3).
+    #[arg(required_unless_present = "lookup", conflicts_with = "lookup")]
     pub paths: Vec<PathBuf>,
-    /// Parse threads (default: one per CPU).
+    /// Read the event history through CloudTrail's LookupEvents API instead of files (AWS
+    /// credentials from the standard chain: environment, profile, ECS container, instance).
+    #[arg(long, requires = "regions")]
+    pub lookup: bool,
+    /// With `--lookup`, a region to look up (repeat for several; fetched in parallel). For
+    /// `s3://` paths, the bucket's region (default: the environment's, else us-east-1).
+    #[arg(long = "region", id = "regions", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// A time (2026-11-20T00:00:00Z, 2026-11-20) or an age (7d, 12h). With `--lookup`: the
+    /// start for regions without a watermark yet (default and limit: 90 days back). For
+    /// `s3://` paths in CloudTrail's layout: list only the day folders from that date on.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Send AWS requests to this endpoint (a VPC endpoint or a local stand-in).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Attempts per LookupEvents request (throttled, 5xx or network errors are retried with
+    /// backoff) before the region fails.
+    #[arg(long, default_value_t = cloudtrail::lookup::MAX_ATTEMPTS, requires = "lookup")]
+    pub max_attempts: u32,
+    /// Keys per ListObjectsV2 page for `s3://` paths (tests use small pages).
+    #[arg(long, hide = true)]
+    pub list_page_size: Option<i32>,
+    /// Parse threads (default: one per CPU; 8 for `s3://`, whose workers wait on the network).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar.
@@ -58,13 +82,30 @@ pub struct EcsArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Segment files, raw audit log files, or directories holding either.
+    /// Segment files, raw audit log files, or directories holding either; or
+    /// `s3://BUCKET/PREFIX` where the collector's segments are published.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Send S3 requests to this endpoint (a VPC endpoint or a local stand-in).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// The bucket's region (default: the environment's, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
     /// `host` recorded for rows from raw files (default: the container instance ARN the
     /// file's lines name).
     #[arg(long)]
     pub host: Option<String>,
+}
+
+/// A `--since` value as µs since the epoch.
+fn since(s: Option<&str>) -> Result<Option<i64>> {
+    let now = crate::store::now_us();
+    s.map(|s| {
+        crate::timestamp::parse_since(s, now)
+            .with_context(|| format!("--since {s:?}: not a time, a date or an age like 7d"))
+    })
+    .transpose()
 }
 
 /// Runs one ingest against the store at `store_path`; prints the summary line to stdout.
@@ -72,20 +113,37 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
     let store = Store::open(store_path)?;
     catalog::get().install(&store)?;
     let line = match &args.source {
+        Source::Cloudtrail(a) if a.lookup => {
+            let opts = cloudtrail::lookup::Options {
+                regions: a.regions.clone(),
+                since_us: since(a.since.as_deref())?,
+                endpoint_url: a.endpoint_url.clone(),
+                max_attempts: a.max_attempts.max(1),
+                ..cloudtrail::lookup::Options::default()
+            };
+            cloudtrail::lookup::ingest(&store, &opts)?.to_string()
+        }
         Source::Cloudtrail(a) => {
-            for p in &a.paths {
-                if p.to_string_lossy().starts_with("s3://") {
-                    bail!(
-                        "{}: reading CloudTrail from S3 is not built in this version; copy the files locally (aws s3 sync) and ingest the directory",
-                        p.display()
-                    );
-                }
-            }
             let opts = cloudtrail::Options {
                 threads: a.threads,
                 progress: !a.no_progress,
             };
-            cloudtrail::ingest_paths(&store, &a.paths, &opts)?.to_string()
+            let (urls, local) = s3::split_urls(&a.paths)?;
+            let mut lines = Vec::new();
+            if !urls.is_empty() {
+                let s3_opts = s3::Options {
+                    endpoint_url: a.endpoint_url.clone(),
+                    region: a.regions.first().cloned(),
+                    since_us: since(a.since.as_deref())?,
+                    page_size: a.list_page_size,
+                };
+                let (summary, lists) = s3::ingest_cloudtrail(&store, &urls, &s3_opts, &opts)?;
+                lines.push(format!("{summary}; s3: {lists} list requests"));
+            }
+            if !local.is_empty() {
+                lines.push(cloudtrail::ingest_paths(&store, &local, &opts)?.to_string());
+            }
+            lines.join("\n")
         }
         Source::Iam(a) => iam::ingest(&store, &a.file)?.to_string(),
         Source::Ecs(a) => ecs::ingest(&store, &a.paths)?.to_string(),
@@ -93,7 +151,21 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
             let opts = audit::Options {
                 host: a.host.clone(),
             };
-            audit::ingest(&store, &a.paths, &opts)?.to_string()
+            let (urls, local) = s3::split_urls(&a.paths)?;
+            let mut lines = Vec::new();
+            if !urls.is_empty() {
+                let s3_opts = s3::Options {
+                    endpoint_url: a.endpoint_url.clone(),
+                    region: a.region.clone(),
+                    since_us: None,
+                    page_size: None,
+                };
+                lines.push(s3::ingest_audit(&store, &urls, &s3_opts, &opts)?.to_string());
+            }
+            if !local.is_empty() {
+                lines.push(audit::ingest(&store, &local, &opts)?.to_string());
+            }
+            lines.join("\n")
         }
     };
     writeln!(out, "{line}")?;

@@ -3,6 +3,7 @@
 //! to exit codes.
 
 pub mod audit;
+pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod cloudtrail;
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod investigation;
 pub mod privilege;
 pub mod report;
+pub mod s3;
 pub mod simulate;
 pub mod sql;
 pub mod store;

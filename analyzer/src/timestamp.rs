@@ -16,6 +16,20 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The civil date (year, month, day) of a day count from 1970-01-01; inverse of
+/// [`days_from_civil`].
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 fn digits(b: &[u8]) -> Option<i64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
@@ -144,6 +158,23 @@ pub fn from_json_us(v: &serde_json::Value) -> Option<i64> {
     }
 }
 
+/// A `--since` value: a time in any accepted form, or an age (`90d`, `12h`, `30m`) before
+/// `now_us`.
+pub fn parse_since(s: &str, now_us: i64) -> Option<i64> {
+    let s = s.trim();
+    if let Some(t) = parse_iso_us(s) {
+        return Some(t);
+    }
+    let unit = match s.as_bytes().last()? {
+        b'd' => 86_400,
+        b'h' => 3_600,
+        b'm' => 60,
+        _ => return None,
+    };
+    let n = digits(&s.as_bytes()[..s.len() - 1])?;
+    now_us.checked_sub(n.checked_mul(unit)?.checked_mul(1_000_000)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +220,31 @@ mod tests {
         assert_eq!(from_json_us(&v), Some(1_732_100_400_500_000));
         let v = serde_json::Value::String("2024-11-20T10:00:00.000000+00:00".into());
         assert_eq!(from_json_us(&v), parse_iso_us("2024-11-20T10:00:00Z"));
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in [-1000, -1, 0, 59, 60, 11_016, 20_513, 20_818, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{days}: {y}-{m}-{d}");
+        }
+        assert_eq!(civil_from_days(20_777), (2026, 11, 20));
+    }
+
+    #[test]
+    fn since_values() {
+        let now = parse_iso_us("2026-11-20T12:00:00Z").unwrap();
+        assert_eq!(
+            parse_since("2026-11-20T10:00:00Z", now),
+            parse_iso_us("2026-11-20T10:00:00Z")
+        );
+        assert_eq!(parse_since("2h", now), parse_iso_us("2026-11-20T10:00:00Z"));
+        assert_eq!(parse_since("1d", now), parse_iso_us("2026-11-19T12:00:00Z"));
+        assert_eq!(
+            parse_since("30m", now),
+            parse_iso_us("2026-11-20T11:30:00Z")
+        );
+        assert_eq!(parse_since("d", now), None);
+        assert_eq!(parse_since("yesterday", now), None);
     }
 }

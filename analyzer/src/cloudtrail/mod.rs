@@ -9,6 +9,7 @@
 //! IDs already stored (or repeated in the chunk) and appends the rest, committing every
 //! [`COMMIT_ROWS`] rows. The per-file counts go to `cloudtrail_files` at the end.
 
+pub mod lookup;
 pub mod record;
 pub mod split;
 
@@ -60,7 +61,13 @@ pub struct Input {
 pub enum Body {
     Path(PathBuf),
     Bytes(Vec<u8>),
+    /// Opened by the worker that reads it (an S3 object streamed while it is parsed), so only
+    /// as many inputs are open as there are parse threads.
+    Open(Opener),
 }
+
+/// Opens an input's byte stream (compressed or not: gzip is recognised by its magic bytes).
+pub type Opener = Box<dyn FnOnce() -> std::io::Result<Box<dyn Read + Send>> + Send>;
 
 /// Options of one ingest.
 #[derive(Debug, Clone)]
@@ -126,8 +133,8 @@ pub fn is_digest_path(path: &str) -> bool {
     path.contains("CloudTrail-Digest")
 }
 
-/// Names the directory walk takes as CloudTrail JSON.
-fn is_json_name(name: &str) -> bool {
+/// Names the directory walk (and the S3 listing) takes as CloudTrail JSON.
+pub fn is_json_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.strip_suffix(".gz").unwrap_or(&n);
     !name.starts_with('.')
@@ -384,6 +391,7 @@ fn open(input: Input, bar: &ProgressBar) -> std::io::Result<Box<dyn Read + Send>
     let raw: Box<dyn Read + Send> = match input.body {
         Body::Path(p) => Box::new(File::open(p)?),
         Body::Bytes(b) => Box::new(std::io::Cursor::new(b)),
+        Body::Open(f) => f()?,
     };
     let mut buffered = BufReader::with_capacity(
         256 * 1024,
@@ -955,10 +963,11 @@ pub fn ingest_records(store: &Store, source: &str, records: &[String]) -> Result
     let start = Instant::now();
     let names = vec![source.to_string()];
     let mut writer = Writer::new(store.conn().try_clone()?, &names)?;
-    for part in records.chunks(CHUNK_ROWS) {
+    for (k, part) in records.chunks(CHUNK_ROWS).enumerate() {
         let mut cols = Columns::new();
         let mut chunk = empty_chunk();
-        for (i, rec) in part.iter().enumerate() {
+        for (j, rec) in part.iter().enumerate() {
+            let i = k * CHUNK_ROWS + j;
             chunk.records += 1;
             match record::parse(rec.as_bytes()) {
                 Ok(e) => cols.push(&e, source),

@@ -1,0 +1,439 @@
+//! `credtrail ingest cloudtrail s3://…` and `ingest audit s3://…` against a real S3 server:
+//! s3s-fs (the S3 protocol over a directory, SigV4 checked) on 127.0.0.1, installed by
+//! `scripts/install-s3s-fs.sh` (run by `scripts/install-test-tools.sh`). Without it the tests
+//! say so and stop, except under CI, where they fail.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use credtrail::store::Store;
+use credtrail::{audit, cloudtrail};
+
+const ACCESS_KEY: &str = "AKIDLOCALS3TEST";
+const SECRET_KEY: &str = "local-s3-test-secret";
+
+/// The s3s-fs binary: `$CREDTRAIL_S3S_FS`, else where the install script puts it.
+fn s3s_fs() -> Option<PathBuf> {
+    let p = match std::env::var_os("CREDTRAIL_S3S_FS") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let tools = std::env::var_os("CREDTRAIL_TOOLS").map_or_else(
+                || {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/credtrail-tools")
+                },
+                PathBuf::from,
+            );
+            tools.join("bin/s3s-fs")
+        }
+    };
+    if p.is_file() {
+        return Some(p);
+    }
+    let msg = format!(
+        "{} is not installed: run scripts/install-s3s-fs.sh (or scripts/install-test-tools.sh)",
+        p.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    eprintln!("skipped: {msg}");
+    None
+}
+
+/// A running S3 server; stopped when dropped.
+struct S3Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `root` (one directory per bucket) over S3 on 127.0.0.1 (a port the OS picks, read
+/// from the server's log).
+fn start_s3(bin: &Path, root: &Path) -> S3Server {
+    let mut child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .env("RUST_LOG", "s3s_fs=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("s3s-fs exited before it listened")
+            .unwrap();
+        if let Some(at) = line.find("server is running at ") {
+            break line[at + "server is running at ".len()..]
+                .trim()
+                .to_string();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    S3Server { child, url }
+}
+
+fn credtrail(store: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credtrail"));
+    cmd.arg("--store").arg(store).args(args);
+    for v in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ENDPOINT_URL",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/credtrail-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credtrail-test/credentials",
+        );
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn event_ids(store: &Store) -> BTreeSet<String> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT event_id FROM cloudtrail_events")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// One CloudTrail file with `n` records whose IDs start with `tag`.
+fn trail_file(tag: &str, n: usize) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"eventVersion":"1.09","userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE",
+                "arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333"},
+                "eventTime":"2026-11-01T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets",
+                "awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15.0",
+                "eventID":format!("{tag}-{i}"),"readOnly":true,"eventType":"AwsApiCall",
+                "managementEvent":true,"recipientAccountId":"111122223333"})
+        })
+        .collect();
+    gz(serde_json::json!({ "Records": records })
+        .to_string()
+        .as_bytes())
+}
+
+#[test]
+fn cloudtrail_from_s3_matches_the_local_ingest() {
+    let Some(bin) = s3s_fs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = tmp.path().join("sim");
+    let st = Command::new(env!("CARGO_BIN_EXE_credtrail"))
+        .args(["simulate", "--hosts", "2", "--hours", "2", "--out"])
+        .arg(&sim)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let trail = sim.join("cloudtrail");
+    let account = std::fs::read_dir(trail.join("AWSLogs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+
+    // The local ingest of the same files is the reference.
+    let local = Store::open_in_memory().unwrap();
+    let opts = cloudtrail::Options {
+        threads: 2,
+        progress: false,
+    };
+    let ls = cloudtrail::ingest_paths(&local, std::slice::from_ref(&trail), &opts).unwrap();
+    assert!(ls.stored > 10_000, "{ls}");
+    let local_ids = event_ids(&local);
+    let local_rows = local
+        .count("SELECT count(*) FROM cloudtrail_events")
+        .unwrap();
+
+    // The bucket: the same tree, plus a digest file, plus an older day that `--since` skips.
+    let root = tmp.path().join("s3");
+    let bucket = root.join("trail-bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    copy_tree(&trail, &bucket);
+    let digest = bucket.join(format!(
+        "AWSLogs/{account}/CloudTrail-Digest/us-east-1/2026/11/16/{account}_CloudTrail-Digest_us-east-1_trail_us-east-1_20261116T010000Z.json.gz"
+    ));
+    std::fs::create_dir_all(digest.parent().unwrap()).unwrap();
+    std::fs::write(
+        &digest,
+        gz(br#"{"awsAccountId":"1","digestStartTime":"x"}"#),
+    )
+    .unwrap();
+    let old_day = bucket.join(format!("AWSLogs/{account}/CloudTrail/us-east-1/2026/11/01"));
+    std::fs::create_dir_all(&old_day).unwrap();
+    std::fs::write(
+        old_day.join(format!(
+            "{account}_CloudTrail_us-east-1_20261101T1000Z_oldoldoldoldold1.json.gz"
+        )),
+        trail_file("old-day", 25),
+    )
+    .unwrap();
+    let objects = files_under(&bucket).len();
+    let server = start_s3(&bin, &root);
+    let url = server.url.clone();
+
+    // With --since, from the bucket root: the old day is not even listed.
+    let store_path = tmp.path().join("since.duckdb");
+    let (ok, out, err) = credtrail(
+        &store_path,
+        &[
+            "ingest",
+            "cloudtrail",
+            "s3://trail-bucket/",
+            "--since",
+            "2026-11-16",
+            "--endpoint-url",
+            &url,
+            "--no-progress",
+        ],
+    );
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
+    {
+        let store = Store::open(&store_path).unwrap();
+        assert_eq!(event_ids(&store), local_ids, "{out}");
+        assert_eq!(
+            store
+                .count("SELECT count(*) FROM cloudtrail_events")
+                .unwrap(),
+            local_rows
+        );
+        assert_eq!(
+            store
+                .count(
+                    "SELECT count(*) FROM cloudtrail_files WHERE source_file LIKE '%/2026/11/01/%'"
+                )
+                .unwrap(),
+            0,
+            "the day before --since was read: {out}"
+        );
+        assert_eq!(
+            store
+                .count("SELECT count(*) FROM cloudtrail_events WHERE source_file NOT LIKE 's3://trail-bucket/AWSLogs/%'")
+                .unwrap(),
+            0
+        );
+    }
+
+    // Without --since: every object, the old day included; the digest skipped.
+    let store_path = tmp.path().join("all.duckdb");
+    let args = [
+        "ingest",
+        "cloudtrail",
+        "s3://trail-bucket",
+        "--endpoint-url",
+        &url,
+        "--no-progress",
+        "--threads",
+        "3",
+        "--list-page-size",
+        "7",
+    ];
+    let (ok, out, err) = credtrail(&store_path, &args);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
+    // Every object is a file read, a digest skipped, or (event selectors) a document.
+    assert!(
+        out.contains(&format!(
+            "cloudtrail: {} files (1 digest files skipped, 1 event selector documents)",
+            objects - 1
+        )),
+        "{out} ({objects} objects)"
+    );
+    // Pages of 7 keys: the listing followed every continuation token.
+    assert!(
+        out.contains(&format!("; s3: {} list requests", objects.div_ceil(7))),
+        "{out} ({objects} objects)"
+    );
+    let mut expected = local_ids.clone();
+    expected.extend((0..25).map(|i| format!("old-day-{i}")));
+    {
+        let store = Store::open(&store_path).unwrap();
+        assert_eq!(event_ids(&store), expected);
+        assert_eq!(
+            store
+                .count("SELECT count(*) FROM cloudtrail_events")
+                .unwrap(),
+            local_rows + 25
+        );
+        assert_eq!(
+            store
+                .count("SELECT count(*) FROM cloudtrail_event_selectors")
+                .unwrap(),
+            local
+                .count("SELECT count(*) FROM cloudtrail_event_selectors")
+                .unwrap()
+        );
+    }
+    // A second run adds nothing.
+    let (ok, out, err) = credtrail(&store_path, &args);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
+    assert!(out.contains(" 0 new, "), "{out}");
+    let store = Store::open(&store_path).unwrap();
+    assert_eq!(
+        store
+            .count("SELECT count(*) FROM cloudtrail_events")
+            .unwrap(),
+        local_rows + 25
+    );
+}
+
+const CI: &str =
+    "arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0f3c5a7d9b1e4c2a8d6f0e1b3a5c7d9e";
+
+fn audit_line(n: u32) -> String {
+    format!(
+        "2026-11-20T10:{:02}:{:02}Z 200 172.17.0.5:{} \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3 n={n}\" arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef GetCredentials 2 prod {CI}\n",
+        n / 60 % 60,
+        n % 60,
+        30000 + n
+    )
+}
+
+#[test]
+fn audit_segments_from_s3_match_the_local_ingest() {
+    let Some(bin) = s3s_fs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let audit_dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let mut text = String::new();
+    for n in 0..300 {
+        text.push_str(&audit_line(n));
+    }
+    text.push_str("garbage\n");
+    std::fs::write(audit_dir.join("audit.log"), &text).unwrap();
+    let segments = tmp.path().join("segments");
+    let mut config =
+        credtrail_collector::Config::new(&audit_dir, tmp.path().join("collector.duckdb"));
+    config.host = Some("ip-10-0-1-5".into());
+    config.segments_dir = Some(segments.clone());
+    config.notify = false;
+    config.min_free_mb = 0;
+    credtrail_collector::run_once(&config).unwrap();
+
+    let local = Store::open_in_memory().unwrap();
+    let ls = audit::ingest(
+        &local,
+        std::slice::from_ref(&segments),
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(ls.added, [300, 1, 0], "{ls}");
+
+    let root = tmp.path().join("s3");
+    let prefix = root.join("segments-bucket/fleet/prod");
+    std::fs::create_dir_all(&prefix).unwrap();
+    copy_tree(&segments, &prefix);
+    let server = start_s3(&bin, &root);
+    let url = server.url.clone();
+    let store_path = tmp.path().join("a.duckdb");
+    let args = [
+        "ingest",
+        "audit",
+        "s3://segments-bucket/fleet/prod/",
+        "--endpoint-url",
+        &url,
+    ];
+    let (ok, out, err) = credtrail(&store_path, &args);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
+    assert!(
+        out.contains(&format!(
+            "audit: {} segment files, 0 raw files; 300 credential requests, 1 rejected lines",
+            ls.segment_files
+        )),
+        "{out}"
+    );
+    let cols = "host, source_id, byte_offset, line_len, event_time, status, source_ip, request_path, user_agent, task_arn";
+    let rows = |s: &Store| -> BTreeSet<String> {
+        let mut stmt = s
+            .conn()
+            .prepare(&format!(
+                "SELECT concat_ws('|', {cols}) FROM credential_requests"
+            ))
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    {
+        let store = Store::open(&store_path).unwrap();
+        assert_eq!(rows(&store), rows(&local));
+        assert_eq!(
+            store.count("SELECT count(*) FROM rejected_lines").unwrap(),
+            1
+        );
+    }
+    let (ok, out, err) = credtrail(&store_path, &args);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
+    assert!(
+        out.contains("0 credential requests, 0 rejected lines, 0 inventory rows added"),
+        "{out}"
+    );
+}
