@@ -64,7 +64,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// DuckDB's memory limit while detections run.
-pub const ANALYSIS_MEMORY_LIMIT: &str = "3GB";
+pub const ANALYSIS_MEMORY_LIMIT: &str = "2GB";
 
 /// Header keys every detection must have.
 pub const REQUIRED_KEYS: &[&str] = &[
