@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::header::{QueryFile, list};
 use crate::store::{Store, sql_string};
 use crate::terminal::escape_control;
 
@@ -114,18 +115,7 @@ impl Severity {
     }
 }
 
-/// A problem with one detection file.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{file}:{line}: {message}")]
-    Header {
-        file: String,
-        line: usize,
-        message: String,
-    },
-    #[error("{file}: {message}")]
-    File { file: String, message: String },
-}
+pub use crate::header::LoadError;
 
 /// One detection: its header and its SQL.
 #[derive(Debug, Clone)]
@@ -150,115 +140,50 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Parse one detection file; every problem found is returned.
 pub fn parse(file: &str, text: &str) -> Result<Detection, Vec<LoadError>> {
-    let mut errors = Vec::new();
-    let err = |line: usize, message: String| LoadError::Header {
-        file: file.to_string(),
-        line,
-        message,
-    };
-    let mut header: BTreeMap<String, (usize, String)> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let Some(rest) = line.strip_prefix("--") else {
-            break;
-        };
-        let rest = rest.trim();
-        let Some((k, v)) = rest.split_once(':') else {
-            errors.push(err(i + 1, format!("not a `-- key: value` line: {rest:?}")));
-            continue;
-        };
-        let k = k.trim();
-        if !REQUIRED_KEYS.contains(&k) {
-            errors.push(err(i + 1, format!("unknown header key {k:?}")));
-            continue;
-        }
-        if header
-            .insert(k.to_string(), (i + 1, v.trim().to_string()))
-            .is_some()
-        {
-            errors.push(err(i + 1, format!("header key {k:?} given twice")));
-        }
-    }
-    for k in REQUIRED_KEYS {
-        if !header.contains_key(*k) {
-            errors.push(err(1, format!("header lacks `-- {k}: …`")));
-        }
-    }
-    let get = |k: &str| header.get(k).cloned().unwrap_or((1, String::new()));
-    let (line, id) = get("id");
-    if header.contains_key("id") && !is_ident(&id) {
-        errors.push(err(line, format!("id {id:?} is not an identifier")));
-    }
-    let stem = Path::new(file)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    if header.contains_key("id") && stem != id {
-        errors.push(err(
-            line,
-            format!("id {id:?} differs from the file name {stem:?}"),
-        ));
-    }
-    let (line, key) = get("key");
+    let mut q = QueryFile::parse(file, text, REQUIRED_KEYS);
+    let id = q.check_id(is_ident, "an identifier");
+    let (line, key) = q.get("key");
     let key = list(&key);
     for k in &key {
         if !KEY_COLUMNS.contains(&k.as_str()) {
-            errors.push(err(
+            q.error(
                 line,
                 format!("key column {k:?} is not one of {KEY_COLUMNS:?}"),
-            ));
+            );
         }
     }
-    if header.contains_key("key") && key.is_empty() {
-        errors.push(err(line, "empty key".to_string()));
+    if q.has("key") && key.is_empty() {
+        q.error(line, "empty key".to_string());
     }
-    let (line, params_text) = get("params");
+    let (line, params_text) = q.get("params");
     let mut params = Vec::new();
     for p in list(&params_text) {
         match p.split_once('=') {
             Some((n, d)) if is_ident(n.trim()) && !RESERVED_PARAMS.contains(&n.trim()) => {
                 params.push((n.trim().to_string(), d.trim().to_string()));
             }
-            _ => errors.push(err(line, format!("bad parameter {p:?}: want name=default"))),
+            _ => q.error(line, format!("bad parameter {p:?}: want name=default")),
         }
     }
-    let (line, severity) = get("severity");
-    if header.contains_key("severity") && severity.is_empty() {
-        errors.push(err(line, "empty severity".to_string()));
+    let (line, severity) = q.get("severity");
+    if q.has("severity") && severity.is_empty() {
+        q.error(line, "empty severity".to_string());
     }
-    let body = text
-        .lines()
-        .skip_while(|l| l.starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let sql = body.trim().trim_end_matches(';').trim_end().to_string();
-    if sql.is_empty() {
-        errors.push(LoadError::File {
-            file: file.to_string(),
-            message: "no SQL after the header".to_string(),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(errors);
+    if !q.errors.is_empty() {
+        return Err(q.errors);
     }
     Ok(Detection {
         file: file.to_string(),
         id,
-        title: get("title").1,
+        title: q.get("title").1,
         severity,
-        description: get("description").1,
-        reads: list(&get("reads").1),
+        description: q.get("description").1,
+        reads: list(&q.get("reads").1),
         key,
         params,
-        sql,
+        sql: q.sql,
     })
 }
 
@@ -606,18 +531,6 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-fn timestamp_arg(store: &Store, flag: &str, v: &Option<String>) -> Result<()> {
-    if let Some(v) = v {
-        store
-            .conn()
-            .query_row(&format!("SELECT {}::TIMESTAMP", sql_string(v)), [], |_| {
-                Ok(())
-            })
-            .with_context(|| format!("{flag} {v:?} is not a time"))?;
-    }
-    Ok(())
-}
-
 /// Run `analyze`; returns whether a finding reached `--fail-on` (the caller exits with 3).
 pub fn analyze(store: &Store, a: &AnalyzeArgs, out: &mut dyn Write) -> Result<bool> {
     let loaded = match &a.queries {
@@ -633,8 +546,8 @@ pub fn analyze(store: &Store, a: &AnalyzeArgs, out: &mut dyn Write) -> Result<bo
         until: a.until.clone(),
         params: a.params.iter().cloned().collect(),
     };
-    timestamp_arg(store, "--since", &opts.since)?;
-    timestamp_arg(store, "--until", &opts.until)?;
+    store.check_time("--since", opts.since.as_deref())?;
+    store.check_time("--until", opts.until.as_deref())?;
     check_params(&loaded.detections, &opts)?;
     let report = run(store, &loaded.detections, &opts);
     for (file, e) in &report.failed {

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, FromArgMatches};
 
+use crate::header::{QueryFile, list};
 use crate::sql::{self, Format};
 use crate::store::{Store, sql_string};
 
@@ -44,18 +45,7 @@ pub const REQUIRED_KEYS: &[&str] = &["id", "title", "description", "params", "re
 /// names a parameter cannot take because its flag is taken.
 pub const RESERVED_PARAMS: &[&str] = &["since", "until", "format", "help", "store", "list"];
 
-/// A problem with one investigation file.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{file}:{line}: {message}")]
-    Header {
-        file: String,
-        line: usize,
-        message: String,
-    },
-    #[error("{file}: {message}")]
-    File { file: String, message: String },
-}
+pub use crate::header::LoadError;
 
 /// A declared parameter: required when it has no default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,72 +85,17 @@ fn is_param(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Parse one investigation file; every problem found is returned.
 pub fn parse(file: &str, text: &str) -> Result<Investigation, Vec<LoadError>> {
-    let mut errors = Vec::new();
-    let err = |line: usize, message: String| LoadError::Header {
-        file: file.to_string(),
-        line,
-        message,
-    };
-    let mut header: BTreeMap<String, (usize, String)> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let Some(rest) = line.strip_prefix("--") else {
-            break;
-        };
-        let rest = rest.trim();
-        let Some((k, v)) = rest.split_once(':') else {
-            errors.push(err(i + 1, format!("not a `-- key: value` line: {rest:?}")));
-            continue;
-        };
-        let k = k.trim();
-        if !REQUIRED_KEYS.contains(&k) {
-            errors.push(err(i + 1, format!("unknown header key {k:?}")));
-            continue;
-        }
-        if header
-            .insert(k.to_string(), (i + 1, v.trim().to_string()))
-            .is_some()
-        {
-            errors.push(err(i + 1, format!("header key {k:?} given twice")));
-        }
-    }
-    for k in REQUIRED_KEYS {
-        if !header.contains_key(*k) {
-            errors.push(err(1, format!("header lacks `-- {k}: …`")));
-        }
-    }
-    let get = |k: &str| header.get(k).cloned().unwrap_or((1, String::new()));
-    let (line, id) = get("id");
-    if header.contains_key("id") {
-        if !is_id(&id) {
-            errors.push(err(line, format!("id {id:?} is not lowercase-with-dashes")));
-        }
-        let stem = Path::new(file)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        if stem != id {
-            errors.push(err(
-                line,
-                format!("id {id:?} differs from the file name {stem:?}"),
-            ));
-        }
-    }
+    let mut q = QueryFile::parse(file, text, REQUIRED_KEYS);
+    let id = q.check_id(is_id, "lowercase-with-dashes");
     for k in ["title", "description", "reads"] {
-        let (line, v) = get(k);
-        if header.contains_key(k) && v.is_empty() {
-            errors.push(err(line, format!("empty {k}")));
+        let (line, v) = q.get(k);
+        if q.has(k) && v.is_empty() {
+            q.error(line, format!("empty {k}"));
         }
     }
-    let (line, params_text) = get("params");
+    let (line, params_text) = q.get("params");
     let mut params: Vec<Param> = Vec::new();
     for p in list(&params_text) {
         let (name, default) = match p.split_once('=') {
@@ -168,12 +103,12 @@ pub fn parse(file: &str, text: &str) -> Result<Investigation, Vec<LoadError>> {
             None => (p.as_str(), None),
         };
         if !is_param(name) || RESERVED_PARAMS.contains(&name) {
-            errors.push(err(
+            q.error(
                 line,
                 format!("bad parameter {p:?}: want name (required) or name=default"),
-            ));
-        } else if params.iter().any(|q| q.name == name) {
-            errors.push(err(line, format!("parameter {name:?} given twice")));
+            );
+        } else if params.iter().any(|x| x.name == name) {
+            q.error(line, format!("parameter {name:?} given twice"));
         } else {
             params.push(Param {
                 name: name.to_string(),
@@ -181,34 +116,20 @@ pub fn parse(file: &str, text: &str) -> Result<Investigation, Vec<LoadError>> {
             });
         }
     }
-    let body = text
-        .lines()
-        .skip_while(|l| l.starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let sql = body.trim().trim_end_matches(';').trim_end().to_string();
-    if sql.is_empty() {
-        errors.push(LoadError::File {
-            file: file.to_string(),
-            message: "no SQL after the header".to_string(),
-        });
-    } else if sql::split_statements(&sql).len() != 1 {
-        errors.push(LoadError::File {
-            file: file.to_string(),
-            message: "more than one statement".to_string(),
-        });
+    if !q.sql.is_empty() && sql::split_statements(&q.sql).len() != 1 {
+        q.file_error("more than one statement".to_string());
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if !q.errors.is_empty() {
+        return Err(q.errors);
     }
     Ok(Investigation {
         file: file.to_string(),
         id,
-        title: get("title").1,
-        description: get("description").1,
+        title: q.get("title").1,
+        description: q.get("description").1,
         params,
-        reads: list(&get("reads").1),
-        sql,
+        reads: list(&q.get("reads").1),
+        sql: q.sql,
     })
 }
 
@@ -282,10 +203,7 @@ pub fn set_variables(store: &Store, inv: &Investigation, opts: &RunOptions) -> R
     for (flag, value) in [("since", &opts.since), ("until", &opts.until)] {
         let v = match value {
             Some(v) => {
-                conn.query_row(&format!("SELECT {}::TIMESTAMP", sql_string(v)), [], |_| {
-                    Ok(())
-                })
-                .with_context(|| format!("--{flag} {v:?} is not a time"))?;
+                store.check_time(&format!("--{flag}"), Some(v))?;
                 sql_string(v)
             }
             None => "NULL".to_string(),

@@ -10,6 +10,7 @@ pub mod cloudtrail;
 pub mod demo;
 pub mod detect;
 pub mod ecs;
+pub mod header;
 pub mod iam;
 pub mod ingest;
 pub mod investigation;

@@ -172,6 +172,19 @@ impl Store {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
     }
 
+    /// Checks that a `--since`/`--until` value is a time DuckDB reads (`flag` names it in the
+    /// error).
+    pub fn check_time(&self, flag: &str, value: Option<&str>) -> Result<()> {
+        if let Some(v) = value {
+            self.conn
+                .query_row(&format!("SELECT {}::TIMESTAMP", sql_string(v)), [], |_| {
+                    Ok(())
+                })
+                .with_context(|| format!("{flag} {v:?} is not a time"))?;
+        }
+        Ok(())
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         let mut stmt = self
             .conn

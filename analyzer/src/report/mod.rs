@@ -649,22 +649,10 @@ fn timeline(
     })
 }
 
-fn check_time(store: &Store, flag: &str, v: &Option<String>) -> Result<()> {
-    if let Some(v) = v {
-        store
-            .conn()
-            .query_row(&format!("SELECT {}::TIMESTAMP", sql_string(v)), [], |_| {
-                Ok(())
-            })
-            .with_context(|| format!("{flag} {v:?} is not a time"))?;
-    }
-    Ok(())
-}
-
 /// Read everything the report shows from the store, running the built-in detections.
 pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> Result<Data> {
-    check_time(store, "--since", &since)?;
-    check_time(store, "--until", &until)?;
+    store.check_time("--since", since.as_deref())?;
+    store.check_time("--until", until.as_deref())?;
     let loaded = detect::builtin();
     let mut failed: Vec<(String, String)> = loaded
         .errors
