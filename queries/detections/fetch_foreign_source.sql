@@ -1,10 +1,10 @@
 -- id: fetch_foreign_source
 -- title: Task credentials fetched from another task's address
 -- severity: critical
--- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the address B's own credentials are most often fetched from, B's from its first fetch there until another task makes it its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
+-- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the addresses B's own credentials were fetched from in B's first home_minutes, one per container, B's until another task makes them its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
 -- reads: credential_requests, task_inventory, tasks, audit_hosts
 -- key: task_arn
--- params: slack_minutes=10
+-- params: slack_minutes=10, home_minutes=10
 WITH ok AS (
     SELECT event_time, host, source_ip, source_port, user_agent, task_arn, byte_offset
     FROM credential_requests
@@ -13,19 +13,19 @@ WITH ok AS (
       AND source_ip IS NOT NULL
       AND coalesce(event_type, 'GetCredentials') = 'GetCredentials'
 ),
--- addresses learned from the audit log: a task's home is the address its own credentials are
--- most often fetched from (first such fetch on ties); it owns that address from its first fetch
--- there until another task makes it its home, or it stops. An address where a home task keeps
--- fetching after another task's start is shared (a host address): no one's.
-addr_counts AS (
-    SELECT host, task_arn, source_ip, count(*) AS n, min(event_time) AS first_fetch
-    FROM ok GROUP BY host, task_arn, source_ip
+-- addresses learned from the audit log: a task's homes are the addresses its own credentials
+-- were fetched from in its first home_minutes (each container's SDK fetches at start-up); it owns
+-- each from then until another task makes it a home, or it stops. An address where a home task
+-- keeps fetching after another task's start is shared (a host address): no one's.
+firsts AS (
+    SELECT host, task_arn, min(event_time) AS first_fetch FROM ok GROUP BY host, task_arn
 ),
 homes AS (
-    SELECT host, task_arn, source_ip, first_fetch AS since
-    FROM addr_counts
-    QUALIFY row_number() OVER (PARTITION BY host, task_arn
-                               ORDER BY n DESC, first_fetch, source_ip) = 1
+    SELECT o.host, o.task_arn, o.source_ip, min(o.event_time) AS since
+    FROM ok o
+    JOIN firsts f ON f.host = o.host AND f.task_arn = o.task_arn
+    WHERE o.event_time <= f.first_fetch + to_minutes(getvariable('home_minutes')::BIGINT)
+    GROUP BY o.host, o.task_arn, o.source_ip
 ),
 spans AS (
     SELECT host, source_ip, task_arn AS owner, since,
