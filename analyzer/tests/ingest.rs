@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use credtrail::store::Store;
 use credtrail::{audit, cloudtrail, ecs, iam};
 use serde_json::{Value, json};
@@ -601,17 +603,7 @@ fn describe_tasks_and_task_definitions_merge_into_tasks() {
 // ---------------------------------------------------------------------------------------------
 // Audit log
 
-const CI: &str =
-    "arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0f3c5a7d9b1e4c2a8d6f0e1b3a5c7d9e";
-
-fn audit_line(n: u32) -> String {
-    format!(
-        "2026-11-20T10:{:02}:{:02}Z 200 172.17.0.5:{} \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3 n={n}\" arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef GetCredentials 2 prod {CI}\n",
-        n / 60 % 60,
-        n % 60,
-        30000 + n
-    )
-}
+use common::{CI, audit_line};
 
 #[test]
 fn raw_audit_files_load_once_and_grow() {
@@ -721,22 +713,7 @@ fn raw_audit_files_load_once_and_grow() {
 #[test]
 fn collector_segments_load_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let audit_dir = tmp.path().join("ecs");
-    std::fs::create_dir_all(&audit_dir).unwrap();
-    let mut text = String::new();
-    for n in 0..200 {
-        text.push_str(&audit_line(n));
-    }
-    text.push_str("garbage\n");
-    std::fs::write(audit_dir.join("audit.log"), &text).unwrap();
-    let segments = tmp.path().join("segments");
-    let mut config =
-        credtrail_collector::Config::new(&audit_dir, tmp.path().join("collector.duckdb"));
-    config.host = Some("ip-10-0-1-5".into());
-    config.segments_dir = Some(segments.clone());
-    config.notify = false;
-    config.min_free_mb = 0;
-    credtrail_collector::run_once(&config).unwrap();
+    let segments = common::collector_segments(tmp.path(), 200);
 
     let store = Store::open_in_memory().unwrap();
     let s = audit::ingest(
@@ -765,11 +742,11 @@ fn collector_segments_load_once() {
     // A second collector run publishes more; only the new rows arrive.
     let mut f = std::fs::OpenOptions::new()
         .append(true)
-        .open(audit_dir.join("audit.log"))
+        .open(tmp.path().join("ecs/audit.log"))
         .unwrap();
     f.write_all(audit_line(500).as_bytes()).unwrap();
     drop(f);
-    credtrail_collector::run_once(&config).unwrap();
+    common::collect_once(tmp.path());
     let more = audit::ingest(&store, &[segments], &audit::Options::default()).unwrap();
     assert_eq!(more.added, [1, 0, 0]);
     assert_eq!(

@@ -2,6 +2,8 @@
 //! `credtrail` binary with dummy credentials, an `--endpoint-url` on 127.0.0.1, and instance
 //! metadata disabled, so nothing leaves the machine.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod lookup;
 mod policy;
 mod s3;

@@ -342,38 +342,11 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
     );
 }
 
-const CI: &str =
-    "arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0f3c5a7d9b1e4c2a8d6f0e1b3a5c7d9e";
-
-fn audit_line(n: u32) -> String {
-    format!(
-        "2026-11-20T10:{:02}:{:02}Z 200 172.17.0.5:{} \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3 n={n}\" arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef GetCredentials 2 prod {CI}\n",
-        n / 60 % 60,
-        n % 60,
-        30000 + n
-    )
-}
-
 #[test]
 fn audit_segments_from_s3_match_the_local_ingest() {
     let Some(bin) = s3s_fs() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let audit_dir = tmp.path().join("ecs");
-    std::fs::create_dir_all(&audit_dir).unwrap();
-    let mut text = String::new();
-    for n in 0..300 {
-        text.push_str(&audit_line(n));
-    }
-    text.push_str("garbage\n");
-    std::fs::write(audit_dir.join("audit.log"), &text).unwrap();
-    let segments = tmp.path().join("segments");
-    let mut config =
-        credtrail_collector::Config::new(&audit_dir, tmp.path().join("collector.duckdb"));
-    config.host = Some("ip-10-0-1-5".into());
-    config.segments_dir = Some(segments.clone());
-    config.notify = false;
-    config.min_free_mb = 0;
-    credtrail_collector::run_once(&config).unwrap();
+    let segments = crate::common::collector_segments(tmp.path(), 300);
 
     let local = Store::open_in_memory().unwrap();
     let ls = audit::ingest(
