@@ -7,6 +7,12 @@
 //! normalised, full record kept) and with DuckDB's own `read_json` into a table. Prints
 //! records/s, wall and CPU seconds, peak RSS, and the ratio measured in the same run.
 //!
+//! Files are laid out and named as S3 delivery does (`AWSLogs/<account>/CloudTrail/<region>/
+//! YYYY/MM/DD/<account>_CloudTrail_<region>_YYYYMMDDTHHmmZ_<id>.json.gz`, 20 records a second),
+//! so name order is time order, as it is in a real bucket. `CREDTRAIL_BENCH_INPUT=DIR` keeps
+//! the generated files in DIR and reuses them on the next run (e.g. to profile one loader on
+//! the same input with `perf`).
+//!
 //! Numbers are printed, never asserted: the tests check behaviour, this measures it.
 
 use std::io::Write;
@@ -26,12 +32,20 @@ fn main() {
     let records = env_or("CREDTRAIL_BENCH_RECORDS", 1_000_000);
     let per_file = env_or("CREDTRAIL_BENCH_PER_FILE", 1_000).max(1);
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp
-        .path()
-        .join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20");
-    std::fs::create_dir_all(&dir).unwrap();
+    let root = std::env::var_os("CREDTRAIL_BENCH_INPUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let logs = root.join("AWSLogs");
+    let marker = root.join("generated");
     let t = Instant::now();
-    let (files, raw, compressed) = generate(&dir, records, per_file);
+    let (files, raw, compressed) = if marker.exists() {
+        existing(&logs)
+    } else {
+        let g = generate(&logs, records, per_file);
+        std::fs::write(&marker, format!("{records}")).unwrap();
+        g
+    };
+    let records: u64 = std::fs::read_to_string(&marker).unwrap().parse().unwrap();
     println!(
         "input: {records} records in {files} .json.gz files, {:.1} MB of JSON, {:.1} MB compressed (generated in {:.1} s)",
         raw as f64 / 1e6,
@@ -51,7 +65,7 @@ fn main() {
         let p = sys::run_phase(
             phase,
             &[
-                ("CREDTRAIL_BENCH_DIR", &tmp.path().join("AWSLogs")),
+                ("CREDTRAIL_BENCH_DIR", &logs),
                 ("CREDTRAIL_BENCH_OUT", &out),
             ],
         )
@@ -98,14 +112,23 @@ const CALLS: [(&str, &str, bool); 8] = [
     ("sts.amazonaws.com", "GetCallerIdentity", true),
 ];
 
+/// When record `n` happened: 20 a second from 2025-11-20T09:20:00Z.
+fn time_of(n: u64) -> u64 {
+    1_763_630_400 + n / 20
+}
+
+/// (year, month, day, hour, minute, second) of a Unix time.
+fn civil(t: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let (y, mo, d) = credtrail::timestamp::civil_from_days((t / 86_400) as i64);
+    (y, mo, d, (t / 3600) % 24, (t / 60) % 60, t % 60)
+}
+
 /// One record in the shape CloudTrail delivers: mostly task-role sessions, some ECS
 /// AssumeRole events, some denied calls.
 fn record(n: u64, out: &mut String) {
     use std::fmt::Write;
-    let t = 1_763_630_400 + n / 20; // 2025-11-20T09:20:00Z onwards
-    let (h, m, s) = ((t / 3600) % 24, (t / 60) % 60, t % 60);
-    let day = 20 + (t - 1_763_596_800) / 86_400;
-    let time = format!("2025-11-{day:02}T{h:02}:{m:02}:{s:02}Z");
+    let (y, mo, d, h, m, s) = civil(time_of(n));
+    let time = format!("{y}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z");
     let task = format!("{:032x}", n % 5003 * 0x9e37_79b9_7f4a_7c15u64);
     let role = ROLES[(n % 4) as usize];
     let id = format!(
@@ -171,12 +194,16 @@ fn generate(dir: &Path, records: u64, per_file: u64) -> (u64, u64, u64) {
                             record(n, &mut text);
                         }
                         text.push_str("]}");
-                        let name = format!(
-                            "111122223333_CloudTrail_us-east-1_20251120T{:04}Z_{:016x}.json.gz",
-                            f % 2400,
-                            f
-                        );
-                        let path = dir.join(name);
+                        // Where and under which name S3 delivery puts a file whose
+                        // records start at that time, so name order is time order.
+                        let (y, mo, d, h, m, _) = civil(time_of(from));
+                        let day = dir.join(format!(
+                            "111122223333/CloudTrail/us-east-1/{y}/{mo:02}/{d:02}"
+                        ));
+                        std::fs::create_dir_all(&day).unwrap();
+                        let path = day.join(format!(
+                            "111122223333_CloudTrail_us-east-1_{y}{mo:02}{d:02}T{h:02}{m:02}Z_{f:016x}.json.gz"
+                        ));
                         let file = std::fs::File::create(&path).unwrap();
                         let mut gz = flate2::write::GzEncoder::new(
                             std::io::BufWriter::new(file),
@@ -195,6 +222,24 @@ fn generate(dir: &Path, records: u64, per_file: u64) -> (u64, u64, u64) {
     });
     let raw = totals.iter().map(|t| t.0).sum();
     let comp = totals.iter().map(|t| t.1).sum();
+    (files, raw, comp)
+}
+
+/// (files, JSON bytes, compressed bytes) of a tree generated earlier.
+fn existing(dir: &Path) -> (u64, u64, u64) {
+    let (mut files, mut raw, mut comp) = (0, 0, 0);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            let (f, r, c) = existing(&path);
+            (files, raw, comp) = (files + f, raw + r, comp + c);
+        } else if path.extension().is_some_and(|x| x == "gz") {
+            files += 1;
+            comp += std::fs::metadata(&path).unwrap().len();
+            let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap());
+            raw += std::io::copy(&mut gz, &mut std::io::sink()).unwrap();
+        }
+    }
     (files, raw, comp)
 }
 

@@ -60,6 +60,26 @@ type RejectedLine = (u64, u64, Vec<u8>, String, i64, bool);
 pub struct Options {
     /// `host` of rows from raw files (default: the container instance ARN in the file).
     pub host: Option<String>,
+    /// A local directory that stands for a remote location (S3 objects downloaded under their
+    /// keys): a raw file under it is recorded as `source_file` = the location followed by the
+    /// rest of its path, not under the temporary path it was read from.
+    pub origin: Option<(PathBuf, String)>,
+}
+
+impl Options {
+    /// The `source_file` recorded for a raw file.
+    fn source_name(&self, path: &Path) -> String {
+        if let Some((dir, location)) = &self.origin
+            && let Ok(rest) = path.strip_prefix(dir)
+        {
+            let rest: Vec<_> = rest
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect();
+            return format!("{location}{}", rest.join("/"));
+        }
+        path.display().to_string()
+    }
 }
 
 enum Found {
@@ -242,7 +262,7 @@ fn load_raw(store: &Store, path: &Path, opts: &Options, summary: &mut Summary) -
         Some(h) => h.clone(),
         None => default_host(path)?,
     };
-    let source_file = path.display().to_string();
+    let source_file = opts.source_name(path);
     let known: HashSet<i64> = {
         let mut stmt = store.conn().prepare(
             "SELECT byte_offset FROM credential_requests WHERE host = ? AND source_id = ?
@@ -366,7 +386,7 @@ fn load_unterminated(
                     ?, ?, 1, true, false
              WHERE NOT EXISTS (SELECT 1 FROM rejected_lines WHERE host = ? AND source_id = ?)",
             params![
-                path.display().to_string(),
+                opts.source_name(path),
                 source_id,
                 bytes.len() as i64,
                 bytes,

@@ -150,6 +150,7 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
         Source::Audit(a) => {
             let opts = audit::Options {
                 host: a.host.clone(),
+                origin: None,
             };
             let (urls, local) = s3::split_urls(&a.paths)?;
             let mut lines = Vec::new();

@@ -362,8 +362,13 @@ pub fn ingest_audit(
             if paths.is_empty() {
                 continue;
             }
-            // Directories, so raw files are picked by name as in a local directory walk.
-            let s = audit::ingest(store, &[tmp.path().to_path_buf()], audit_opts)
+            // Directories, so raw files are picked by name as in a local directory walk; raw
+            // files are recorded under their s3:// URL, not the download path.
+            let opts = audit::Options {
+                origin: Some((tmp.path().to_path_buf(), format!("s3://{}/", url.bucket))),
+                ..audit_opts.clone()
+            };
+            let s = audit::ingest(store, &[tmp.path().to_path_buf()], &opts)
                 .with_context(|| format!("loading objects from {url}"))?;
             summary.segment_files += s.segment_files;
             summary.raw_files += s.raw_files;

@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS cloudtrail_watermarks (
     updated_at      TIMESTAMP NOT NULL
 );
 
+-- When a LookupEvents run last sent a request to a region (whether or not it found events or
+-- succeeded), so the next run's first request keeps the 2 requests/s spacing.
+CREATE TABLE IF NOT EXISTS cloudtrail_lookup_requests (
+    region          VARCHAR NOT NULL,
+    last_request_at TIMESTAMP NOT NULL
+);
+
 -- ECS: one row per task per describe-tasks snapshot source; the `tasks` view merges them.
 CREATE TABLE IF NOT EXISTS ecs_tasks (
     task_arn               VARCHAR NOT NULL,

@@ -545,6 +545,7 @@ fn cli_jsonl_and_fail_on() {
             .unwrap();
         let opts = credtrail::audit::Options {
             host: Some("host-b".into()),
+            ..Default::default()
         };
         credtrail::audit::ingest(
             &store,

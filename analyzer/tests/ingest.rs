@@ -69,7 +69,10 @@ fn public_cloudtrail_every_record_once() {
     }
     assert_eq!(expected.len(), 310);
     let store = Store::open_in_memory().unwrap();
+    store.conn().execute_batch("SET threads = 3").unwrap();
     let s = cloudtrail::ingest_paths(&store, std::slice::from_ref(&dir), &opts()).unwrap();
+    // The ingest runs DuckDB on one thread and gives the database its setting back.
+    assert_eq!(count(&store, "SELECT current_setting('threads')"), 3);
     assert_eq!(s.files, files);
     assert_eq!(
         (s.records, s.stored, s.duplicates, s.rejects),

@@ -153,13 +153,33 @@ pub fn watermark(store: &Store, region: &str) -> Result<Option<i64>> {
     Ok(stmt.query_row([region], |r| r.get::<_, Option<i64>>(0))?)
 }
 
-/// When the last complete run of `region` ended (µs): it wrote the watermark after its last
-/// request, so the next run's first request waits an interval from then.
+/// When the last run that sent `region` a request ended (µs), so the next run's first request
+/// waits an interval from then. Runs record it in `cloudtrail_lookup_requests` whether they
+/// found events or failed; the watermark's `updated_at` counts too (stores from before that
+/// table).
 fn last_run_end(store: &Store, region: &str) -> Result<Option<i64>> {
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT epoch_us(max(updated_at)) FROM cloudtrail_watermarks WHERE region = ?")?;
+    let mut stmt = store.conn().prepare(
+        "SELECT epoch_us(max(t)) FROM (
+             SELECT updated_at AS t FROM cloudtrail_watermarks WHERE region = $1
+             UNION ALL
+             SELECT last_request_at FROM cloudtrail_lookup_requests WHERE region = $1)",
+    )?;
     Ok(stmt.query_row([region], |r| r.get::<_, Option<i64>>(0))?)
+}
+
+/// Records that this run's requests to `region` are done (now).
+fn set_last_request(store: &Store, region: &str) -> Result<()> {
+    store.transaction(|conn| {
+        conn.execute(
+            "DELETE FROM cloudtrail_lookup_requests WHERE region = ?",
+            [region],
+        )?;
+        conn.execute(
+            "INSERT INTO cloudtrail_lookup_requests VALUES (?, ?)",
+            params![region, ts(now_us())],
+        )?;
+        Ok(())
+    })
 }
 
 fn set_watermark(store: &Store, region: &str, us: i64) -> Result<()> {
@@ -307,6 +327,13 @@ pub fn ingest(store: &Store, opts: &Options) -> Result<LookupSummary> {
     runtime.shutdown_timeout(Duration::from_secs(5));
     if let Some(e) = write_error {
         return Err(e.context("storing LookupEvents records"));
+    }
+    for region in done
+        .iter()
+        .map(|d| &d.0)
+        .chain(failures.iter().map(|f| &f.0))
+    {
+        set_last_request(store, region)?;
     }
     for (region, newest_us, pages, events) in done {
         let old = watermark(store, &region)?;

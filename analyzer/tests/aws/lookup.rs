@@ -522,3 +522,29 @@ fn a_region_that_keeps_failing_keeps_its_watermark() {
     );
     assert_eq!(watermark(&store, "ap-south-1"), None);
 }
+
+#[test]
+fn a_region_without_events_is_paced_across_runs() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let store_path = tmp.path().join("s.duckdb");
+    let args = [
+        "ingest",
+        "cloudtrail",
+        "--lookup",
+        "--region",
+        "eu-north-1",
+        "--since",
+        "1d",
+    ];
+    for _ in 0..2 {
+        let (ok, out, err) = credtrail(&store_path, &server, &args);
+        assert!(ok, "stdout: {out}\nstderr: {err}");
+    }
+    let seen = server.seen();
+    assert_eq!(seen.iter().filter(|s| s.region == "eu-north-1").count(), 2);
+    // The second run's only request waits for the first run's: no watermark is needed for that.
+    assert_paced(&seen, "eu-north-1");
+    let store = Store::open(&store_path).unwrap();
+    assert_eq!(watermark(&store, "eu-north-1"), None);
+}

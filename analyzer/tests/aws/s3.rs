@@ -410,3 +410,54 @@ fn audit_segments_from_s3_match_the_local_ingest() {
         "{out}"
     );
 }
+
+#[test]
+fn raw_audit_files_from_s3_are_recorded_under_their_urls() {
+    let Some(bin) = s3s_fs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("s3");
+    let dir = root.join("audit-bucket/copied/ip-10-0-9-9/var/log/ecs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::new();
+    for n in 0..3 {
+        text.push_str(&crate::common::audit_line(n));
+    }
+    text.push_str("not an audit line\n");
+    std::fs::write(dir.join("audit.log.2026-11-20-10"), &text).unwrap();
+    std::fs::write(dir.join("audit.log"), "one line without a newline").unwrap();
+    let server = start_s3(&bin, &root);
+    let store_path = tmp.path().join("a.duckdb");
+    let args = [
+        "ingest",
+        "audit",
+        "s3://audit-bucket/copied/",
+        "--endpoint-url",
+        &server.url,
+    ];
+    let (ok, out, err) = credtrail(&store_path, &args);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("0 segment files, 2 raw files; 3 credential requests, 2 rejected lines"),
+        "{out}"
+    );
+    let store = Store::open(&store_path).unwrap();
+    let names = |sql: &str| -> BTreeSet<String> {
+        let mut stmt = store.conn().prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let base = "s3://audit-bucket/copied/ip-10-0-9-9/var/log/ecs";
+    assert_eq!(
+        names("SELECT DISTINCT source_file FROM credential_requests"),
+        BTreeSet::from([format!("{base}/audit.log.2026-11-20-10")])
+    );
+    assert_eq!(
+        names("SELECT DISTINCT source_file FROM rejected_lines"),
+        BTreeSet::from([
+            format!("{base}/audit.log"),
+            format!("{base}/audit.log.2026-11-20-10")
+        ])
+    );
+}
