@@ -1,6 +1,7 @@
 //! The AWS SDK's configuration, shared by every API the analyzer calls (CloudTrail
-//! LookupEvents, S3): the standard credential chain (environment, profile files, web identity,
-//! the ECS container provider, instance metadata), rustls, and an optional endpoint override
+//! LookupEvents, S3): the standard credential chain (environment, profile files with
+//! `credential_process` and IAM Identity Center (SSO) profiles, web identity, the ECS container
+//! provider, instance metadata), rustls, and an optional endpoint override
 //! for VPC endpoints and local stand-ins.
 //!
 //! The IAM actions those calls need are in `deploy/iam/credtrail-analyzer-policy.json`; a test

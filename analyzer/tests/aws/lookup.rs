@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 pub struct Seen {
     pub at: Instant,
     pub region: String,
+    /// The access key ID the request was signed with.
+    pub access_key: String,
     pub start: Option<f64>,
     pub end: Option<f64>,
     pub token: Option<String>,
@@ -207,6 +209,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) {
         st.seen.push(Seen {
             at,
             region: region.clone(),
+            access_key: scope[0].clone(),
             start,
             end,
             token: token.clone(),
@@ -261,6 +264,16 @@ fn serve(conn: TcpStream, state: &Mutex<State>) {
 }
 
 fn credtrail(store: &Path, server: &Server, args: &[&str]) -> (bool, String, String) {
+    credtrail_env(store, server, args, &[])
+}
+
+/// As [`credtrail`], with environment variables set (`Some`) or removed (`None`) last.
+fn credtrail_env(
+    store: &Path,
+    server: &Server,
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_credtrail"));
     cmd.arg("--store").arg(store).args(args);
     cmd.args(["--endpoint-url", &server.url]);
@@ -286,6 +299,12 @@ fn credtrail(store: &Path, server: &Server, args: &[&str]) -> (bool, String, Str
             "/nonexistent/credtrail-test/credentials",
         )
         .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     let out = cmd.output().unwrap();
     (
         out.status.success(),
@@ -547,4 +566,60 @@ fn a_region_without_events_is_paced_across_runs() {
     assert_paced(&seen, "eu-north-1");
     let store = Store::open(&store_path).unwrap();
     assert_eq!(watermark(&store, "eu-north-1"), None);
+}
+
+#[test]
+fn a_profile_with_credential_process_signs_the_requests() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIDFROMPROCESS\", \"SecretAccessKey\": \"process-secret\", \"SessionToken\": \"process-token\"}'\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config = tmp.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile incident]\ncredential_process = {}\nregion = us-east-1\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    server.add_event("us-east-1", "from-process", now - 600);
+    let (ok, out, err) = credtrail_env(
+        &tmp.path().join("s.duckdb"),
+        &server,
+        &[
+            "ingest",
+            "cloudtrail",
+            "--lookup",
+            "--region",
+            "us-east-1",
+            "--since",
+            "1d",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", None),
+            ("AWS_SECRET_ACCESS_KEY", None),
+            ("AWS_PROFILE", Some("incident")),
+            ("AWS_CONFIG_FILE", Some(config.to_str().unwrap())),
+        ],
+    );
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(server.bad().is_empty(), "{:?}", server.bad());
+    let seen = server.seen();
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert_eq!(s.access_key, "AKIDFROMPROCESS", "{s:?}");
+    }
 }
