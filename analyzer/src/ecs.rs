@@ -306,6 +306,9 @@ pub fn ingest(store: &Store, paths: &[PathBuf]) -> Result<Summary> {
     let now = now_us();
     let list = files(paths)?;
     store.transaction(|conn| {
+        conn.execute_batch(BATCH_TABLE)?;
+        let mut app = conn.appender("ecs_task_batch")?;
+        let mut ord = 0i64;
         for path in &list {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -337,60 +340,89 @@ pub fn ingest(store: &Store, paths: &[PathBuf]) -> Result<Summary> {
                 summary.task_definitions += 1;
             }
             for t in &parsed.tasks {
-                if insert_task(conn, t, &source, now)? {
-                    summary.tasks += 1;
-                } else {
-                    summary.tasks_unchanged += 1;
-                }
+                append_task(&mut app, ord, t, &source, now)?;
+                ord += 1;
             }
         }
+        app.flush()?;
+        drop(app);
+        let stored = conn.execute(INSERT_NEW_TASKS, [])? as u64;
+        conn.execute_batch("DROP TABLE ecs_task_batch")?;
+        summary.tasks = stored;
+        summary.tasks_unchanged = ord as u64 - stored;
         Ok(())
     })?;
     Ok(summary)
 }
 
-/// Stores a task snapshot unless the same state of the task is stored already.
-fn insert_task(conn: &duckdb::Connection, t: &Task, source: &str, now: i64) -> Result<bool> {
-    // Lists cannot be bound as parameters: the addresses travel as JSON text.
+/// This run's task snapshots, in file order (`ord`), before they are compared with the store.
+/// Lists cannot be appended as parameters: the addresses travel as JSON text.
+const BATCH_TABLE: &str = "CREATE OR REPLACE TEMP TABLE ecs_task_batch (
+    ord BIGINT, task_arn VARCHAR, task_id VARCHAR, cluster_arn VARCHAR,
+    task_definition_arn VARCHAR, family VARCHAR, revision INTEGER, task_role_override VARCHAR,
+    execution_role_override VARCHAR, launch_type VARCHAR, container_instance_arn VARCHAR,
+    task_group VARCHAR, last_status VARCHAR, desired_status VARCHAR, private_ips_json VARCHAR,
+    eni_id VARCHAR, created_at TIMESTAMP, started_at TIMESTAMP, stopping_at TIMESTAMP,
+    stopped_at TIMESTAMP, stopped_reason VARCHAR, source_file VARCHAR, ingested_at TIMESTAMP)";
+
+/// Stores each snapshot unless the same state of the task (status, times, addresses, role
+/// override) is stored already or came earlier in this run: one set-based statement, so a run
+/// costs one pass however many snapshots the store holds (one statement per snapshot, each
+/// scanning `ecs_tasks`, grew with the store times the input).
+const INSERT_NEW_TASKS: &str = r#"INSERT INTO ecs_tasks
+    SELECT task_arn, task_id, cluster_arn, task_definition_arn, family, revision,
+           task_role_override, execution_role_override, launch_type, container_instance_arn,
+           task_group, last_status, desired_status, from_json(private_ips_json, '["VARCHAR"]'),
+           eni_id, created_at, started_at, stopping_at, stopped_at, stopped_reason, source_file,
+           ingested_at
+    FROM ecs_task_batch b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ecs_tasks e WHERE e.task_arn = b.task_arn
+          AND e.last_status IS NOT DISTINCT FROM b.last_status
+          AND e.started_at IS NOT DISTINCT FROM b.started_at
+          AND e.stopping_at IS NOT DISTINCT FROM b.stopping_at
+          AND e.stopped_at IS NOT DISTINCT FROM b.stopped_at
+          AND e.private_ips IS NOT DISTINCT FROM from_json(b.private_ips_json, '["VARCHAR"]')
+          AND e.task_role_override IS NOT DISTINCT FROM b.task_role_override)
+    QUALIFY row_number() OVER (
+        PARTITION BY task_arn, last_status, started_at, stopping_at, stopped_at,
+                     private_ips_json, task_role_override
+        ORDER BY ord) = 1"#;
+
+fn append_task(
+    app: &mut duckdb::Appender<'_>,
+    ord: i64,
+    t: &Task,
+    source: &str,
+    now: i64,
+) -> Result<()> {
     let ips = serde_json::to_string(&t.private_ips)?;
-    let n = conn.execute(
-        "INSERT INTO ecs_tasks
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                from_json($14, '[\"VARCHAR\"]'), $15, $16, $17, $18, $19, $20, $21, $22
-         WHERE NOT EXISTS (
-            SELECT 1 FROM ecs_tasks WHERE task_arn = $1
-              AND last_status IS NOT DISTINCT FROM $12
-              AND started_at IS NOT DISTINCT FROM $17
-              AND stopping_at IS NOT DISTINCT FROM $18
-              AND stopped_at IS NOT DISTINCT FROM $19
-              AND private_ips IS NOT DISTINCT FROM from_json($14, '[\"VARCHAR\"]')
-              AND task_role_override IS NOT DISTINCT FROM $7)",
-        params![
-            t.task_arn,
-            t.task_id,
-            t.cluster_arn,
-            t.task_definition_arn,
-            t.family,
-            t.revision,
-            t.task_role_override,
-            t.execution_role_override,
-            t.launch_type,
-            t.container_instance_arn,
-            t.group,
-            t.last_status,
-            t.desired_status,
-            ips,
-            t.eni_id,
-            opt_ts(t.created_us),
-            opt_ts(t.started_us),
-            opt_ts(t.stopping_us),
-            opt_ts(t.stopped_us),
-            t.stopped_reason,
-            source,
-            ts(now)
-        ],
-    )?;
-    Ok(n > 0)
+    app.append_row(params![
+        ord,
+        t.task_arn,
+        t.task_id,
+        t.cluster_arn,
+        t.task_definition_arn,
+        t.family,
+        t.revision,
+        t.task_role_override,
+        t.execution_role_override,
+        t.launch_type,
+        t.container_instance_arn,
+        t.group,
+        t.last_status,
+        t.desired_status,
+        ips,
+        t.eni_id,
+        opt_ts(t.created_us),
+        opt_ts(t.started_us),
+        opt_ts(t.stopping_us),
+        opt_ts(t.stopped_us),
+        t.stopped_reason,
+        source,
+        ts(now)
+    ])?;
+    Ok(())
 }
 
 #[cfg(test)]
