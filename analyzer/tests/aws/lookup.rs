@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -274,30 +273,9 @@ fn credtrail_env(
     args: &[&str],
     env: &[(&str, Option<&str>)],
 ) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credtrail"));
-    cmd.arg("--store").arg(store).args(args);
-    cmd.args(["--endpoint-url", &server.url]);
-    for v in [
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_ENDPOINT_URL",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "local-test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/credtrail-test/config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/credtrail-test/credentials",
-        )
+    let mut cmd = crate::credtrail_command(store, "AKIDLOCALTEST", "local-test-secret");
+    cmd.args(args)
+        .args(["--endpoint-url", &server.url])
         .env("RUST_LOG", "warn");
     for (k, v) in env {
         match v {
@@ -305,12 +283,7 @@ fn credtrail_env(
             None => cmd.env_remove(k),
         };
     }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::output(&mut cmd)
 }
 
 fn ids(store: &Store, region: &str) -> Vec<String> {

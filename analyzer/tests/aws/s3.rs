@@ -84,34 +84,9 @@ fn start_s3(bin: &Path, root: &Path) -> S3Server {
 }
 
 fn credtrail(store: &Path, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credtrail"));
-    cmd.arg("--store").arg(store).args(args);
-    for v in [
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_ENDPOINT_URL",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/credtrail-test/config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/credtrail-test/credentials",
-        );
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = crate::credtrail_command(store, ACCESS_KEY, SECRET_KEY);
+    cmd.args(args).env("AWS_REGION", "us-east-1");
+    crate::output(&mut cmd)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
