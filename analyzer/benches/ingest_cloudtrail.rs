@@ -5,7 +5,8 @@
 //! then loads them twice, each in a child process of its own so CPU seconds and peak RSS are each
 //! one's alone: with `credtrail ingest cloudtrail` (into `cloudtrail_events`, deduplicated,
 //! normalised, full record kept) and with DuckDB's own `read_json` into a table. Prints
-//! records/s, wall and CPU seconds, peak RSS, and the ratio measured in the same run.
+//! records/s, wall and CPU seconds, peak RSS, the store's size on disk, and the ratio measured
+//! in the same run.
 //!
 //! Files are laid out and named as S3 delivery does (`AWSLogs/<account>/CloudTrail/<region>/
 //! YYYY/MM/DD/<account>_CloudTrail_<region>_YYYYMMDDTHHmmZ_<id>.json.gz`, 20 records a second),
@@ -53,8 +54,8 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     println!(
-        "{:<44} {:>12} {:>9} {:>9} {:>10}",
-        "loader", "records/s", "wall s", "CPU s", "peak RSS"
+        "{:<44} {:>12} {:>9} {:>9} {:>10} {:>10}",
+        "loader", "records/s", "wall s", "CPU s", "peak RSS", "on disk"
     );
     let mut results = Vec::new();
     for (phase, label) in [
@@ -72,20 +73,47 @@ fn main() {
         .unwrap();
         let (rows, wall, cpu, rss) = (p.rows, p.wall_seconds, p.cpu_seconds, p.max_rss_bytes);
         assert_eq!(rows as u64, records, "{phase} loaded {rows} rows");
+        // The store as it is left: the DuckDB file, its WAL, and (credtrail) the parts.
+        let wal = out.with_extension("duckdb.wal");
+        let parts = out.with_extension("duckdb.parts");
+        let disk = [&out, &wal]
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum::<u64>()
+            + tree_bytes(&parts);
         println!(
-            "{label:<44} {:>12.0} {wall:>9.2} {cpu:>9.2} {:>7.1} MB",
+            "{label:<44} {:>12.0} {wall:>9.2} {cpu:>9.2} {:>7.1} MB {:>7.1} MB",
             rows / wall,
-            rss / 1e6
+            rss / 1e6,
+            disk as f64 / 1e6
         );
         results.push((rows / wall, cpu));
         let _ = std::fs::remove_file(&out);
-        let _ = std::fs::remove_file(out.with_extension("duckdb.wal"));
+        let _ = std::fs::remove_file(&wal);
+        let _ = std::fs::remove_dir_all(&parts);
     }
     println!(
         "ratio credtrail / DuckDB read_json: {:.2}x by wall time, {:.2}x by CPU time",
         results[0].0 / results[1].0,
         results[1].1 / results[0].1
     );
+}
+
+/// Bytes of every file under `dir` (0 when it does not exist).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                tree_bytes(&p)
+            } else {
+                std::fs::metadata(&p).map_or(0, |m| m.len())
+            }
+        })
+        .sum()
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

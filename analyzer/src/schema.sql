@@ -5,8 +5,11 @@
 -- credential_requests, rejected_lines and task_inventory are created from the collector's own
 -- schema.sql (see store.rs): their columns are the collector's, by construction.
 
--- One row per CloudTrail record, deduplicated on event_id across runs.
-CREATE TABLE IF NOT EXISTS cloudtrail_events (
+-- cloudtrail_events: one row per CloudTrail record, deduplicated on event_id across runs. It is
+-- a view over Parquet files ("parts", written by the parse threads, listed in cloudtrail_parts);
+-- this table stays empty: it defines the view's columns, and is what the view shows before the
+-- first part. A test checks that the parts read back with exactly these names and types.
+CREATE TABLE IF NOT EXISTS cloudtrail_event_columns (
     event_id             VARCHAR NOT NULL,
     event_time           TIMESTAMP NOT NULL,  -- UTC
     event_source         VARCHAR,             -- e.g. s3.amazonaws.com (not always the IAM prefix: see catalog)
@@ -37,6 +40,17 @@ CREATE TABLE IF NOT EXISTS cloudtrail_events (
     record               JSON NOT NULL,       -- the full record as delivered
     source_file          VARCHAR NOT NULL,    -- where this copy came from (file path, s3:// URL or lookup:REGION)
     ingested_at          TIMESTAMP NOT NULL
+);
+
+-- The files that hold cloudtrail_events, in <store>.parts/cloudtrail_events/. A file belongs to
+-- the store once its row here is committed (see analyzer/src/cloudtrail/part.rs).
+CREATE TABLE IF NOT EXISTS cloudtrail_parts (
+    file       VARCHAR NOT NULL,  -- file name in the parts directory
+    rows       BIGINT NOT NULL,
+    min_time   TIMESTAMP NOT NULL, -- event_time range of its rows
+    max_time   TIMESTAMP NOT NULL,
+    bytes      BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL
 );
 
 -- Records that could not be stored as events, with why; nothing is dropped silently.

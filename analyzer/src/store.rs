@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use duckdb::Connection;
 use duckdb::types::{TimeUnit, Value};
 
+use crate::cloudtrail::part::Parts;
+
 const SCHEMA: &str = include_str!("schema.sql");
 const VIEWS: &str = include_str!("views.sql");
 /// The collector's DDL: the contract between its segments and this store (`credential_requests`
@@ -38,6 +40,10 @@ pub enum OpenError {
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    /// Where `cloudtrail_events` is kept (see `cloudtrail::part`).
+    parts: Parts,
+    /// The parts directory of an in-memory store, removed with it.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 impl Store {
@@ -61,9 +67,12 @@ impl Store {
                 other(source.into())
             }
         })?;
+        let parts = Parts::beside(path).map_err(other)?;
         let store = Store {
             conn,
             path: Some(path.to_path_buf()),
+            parts,
+            _scratch: None,
         };
         store.init().map_err(other)?;
         Ok(store)
@@ -100,9 +109,13 @@ impl Store {
                 other(source.into())
             }
         })?;
+        let parts = Parts::beside(path).map_err(other)?;
+        parts.set_search_path(&conn).map_err(other)?;
         let store = Store {
             conn,
             path: Some(path.to_path_buf()),
+            parts,
+            _scratch: None,
         };
         let current = store.meta(VIEWS_KEY).ok().flatten() == Some(views_stamp());
         if !current {
@@ -118,12 +131,22 @@ impl Store {
     /// An in-memory store (tests, one-shot runs).
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
-        let store = Store { conn, path: None };
+        let scratch = tempfile::Builder::new()
+            .prefix("credtrail-parts-")
+            .tempdir()
+            .context("creating the in-memory store's parts directory")?;
+        let store = Store {
+            conn,
+            path: None,
+            parts: Parts::in_dir(scratch.path()),
+            _scratch: Some(scratch),
+        };
         store.init()?;
         Ok(store)
     }
 
     fn init(&self) -> Result<()> {
+        self.parts.set_search_path(&self.conn)?;
         for stmt in collector_tables() {
             self.conn
                 .execute_batch(&stmt)
@@ -132,6 +155,9 @@ impl Store {
         self.conn
             .execute_batch(SCHEMA)
             .context("creating the analyzer schema")?;
+        self.parts.migrate_table(&self.conn)?;
+        self.parts.remove_orphans(&self.conn)?;
+        self.parts.refresh_view(&self.conn)?;
         self.conn
             .execute_batch(VIEWS)
             .context("creating the analyzer views")?;
@@ -149,22 +175,14 @@ impl Store {
         &self.conn
     }
 
+    /// The Parquet parts that hold `cloudtrail_events`.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
     /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
     pub fn transaction<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        match f(&self.conn) {
-            Ok(v) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    Err(e).context("committing")
-                }
-            },
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        in_transaction(&self.conn, f)
     }
 
     /// `SELECT count(*)` of a table or any query returning one integer.
@@ -200,6 +218,24 @@ impl Store {
         conn.execute("DELETE FROM analyzer_meta WHERE key = ?", [key])?;
         conn.execute("INSERT INTO analyzer_meta VALUES (?, ?)", [key, value])?;
         Ok(())
+    }
+}
+
+/// Runs `f` in one transaction on `conn`: committed when it returns `Ok`, rolled back otherwise.
+pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match f(conn) {
+        Ok(v) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e).context("committing")
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 

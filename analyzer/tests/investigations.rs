@@ -611,7 +611,7 @@ fn sql_errors_and_read_only() {
     );
     assert!(o.stdout.is_empty());
     // Evidence cannot be changed through sql.
-    let o = credtrail(&db, &["sql", "DELETE FROM cloudtrail_events"]);
+    let o = credtrail(&db, &["sql", "DROP VIEW cloudtrail_events"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("read-only"),

@@ -2,14 +2,22 @@
 //! `.json.gz`, plain `.json` arrays or wrappers, JSON lines) into `cloudtrail_events`, exactly
 //! once per `eventID`, with every record that cannot be stored kept in `cloudtrail_rejects`.
 //!
-//! Pipeline: worker threads each take a whole file, stream it through gzip and the
-//! [`split::Splitter`] (never more than one record plus a read buffer in memory), parse each
-//! record with serde borrowing from the buffer, and fill Arrow columns; full column chunks go
-//! over a bounded channel to the writer thread, which owns its DuckDB connection, removes event
-//! IDs already stored (or repeated in the chunk) and appends the rest, committing every
-//! [`COMMIT_ROWS`] rows. The per-file counts go to `cloudtrail_files` at the end.
+//! Pipeline: parse threads (one per core) each take a whole file, stream it through gzip and
+//! the [`split::Splitter`] (never more than one record plus a read buffer in memory), parse
+//! each record with serde borrowing from the buffer, fill Arrow columns, and write them to a
+//! Parquet part of their own ([`part`]), compressing as they go. A closed part goes over a
+//! bounded channel to the thread that owns the store's connection, which removes the events
+//! already stored (by `eventID`, among the parts of the same time range), registers the part in
+//! the same transaction as the view over all parts, and stores rejects and event selectors. The
+//! per-file counts go to `cloudtrail_files` at the end.
+//!
+//! Why parts: the earlier design appended to a DuckDB table from one writer thread, and
+//! DuckDB's compression of the record text on that thread bounded the whole ingest at about
+//! 0.6x the speed of DuckDB's own `read_json` on two cores (1 M records: appender flush ~6.7 s,
+//! parsing 3.6 s). Compression now runs on every parse thread.
 
 pub mod lookup;
+pub mod part;
 pub mod record;
 pub mod split;
 
@@ -17,37 +25,30 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use duckdb::Connection;
 use duckdb::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, StringArray, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
-use duckdb::arrow::compute::filter_record_batch;
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::store::{Store, now_us, ts};
+use part::{Namer, PART_ROWS, Part, PartWriter};
 use record::RecordError;
 use split::{Piece, Splitter};
 
-/// A chunk is sent when it holds this many rows …
-const CHUNK_ROWS: usize = 16_384;
+/// A parse thread writes its columns to its part when they hold this many rows …
+const BATCH_ROWS: usize = 16_384;
 /// … or this many bytes of record text.
-const CHUNK_BYTES: usize = 24 << 20;
-/// The writer commits once its open transaction holds this many new rows (and at the end): a
-/// crash loses at most that much, which the next run adds again (eventID dedupe). Measured on
-/// 1–2 M records: smaller transactions (131 k, 250 k rows) were slower *and* used more memory;
-/// the writer also raises DuckDB's checkpoint threshold to 512 MB of WAL (default 16 MB, which
-/// re-compressed the table after every commit and halved throughput).
-const COMMIT_ROWS: usize = 500_000;
+const BATCH_BYTES: usize = 24 << 20;
 
 /// One input: a file on disk, or bytes already fetched (S3 objects, tests).
 pub struct Input {
@@ -106,6 +107,21 @@ pub struct Summary {
     pub event_selectors: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Adds another ingest's counts (not its time).
+    pub fn add(&mut self, o: &Summary) {
+        self.files += o.files;
+        self.digests_skipped += o.digests_skipped;
+        self.other_skipped += o.other_skipped;
+        self.records += o.records;
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+        self.rejects += o.rejects;
+        self.event_selectors += o.event_selectors;
+        self.bytes += o.bytes;
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -212,28 +228,19 @@ pub struct Reject {
     pub reason: String,
 }
 
-/// What a worker sends to one writer.
+/// What a parse thread sends to the thread that owns the store.
+#[derive(Default)]
 struct Chunk {
-    batch: Option<RecordBatch>,
-    /// Runs of rows by file: (file index, rows), in row order.
-    runs: Vec<(u32, u32)>,
+    /// A closed part file.
+    part: Option<Part>,
+    /// Per input file, the rows `part` holds and the copies left out of it as duplicates.
+    stats: Vec<(u32, FileStat)>,
     rejects: Vec<Reject>,
     digests: u64,
     /// Records read (stored, duplicate or rejected) that this chunk accounts for.
     records: u64,
     /// (file, document) of `get-event-selectors` output.
     selectors: Vec<(u32, String)>,
-}
-
-/// Writers, each on its own DuckDB connection; a record goes to the writer its event ID hashes
-/// to, so every copy of an ID meets the same writer, which sees all earlier copies (its own
-/// commits and its open transaction): dedupe stays exact without a run-wide set of IDs in
-/// memory. One, because two concurrent appenders to the same table measured slower on two
-/// cores (DuckDB serialises much of the append and commit; see the benchmark notes).
-const WRITERS: usize = 1;
-
-fn partition(event_id: &str, writers: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(event_id.as_bytes()) % writers as u64) as usize
 }
 
 /// Ingests prepared inputs; adds to `summary`.
@@ -245,10 +252,9 @@ pub fn ingest_inputs(
 ) -> Result<()> {
     let total: u64 = inputs.iter().map(|i| i.size).sum();
     let bar = progress_bar(opts.progress, total);
-    // The writer thread is the bottleneck (DuckDB's append and commit): by default it keeps a
-    // core of its own and the parsers share the rest.
+    // Every core parses: the thread that owns the store only dedupes and registers parts.
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         opts.threads
     }
@@ -256,98 +262,38 @@ pub fn ingest_inputs(
     let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
     let sizes: Vec<u64> = inputs.iter().map(|i| i.size).collect();
     // Inputs are taken in the order given: by name, which in CloudTrail's layout
-    // (`…/YYYY/MM/DD/…_YYYYMMDDTHHmmZ_…`) is time order. Each chunk then covers a short stretch
-    // of event time, and the dedupe lookup reads only the few row groups of that stretch.
-    // (Largest-first, for load balance, made every chunk span the whole input: at 10 M records
-    // the lookups scanned the whole table each time, ingest slowed to 55,654 records/s and peak
-    // RSS reached 1,130 MB.)
-    let inputs: Vec<std::sync::Mutex<Option<Input>>> = inputs
-        .into_iter()
-        .map(|i| std::sync::Mutex::new(Some(i)))
-        .collect();
+    // (`…/YYYY/MM/DD/…_YYYYMMDDTHHmmZ_…`) is time order. Each part then covers a short stretch
+    // of event time, so a part's dedupe reads only the few parts (and row groups) of that
+    // stretch. (Largest-first, for load balance, made every chunk span the whole input: at
+    // 10 M records the dedupe lookups scanned everything each time.)
+    let inputs: Vec<Mutex<Option<Input>>> =
+        inputs.into_iter().map(|i| Mutex::new(Some(i))).collect();
     let next = AtomicUsize::new(0);
-    let abort = AtomicBool::new(false);
-    let _threads = OneDuckdbThread::set(store.conn())?;
-    let mut senders = Vec::new();
-    let mut writers = Vec::new();
-    for _ in 0..WRITERS {
-        let (tx, rx) = sync_channel::<Chunk>(2);
-        senders.push(tx);
-        let conn = store
-            .conn()
-            .try_clone()
-            .context("opening a writer connection")?;
-        writers.push((Writer::new(conn, &names)?, rx));
-    }
-    let results: Vec<Result<Writer<'_>>> = std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let senders = senders.clone();
-            let (inputs, next, abort, bar) = (&inputs, &next, &abort, bar.clone());
-            scope.spawn(move || {
-                let mut w = Worker::new(senders);
-                loop {
-                    if abort.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = inputs.get(k) else { break };
-                    let Some(input) = slot.lock().ok().and_then(|mut g| g.take()) else {
-                        continue;
-                    };
-                    if w.file(k as u32, input, &bar).is_err() {
-                        return; // a writer hung up
-                    }
-                }
-                let _ = w.flush();
-            });
+    let w = run(store, &names, threads, |worker, abort| {
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = inputs.get(k) else {
+                return Ok(());
+            };
+            let Some(input) = slot.lock().ok().and_then(|mut g| g.take()) else {
+                continue;
+            };
+            worker.file(k as u32, input, &bar)?;
         }
-        drop(senders);
-        let handles: Vec<_> = writers
-            .into_iter()
-            .map(|(mut writer, rx)| {
-                let abort = &abort;
-                scope.spawn(move || {
-                    let r = writer.run(rx);
-                    if r.is_err() {
-                        abort.store(true, Ordering::Relaxed);
-                    }
-                    r.map(|()| writer)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a writer panicked")))
-            })
-            .collect()
     });
     bar.finish_and_clear();
-    let mut stats: HashMap<u32, FileStat> = HashMap::new();
-    for r in results {
-        let w = r?;
-        let s = &w.summary;
-        summary.records += s.records;
-        summary.digests_skipped += s.digests_skipped;
-        summary.stored += s.stored;
-        summary.duplicates += s.duplicates;
-        summary.rejects += s.rejects;
-        summary.event_selectors += s.event_selectors;
-        for (f, st) in w.stats {
-            let e = stats.entry(f).or_default();
-            e.stored += st.stored;
-            e.duplicates += st.duplicates;
-            e.rejects += st.rejects;
-        }
-    }
+    let w = w?;
+    summary.add(&w.summary);
     summary.files += names.len() as u64;
     summary.bytes += sizes.iter().sum::<u64>();
     let now = now_us();
     store.transaction(|conn| {
         let mut app = conn.appender("cloudtrail_files")?;
         for (i, name) in names.iter().enumerate() {
-            let st = stats.get(&(i as u32)).copied().unwrap_or_default();
+            let st = w.stats.get(&(i as u32)).copied().unwrap_or_default();
             app.append_row(params![
                 name,
                 sizes[i] as i64,
@@ -360,6 +306,386 @@ pub fn ingest_inputs(
         app.flush()?;
         Ok(())
     })
+}
+
+/// Ingests records already in memory (e.g. from LookupEvents' `CloudTrailEvent` strings),
+/// all under one source name, through the same parse, part and dedupe path as files.
+pub fn ingest_records(store: &Store, source: &str, records: &[String]) -> Result<Summary> {
+    let start = Instant::now();
+    let names = vec![source.to_string()];
+    let w = run(store, &names, 1, |worker, _| {
+        for (i, rec) in records.iter().enumerate() {
+            worker.record(0, source, i as u64, None, false, rec.as_bytes())?;
+        }
+        Ok(())
+    })?;
+    let mut s = w.summary;
+    s.files = 1;
+    s.elapsed = start.elapsed();
+    Ok(s)
+}
+
+/// Runs `work` on `threads` parse threads while this thread, which owns the store's
+/// connection, takes what they send: rejects as they come, parts as they close (deduped
+/// against what is stored, then registered). Small parts are merged at the end.
+fn run<'n, F>(store: &Store, names: &'n [String], threads: usize, work: F) -> Result<Writer<'n>>
+where
+    F: Fn(&mut Worker<'_>, &AtomicBool) -> Result<()> + Sync,
+{
+    let namer = store.parts().namer()?;
+    let _threads = OneDuckdbThread::set(store.conn())?;
+    let mut writer = Writer::new(names);
+    let abort = AtomicBool::new(false);
+    let schema = Columns::schema();
+    let (taken, worked) = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Chunk>(2 * threads.max(1));
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|t| {
+                let (tx, namer, abort, work, schema) = (tx.clone(), &namer, &abort, &work, &schema);
+                scope.spawn(move || {
+                    let mut w = Worker::new(t, tx, namer, schema.clone());
+                    let r = work(&mut w, abort).and_then(|()| w.finish());
+                    if r.is_err() {
+                        abort.store(true, Ordering::Relaxed);
+                        w.discard();
+                    }
+                    r
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut taken = Ok(());
+        for chunk in rx {
+            if taken.is_ok() {
+                taken = writer.take(store, chunk);
+                if taken.is_err() {
+                    abort.store(true, Ordering::Relaxed);
+                }
+            } else if let Some(p) = chunk.part {
+                let _ = std::fs::remove_file(&p.path);
+            }
+        }
+        let worked: Result<()> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a parse thread panicked")))
+            })
+            .collect();
+        (taken, worked)
+    });
+    taken?;
+    worked?;
+    store
+        .parts()
+        .compact(store.conn(), &namer)
+        .context("merging small parts")?;
+    Ok(writer)
+}
+
+/// One parse thread: reads whole inputs, fills Arrow columns, writes them to its own part.
+struct Worker<'r> {
+    thread: usize,
+    tx: SyncSender<Chunk>,
+    namer: &'r Namer,
+    schema: Arc<Schema>,
+    cols: Columns,
+    part: Option<PartWriter>,
+    /// xxh3-128 of every event ID in the open part: a record repeated within it is counted as
+    /// a duplicate, not written (copies in other parts are found when a part is registered).
+    seen: HashSet<u128, IdHash>,
+    /// Per input file, for the open part.
+    stats: HashMap<u32, FileStat>,
+    /// Rejects, digests, selectors and record counts not sent yet.
+    notes: Chunk,
+}
+
+impl<'r> Worker<'r> {
+    fn new(thread: usize, tx: SyncSender<Chunk>, namer: &'r Namer, schema: Arc<Schema>) -> Self {
+        Worker {
+            thread,
+            tx,
+            namer,
+            schema,
+            cols: Columns::new(),
+            part: None,
+            seen: HashSet::default(),
+            stats: HashMap::new(),
+            notes: Chunk::default(),
+        }
+    }
+
+    fn reject(&mut self, r: Reject) -> Result<()> {
+        self.notes.rejects.push(r);
+        if self.notes.rejects.len() >= 4096 {
+            self.send(None)?;
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, file: u32, input: Input, bar: &ProgressBar) -> Result<()> {
+        let name = input.name.clone();
+        let reader = match open(input, bar) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.reject(Reject {
+                    file,
+                    index: None,
+                    offset: None,
+                    raw: Vec::new(),
+                    reason: format!("cannot open: {e}"),
+                });
+            }
+        };
+        let mut split = Splitter::new(reader);
+        loop {
+            let piece = match split.next_piece() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let offset = split.offset();
+                    return self.reject(Reject {
+                        file,
+                        index: None,
+                        offset: Some(offset),
+                        raw: Vec::new(),
+                        reason: format!("cannot read further (after {offset} bytes): {e}"),
+                    });
+                }
+            };
+            match piece {
+                Piece::Record {
+                    index,
+                    offset,
+                    top_level,
+                    bytes,
+                } => self.record(file, &name, index, Some(offset), top_level, bytes)?,
+                Piece::Junk {
+                    index,
+                    offset,
+                    bytes,
+                    reason,
+                } => {
+                    if index.is_some() {
+                        self.notes.records += 1;
+                    }
+                    self.reject(Reject {
+                        file,
+                        index,
+                        offset: Some(offset),
+                        raw: bytes.to_vec(),
+                        reason: reason.to_string(),
+                    })?;
+                }
+            }
+        }
+    }
+
+    /// Takes one record (or, at the top level of a file, a digest or event selectors).
+    fn record(
+        &mut self,
+        file: u32,
+        name: &str,
+        index: u64,
+        offset: Option<u64>,
+        top_level: bool,
+        bytes: &[u8],
+    ) -> Result<()> {
+        match record::parse(bytes) {
+            Ok(event) => {
+                self.notes.records += 1;
+                let st = self.stats.entry(file).or_default();
+                if !self
+                    .seen
+                    .insert(xxhash_rust::xxh3::xxh3_128(event.event_id.as_bytes()))
+                {
+                    st.duplicates += 1;
+                    return Ok(());
+                }
+                st.stored += 1;
+                self.cols.push(&event, name);
+                if self.cols.rows >= BATCH_ROWS || self.cols.bytes >= BATCH_BYTES {
+                    self.write_batch()?;
+                }
+                Ok(())
+            }
+            Err(RecordError::Digest) if top_level => {
+                self.notes.digests += 1;
+                Ok(())
+            }
+            Err(RecordError::EventSelectors) if top_level => {
+                self.notes
+                    .selectors
+                    .push((file, String::from_utf8_lossy(bytes).into_owned()));
+                Ok(())
+            }
+            Err(e) => {
+                self.notes.records += 1;
+                self.reject(Reject {
+                    file,
+                    index: Some(index),
+                    offset,
+                    raw: bytes.to_vec(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Writes the filled columns to the open part (opening one if needed); closes the part
+    /// when it is full.
+    fn write_batch(&mut self) -> Result<()> {
+        if self.cols.rows == 0 {
+            return Ok(());
+        }
+        let batch = self.cols.finish();
+        let part = match &mut self.part {
+            Some(p) => p,
+            None => self.part.insert(PartWriter::create(
+                self.namer.next(self.thread),
+                self.schema.clone(),
+            )?),
+        };
+        part.write(&batch)?;
+        if part.rows() >= PART_ROWS {
+            self.close_part()?;
+        }
+        Ok(())
+    }
+
+    fn close_part(&mut self) -> Result<()> {
+        let part = self.part.take().map(PartWriter::finish).transpose()?;
+        self.seen.clear();
+        self.send(part)
+    }
+
+    /// Sends what is pending; with a part, also the counts of its rows.
+    fn send(&mut self, part: Option<Part>) -> Result<()> {
+        let mut chunk = std::mem::take(&mut self.notes);
+        if part.is_some() {
+            chunk.stats = self.stats.drain().collect();
+        }
+        chunk.part = part;
+        self.tx
+            .send(chunk)
+            .map_err(|_| anyhow::anyhow!("the store's thread stopped"))
+    }
+
+    /// Writes and closes what is left, and sends the rest.
+    fn finish(&mut self) -> Result<()> {
+        self.write_batch()?;
+        self.close_part()
+    }
+
+    /// After a failure: the open part is not going to be registered.
+    fn discard(&mut self) {
+        if let Some(p) = self.part.take() {
+            let _ = std::fs::remove_file(p.path());
+        }
+    }
+}
+
+/// Hashes for `Worker::seen`, whose keys are already xxh3-128 hashes: the low 64 bits are
+/// used as they are (SipHash over 1 M keys per part was 5% of an ingest).
+#[derive(Default, Clone, Copy)]
+struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// The store's side of an ingest: registers parts, stores rejects and selectors, counts.
+struct Writer<'n> {
+    names: &'n [String],
+    index: HashMap<&'n str, u32>,
+    stats: HashMap<u32, FileStat>,
+    summary: Summary,
+}
+
+impl<'n> Writer<'n> {
+    fn new(names: &'n [String]) -> Writer<'n> {
+        Writer {
+            names,
+            index: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), i as u32))
+                .collect(),
+            stats: HashMap::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn take(&mut self, store: &Store, chunk: Chunk) -> Result<()> {
+        for (f, st) in chunk.stats {
+            let e = self.stats.entry(f).or_default();
+            e.stored += st.stored;
+            e.duplicates += st.duplicates;
+            self.summary.stored += st.stored;
+            self.summary.duplicates += st.duplicates;
+        }
+        if let Some(part) = chunk.part {
+            let duplicates = store
+                .parts()
+                .register(store.conn(), part)
+                .context("storing a part of cloudtrail_events")?;
+            for (name, n) in duplicates {
+                if let Some(f) = self.index.get(name.as_str()) {
+                    let e = self.stats.entry(*f).or_default();
+                    e.stored -= n;
+                    e.duplicates += n;
+                }
+                self.summary.stored -= n;
+                self.summary.duplicates += n;
+            }
+        }
+        self.summary.records += chunk.records;
+        self.summary.digests_skipped += chunk.digests;
+        if chunk.rejects.is_empty() && chunk.selectors.is_empty() {
+            return Ok(());
+        }
+        store.transaction(|conn| {
+            for r in &chunk.rejects {
+                insert_reject(conn, &self.names[r.file as usize], r)?;
+            }
+            for (f, doc) in &chunk.selectors {
+                insert_selectors(conn, &self.names[*f as usize], doc, now_us())?;
+            }
+            Ok(())
+        })?;
+        for r in &chunk.rejects {
+            self.stats.entry(r.file).or_default().rejects += 1;
+        }
+        self.summary.rejects += chunk.rejects.len() as u64;
+        self.summary.event_selectors += chunk.selectors.len() as u64;
+        Ok(())
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct FileStat {
+    stored: u64,
+    duplicates: u64,
+    rejects: u64,
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
@@ -415,170 +741,6 @@ fn open(input: Input, bar: &ProgressBar) -> std::io::Result<Box<dyn Read + Send>
     })
 }
 
-struct Worker {
-    senders: Vec<SyncSender<Chunk>>,
-    /// Per writer: the columns being filled and the chunk they belong to.
-    cols: Vec<Columns>,
-    chunks: Vec<Chunk>,
-}
-
-fn empty_chunk() -> Chunk {
-    Chunk {
-        batch: None,
-        runs: Vec::new(),
-        rejects: Vec::new(),
-        digests: 0,
-        records: 0,
-        selectors: Vec::new(),
-    }
-}
-
-struct Hangup;
-
-impl Worker {
-    fn new(senders: Vec<SyncSender<Chunk>>) -> Worker {
-        let n = senders.len();
-        Worker {
-            senders,
-            cols: (0..n).map(|_| Columns::new()).collect(),
-            chunks: (0..n).map(|_| empty_chunk()).collect(),
-        }
-    }
-
-    fn reject(&mut self, r: Reject) {
-        self.chunks[0].rejects.push(r);
-    }
-
-    fn file(&mut self, file: u32, input: Input, bar: &ProgressBar) -> Result<(), Hangup> {
-        let name = input.name.clone();
-        match open(input, bar) {
-            Ok(reader) => {
-                let mut split = Splitter::new(reader);
-                loop {
-                    let piece = match split.next_piece() {
-                        Ok(Some(p)) => p,
-                        Ok(None) => break,
-                        Err(e) => {
-                            let offset = split.offset();
-                            self.reject(Reject {
-                                file,
-                                index: None,
-                                offset: Some(offset),
-                                raw: Vec::new(),
-                                reason: format!("cannot read further (after {offset} bytes): {e}"),
-                            });
-                            break;
-                        }
-                    };
-                    if let Some(p) = self.piece(file, &name, piece) {
-                        let c = &self.cols[p];
-                        if c.rows >= CHUNK_ROWS || c.bytes >= CHUNK_BYTES {
-                            self.send(p)?;
-                        }
-                    }
-                }
-            }
-            Err(e) => self.reject(Reject {
-                file,
-                index: None,
-                offset: None,
-                raw: Vec::new(),
-                reason: format!("cannot open: {e}"),
-            }),
-        }
-        if self.chunks[0].rejects.len() >= 4096 {
-            self.send(0)?;
-        }
-        Ok(())
-    }
-
-    /// Takes one piece; returns the writer whose columns grew.
-    fn piece(&mut self, file: u32, name: &str, piece: Piece<'_>) -> Option<usize> {
-        match piece {
-            Piece::Record {
-                index,
-                offset,
-                top_level,
-                bytes,
-            } => match record::parse(bytes) {
-                Ok(event) => {
-                    let p = partition(&event.event_id, self.cols.len());
-                    let chunk = &mut self.chunks[p];
-                    chunk.records += 1;
-                    self.cols[p].push(&event, name);
-                    match chunk.runs.last_mut() {
-                        Some((f, n)) if *f == file => *n += 1,
-                        _ => chunk.runs.push((file, 1)),
-                    }
-                    Some(p)
-                }
-                Err(RecordError::Digest) if top_level => {
-                    self.chunks[0].digests += 1;
-                    None
-                }
-                Err(RecordError::EventSelectors) if top_level => {
-                    self.chunks[0]
-                        .selectors
-                        .push((file, String::from_utf8_lossy(bytes).into_owned()));
-                    None
-                }
-                Err(e) => {
-                    self.chunks[0].records += 1;
-                    self.reject(Reject {
-                        file,
-                        index: Some(index),
-                        offset: Some(offset),
-                        raw: bytes.to_vec(),
-                        reason: e.to_string(),
-                    });
-                    None
-                }
-            },
-            Piece::Junk {
-                index,
-                offset,
-                bytes,
-                reason,
-            } => {
-                if index.is_some() {
-                    self.chunks[0].records += 1;
-                }
-                self.reject(Reject {
-                    file,
-                    index,
-                    offset: Some(offset),
-                    raw: bytes.to_vec(),
-                    reason: reason.to_string(),
-                });
-                None
-            }
-        }
-    }
-
-    fn send(&mut self, p: usize) -> Result<(), Hangup> {
-        let mut chunk = std::mem::replace(&mut self.chunks[p], empty_chunk());
-        if self.cols[p].rows > 0 {
-            chunk.batch = Some(self.cols[p].finish());
-        }
-        self.senders[p].send(chunk).map_err(|_| Hangup)
-    }
-
-    fn flush(&mut self) -> Result<(), Hangup> {
-        for p in 0..self.senders.len() {
-            let c = &self.chunks[p];
-            if self.cols[p].rows > 0
-                || !c.rejects.is_empty()
-                || c.digests > 0
-                || c.records > 0
-                || !c.selectors.is_empty()
-            {
-                self.send(p)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Arrow builders for `cloudtrail_events`, in table order.
 pub struct Columns {
     event_id: StringBuilder,
@@ -623,6 +785,16 @@ impl Columns {
 
     pub fn schema() -> Arc<Schema> {
         let s = |n: &str| Field::new(n, DataType::Utf8, true);
+        // Arrow's canonical JSON extension type: Parquet's JSON logical type, DuckDB's JSON.
+        let j = |n: &str, null| {
+            Field::new(n, DataType::Utf8, null).with_metadata(
+                [
+                    ("ARROW:extension:name".to_string(), "arrow.json".to_string()),
+                    ("ARROW:extension:metadata".to_string(), String::new()),
+                ]
+                .into(),
+            )
+        };
         let t =
             |n: &str, null| Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, None), null);
         let b = |n: &str| Field::new(n, DataType::Boolean, true);
@@ -651,10 +823,10 @@ impl Columns {
             s("invoked_by"),
             s("vpc_endpoint_id"),
             s("recipient_account_id"),
-            s("request_parameters"),
-            s("response_elements"),
-            s("resources"),
-            Field::new("record", DataType::Utf8, false),
+            j("request_parameters", true),
+            j("response_elements", true),
+            j("resources", true),
+            j("record", false),
             Field::new("source_file", DataType::Utf8, false),
             t("ingested_at", false),
         ]))
@@ -713,23 +885,23 @@ impl Columns {
     pub fn finish(&mut self) -> RecordBatch {
         let rows = self.rows;
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(30);
-        cols.push(Arc::new(self.event_id.finish()));
+        cols.push(refill(&mut self.event_id));
         cols.push(Arc::new(self.event_time.finish()));
         for b in &mut self.strs1 {
-            cols.push(Arc::new(b.finish()));
+            cols.push(refill(b));
         }
         cols.push(Arc::new(self.read_only.finish()));
-        cols.push(Arc::new(self.event_type.finish()));
-        cols.push(Arc::new(self.event_category.finish()));
+        cols.push(refill(&mut self.event_type));
+        cols.push(refill(&mut self.event_category));
         cols.push(Arc::new(self.management_event.finish()));
         for b in &mut self.strs2 {
-            cols.push(Arc::new(b.finish()));
+            cols.push(refill(b));
         }
         cols.push(Arc::new(self.session_created.finish()));
         for b in &mut self.strs3 {
-            cols.push(Arc::new(b.finish()));
+            cols.push(refill(b));
         }
-        cols.push(Arc::new(self.source_file.finish()));
+        cols.push(refill(&mut self.source_file));
         cols.push(Arc::new(TimestampMicrosecondArray::from_value(
             now_us(),
             rows,
@@ -740,11 +912,13 @@ impl Columns {
     }
 }
 
-#[derive(Default, Clone, Copy)]
-struct FileStat {
-    stored: u64,
-    duplicates: u64,
-    rejects: u64,
+/// Finishes a string column and gives the builder room for a batch like this one, so the next
+/// batch fills it without growing (reallocation and its copies cost ~5% of an ingest).
+fn refill(b: &mut StringBuilder) -> ArrayRef {
+    let (rows, bytes) = (b.offsets_slice().len() - 1, b.values_slice().len());
+    let array = Arc::new(b.finish());
+    *b = StringBuilder::with_capacity(rows.max(BATCH_ROWS), bytes + bytes / 4 + 64);
+    array
 }
 
 /// DuckDB runs its own work on one thread while records are written, and goes back to its
@@ -774,184 +948,6 @@ impl Drop for OneDuckdbThread<'_> {
             .conn
             .execute_batch(&format!("SET threads = {}", self.before));
     }
-}
-
-/// A writer: owns a connection, dedupes its partition of event IDs, commits in large
-/// transactions.
-struct Writer<'n> {
-    conn: Connection,
-    names: &'n [String],
-    stats: HashMap<u32, FileStat>,
-    summary: Summary,
-    open_tx: bool,
-    tx_rows: usize,
-}
-
-impl<'n> Writer<'n> {
-    fn new(conn: Connection, names: &'n [String]) -> Result<Writer<'n>> {
-        conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS ct_batch_ids (event_id VARCHAR, event_time TIMESTAMP);
-             SET checkpoint_threshold = '512MB';",
-        )?;
-        Ok(Writer {
-            conn,
-            names,
-            stats: HashMap::new(),
-            summary: Summary::default(),
-            open_tx: false,
-            tx_rows: 0,
-        })
-    }
-
-    fn run(&mut self, rx: Receiver<Chunk>) -> Result<()> {
-        for chunk in rx {
-            self.write(chunk)?;
-        }
-        self.commit()
-    }
-
-    fn write(&mut self, chunk: Chunk) -> Result<()> {
-        if !self.open_tx {
-            self.conn.execute_batch("BEGIN TRANSACTION")?;
-            self.open_tx = true;
-        }
-        match self.write_in_tx(chunk) {
-            Ok(rows) => {
-                self.tx_rows += rows;
-                if self.tx_rows >= COMMIT_ROWS {
-                    self.commit()?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.open_tx = false;
-                self.tx_rows = 0;
-                Err(e)
-            }
-        }
-    }
-
-    /// Writes one chunk into the open transaction; returns the rows it stored.
-    fn write_in_tx(&mut self, chunk: Chunk) -> Result<usize> {
-        let conn = &self.conn;
-        let mut stored = 0usize;
-        if let Some(batch) = chunk.batch {
-            let keep = new_rows(conn, &batch)?;
-            let mut row = 0usize;
-            for (file, n) in &chunk.runs {
-                let st = self.stats.entry(*file).or_default();
-                for k in row..row + *n as usize {
-                    if keep.value(k) {
-                        st.stored += 1;
-                    } else {
-                        st.duplicates += 1;
-                    }
-                }
-                row += *n as usize;
-            }
-            stored = keep.true_count();
-            self.summary.stored += stored as u64;
-            self.summary.duplicates += (batch.num_rows() - stored) as u64;
-            if stored > 0 {
-                let batch = if stored == batch.num_rows() {
-                    batch
-                } else {
-                    filter_record_batch(&batch, &keep)?
-                };
-                let mut app = conn.appender("cloudtrail_events")?;
-                app.append_record_batch(batch)
-                    .context("appending CloudTrail events")?;
-                app.flush()?;
-            }
-        }
-        for r in &chunk.rejects {
-            self.stats.entry(r.file).or_default().rejects += 1;
-            insert_reject(conn, &self.names[r.file as usize], r)?;
-        }
-        self.summary.rejects += chunk.rejects.len() as u64;
-        self.summary.records += chunk.records;
-        self.summary.digests_skipped += chunk.digests;
-        for (f, doc) in &chunk.selectors {
-            insert_selectors(conn, &self.names[*f as usize], doc, now_us())?;
-            self.summary.event_selectors += 1;
-        }
-        Ok(stored)
-    }
-
-    /// Commits what the open transaction holds.
-    fn commit(&mut self) -> Result<()> {
-        if self.open_tx {
-            self.open_tx = false;
-            self.tx_rows = 0;
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e).context("committing CloudTrail events");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Which rows of `batch` are new: not repeated earlier in the batch, and not stored already.
-/// Stored copies are looked up only within the batch's event-time range (a duplicate is the
-/// same record, so it has the same time), which keeps the scan to a few row groups.
-fn new_rows(conn: &Connection, batch: &RecordBatch) -> Result<BooleanArray> {
-    let ids = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .context("event_id column")?;
-    let times = batch
-        .column(1)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .context("event_time column")?;
-    let mut keep = vec![true; ids.len()];
-    let mut seen = HashSet::with_capacity(ids.len());
-    for (i, k) in keep.iter_mut().enumerate() {
-        if !seen.insert(ids.value(i)) {
-            *k = false;
-        }
-    }
-    let (lo, hi) = (0..times.len())
-        .map(|i| times.value(i))
-        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-    if !ids.is_empty() {
-        conn.execute_batch("DELETE FROM ct_batch_ids")?;
-        let pair = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("event_id", DataType::Utf8, false),
-                Field::new(
-                    "event_time",
-                    DataType::Timestamp(TimeUnit::Microsecond, None),
-                    false,
-                ),
-            ])),
-            vec![batch.column(0).clone(), batch.column(1).clone()],
-        )?;
-        {
-            let mut app = conn.appender("ct_batch_ids")?;
-            app.append_record_batch(pair)?;
-            app.flush()?;
-        }
-        let mut stmt = conn.prepare(
-            "SELECT DISTINCT e.event_id FROM cloudtrail_events e
-             WHERE e.event_time BETWEEN ? AND ?
-               AND e.event_id IN (SELECT event_id FROM ct_batch_ids)",
-        )?;
-        let stored: HashSet<String> = stmt
-            .query_map(params![ts(lo), ts(hi)], |r| r.get::<_, String>(0))?
-            .collect::<Result<_, _>>()?;
-        if !stored.is_empty() {
-            for (i, k) in keep.iter_mut().enumerate() {
-                if stored.contains(ids.value(i)) {
-                    *k = false;
-                }
-            }
-        }
-    }
-    Ok(BooleanArray::from(keep))
 }
 
 /// Stores a trail's event selectors, replacing what an earlier snapshot said about that trail.
@@ -988,41 +984,4 @@ fn insert_reject(conn: &Connection, name: &str, r: &Reject) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-/// Ingests records already in memory (e.g. from LookupEvents' `CloudTrailEvent` strings),
-/// all under one source name.
-pub fn ingest_records(store: &Store, source: &str, records: &[String]) -> Result<Summary> {
-    let start = Instant::now();
-    let names = vec![source.to_string()];
-    let _threads = OneDuckdbThread::set(store.conn())?;
-    let mut writer = Writer::new(store.conn().try_clone()?, &names)?;
-    for (k, part) in records.chunks(CHUNK_ROWS).enumerate() {
-        let mut cols = Columns::new();
-        let mut chunk = empty_chunk();
-        for (j, rec) in part.iter().enumerate() {
-            let i = k * CHUNK_ROWS + j;
-            chunk.records += 1;
-            match record::parse(rec.as_bytes()) {
-                Ok(e) => cols.push(&e, source),
-                Err(e) => chunk.rejects.push(Reject {
-                    file: 0,
-                    index: Some(i as u64),
-                    offset: None,
-                    raw: rec.as_bytes().to_vec(),
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        if cols.rows > 0 {
-            chunk.runs.push((0, cols.rows as u32));
-            chunk.batch = Some(cols.finish());
-        }
-        writer.write(chunk)?;
-    }
-    writer.commit()?;
-    let mut s = writer.summary;
-    s.files = 1;
-    s.elapsed = start.elapsed();
-    Ok(s)
 }

@@ -822,13 +822,12 @@ mod tests {
     #[test]
     fn request_parameters_are_added_to_calls() {
         let store = Store::open_in_memory().unwrap();
-        store
-            .conn()
-            .execute_batch(
-                "INSERT INTO cloudtrail_events (event_id, event_time, request_parameters, record, source_file, ingested_at) \
-                 VALUES ('e1', TIMESTAMP '2026-11-16 00:00:00', '{\"bucketName\":\"<b>\"}', '{}', 'f', now())",
-            )
-            .unwrap();
+        crate::cloudtrail::ingest_records(
+            &store,
+            "f",
+            &[r#"{"eventID":"e1","eventTime":"2026-11-16T00:00:00Z","requestParameters":{"bucketName":"<b>"}}"#.to_string()],
+        )
+        .unwrap();
         let mut f = vec![finding(
             "use_after_stop",
             Severity::Critical,
