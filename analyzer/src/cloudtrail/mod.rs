@@ -48,7 +48,7 @@ use split::{Piece, Splitter};
 /// A parse thread writes its columns to its part when they hold this many rows …
 const BATCH_ROWS: usize = 16_384;
 /// … or this many bytes of record text.
-const BATCH_BYTES: usize = 24 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 
 /// One input: a file on disk, or bytes already fetched (S3 objects, tests).
 pub struct Input {
@@ -409,7 +409,10 @@ impl<'r> Worker<'r> {
             schema,
             cols: Columns::new(),
             part: None,
-            seen: HashSet::default(),
+            // Room for a whole part up front: growing by doubling rehashed it all along the
+            // way. Only the control bytes are written now; the slots' pages are touched as
+            // they fill.
+            seen: HashSet::with_capacity_and_hasher(PART_ROWS as usize, IdHash),
             stats: HashMap::new(),
             notes: Chunk::default(),
         }
