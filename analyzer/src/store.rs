@@ -111,6 +111,9 @@ impl Store {
         })?;
         let parts = Parts::beside(path).map_err(other)?;
         parts.set_search_path(&conn).map_err(other)?;
+        if store_has_parts_table(&conn) {
+            parts.check_present(&conn).map_err(other)?;
+        }
         let store = Store {
             conn,
             path: Some(path.to_path_buf()),
@@ -155,6 +158,7 @@ impl Store {
         self.conn
             .execute_batch(SCHEMA)
             .context("creating the analyzer schema")?;
+        self.parts.check_present(&self.conn)?;
         self.parts.migrate_table(&self.conn)?;
         self.parts.remove_orphans(&self.conn)?;
         self.parts.refresh_view(&self.conn)?;
@@ -219,6 +223,16 @@ impl Store {
         conn.execute("INSERT INTO analyzer_meta VALUES (?, ?)", [key, value])?;
         Ok(())
     }
+}
+
+/// True when the store was written by a version that keeps CloudTrail events in parts.
+fn store_has_parts_table(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cloudtrail_parts'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
 }
 
 /// Runs `f` in one transaction on `conn`: committed when it returns `Ok`, rolled back otherwise.

@@ -259,6 +259,69 @@ fn a_malformed_record_is_rejected_and_the_rest_of_the_file_loads() {
     assert_eq!(count(&store, "SELECT count(*) FROM cloudtrail_rejects"), 5);
 }
 
+/// A large part that holds a copy of a stored event is rewritten without it, within the store's
+/// memory limit (DuckDB buffers a whole row group of the rewrite: at 122,880 rows of ~1.5 kB
+/// records that ran out of its 256 MB).
+#[test]
+fn a_large_part_with_a_stored_copy_is_rewritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 130_000u32;
+    let big = |i: u32| {
+        let mut r = record(
+            &format!("big-{i:06}"),
+            &format!(
+                "2026-11-20T{:02}:{:02}:{:02}Z",
+                i / 2 / 3600,
+                (i / 2 / 60) % 60,
+                (i / 2) % 60
+            ),
+            "GetObject",
+        );
+        // About 1.5 kB, little of it repeated, as real request parameters are.
+        r["requestParameters"] = json!({"key": format!("{:x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).repeat(60)});
+        r
+    };
+    let store = Store::open(&tmp.path().join("s.duckdb")).unwrap();
+    std::fs::write(
+        tmp.path().join("first.json"),
+        json!({"Records": [big(7)]}).to_string(),
+    )
+    .unwrap();
+    let s = cloudtrail::ingest_paths(&store, &[tmp.path().join("first.json")], &opts()).unwrap();
+    assert_eq!(s.stored, 1);
+    let mut text = String::from("{\"Records\":[");
+    for i in 0..n {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&big(i).to_string());
+    }
+    text.push_str("]}");
+    std::fs::write(tmp.path().join("second.json.gz"), gz(text.as_bytes())).unwrap();
+    drop(text);
+    let s =
+        cloudtrail::ingest_paths(&store, &[tmp.path().join("second.json.gz")], &opts()).unwrap();
+    assert_eq!((s.stored, s.duplicates), (n as u64 - 1, 1), "{s}");
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM cloudtrail_events"),
+        n as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(DISTINCT event_id) FROM cloudtrail_events"
+        ),
+        n as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM cloudtrail_events WHERE event_id = 'big-000007' AND source_file LIKE '%first.json'"
+        ),
+        1
+    );
+}
+
 #[test]
 fn digest_files_are_skipped() {
     let tmp = tempfile::tempdir().unwrap();

@@ -667,8 +667,8 @@ impl<'n> Writer<'n> {
             return Ok(());
         }
         store.transaction(|conn| {
-            for r in &chunk.rejects {
-                insert_reject(conn, &self.names[r.file as usize], r)?;
+            if !chunk.rejects.is_empty() {
+                insert_rejects(conn, self.names, &chunk.rejects)?;
             }
             for (f, doc) in &chunk.selectors {
                 insert_selectors(conn, &self.names[*f as usize], doc, now_us())?;
@@ -970,21 +970,38 @@ fn insert_selectors(conn: &Connection, source: &str, doc: &str, now: i64) -> Res
     Ok(())
 }
 
-fn insert_reject(conn: &Connection, name: &str, r: &Reject) -> Result<()> {
-    conn.execute(
+/// Stores rejects, each once across runs (the same bytes at the same place of the same file
+/// for the same reason): the chunk's rows go to a scratch table with plain inserts, then into
+/// `cloudtrail_rejects` with one anti-join (a lookup per row took minutes for a file of tens
+/// of thousands of bad records).
+fn insert_rejects(conn: &Connection, names: &[String], rejects: &[Reject]) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS ct_new_rejects AS
+             SELECT * FROM cloudtrail_rejects LIMIT 0;
+         DELETE FROM ct_new_rejects;",
+    )?;
+    let now = ts(now_us());
+    {
+        let mut stmt = conn.prepare("INSERT INTO ct_new_rejects VALUES (?, ?, ?, ?, ?, ?)")?;
+        for r in rejects {
+            stmt.execute(params![
+                names[r.file as usize],
+                r.index.map(|i| i as i64),
+                r.offset.map(|o| o as i64),
+                r.raw,
+                r.reason,
+                now
+            ])?;
+        }
+    }
+    conn.execute_batch(
         "INSERT INTO cloudtrail_rejects
-         SELECT $1, $2, $3, $4, $5, $6
-         WHERE NOT EXISTS (SELECT 1 FROM cloudtrail_rejects
-                           WHERE source_file = $1 AND byte_offset IS NOT DISTINCT FROM $3
-                             AND reason = $5 AND raw = $4)",
-        params![
-            name,
-            r.index.map(|i| i as i64),
-            r.offset.map(|o| o as i64),
-            r.raw,
-            r.reason,
-            ts(now_us())
-        ],
+         SELECT n.* FROM ct_new_rejects n
+         WHERE NOT EXISTS (SELECT 1 FROM cloudtrail_rejects r
+                           WHERE r.source_file = n.source_file
+                             AND r.byte_offset IS NOT DISTINCT FROM n.byte_offset
+                             AND r.reason = n.reason AND r.raw = n.raw);
+         DELETE FROM ct_new_rejects;",
     )?;
     Ok(())
 }
