@@ -323,9 +323,10 @@ pub fn keeps_raw(line: &AuditLine<'_>) -> bool {
 /// of request and tasks; this bounds the four caches to about 4 MiB when every line is new).
 const MAX_INTERNED_BYTES: usize = 1 << 20;
 
-/// The `BuildHasher` of maps keyed by an xxh3 hash already.
+/// The `Hasher` of maps keyed by an xxh3 hash already (here, and the analyzer's set of event
+/// IDs): the key's low 64 bits are used as they are.
 #[derive(Default)]
-struct PassHasher(u64);
+pub struct PassHasher(u64);
 
 impl Hasher for PassHasher {
     fn finish(&self) -> u64 {
@@ -340,6 +341,10 @@ impl Hasher for PassHasher {
 
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
     }
 }
 

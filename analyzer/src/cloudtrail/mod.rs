@@ -365,13 +365,10 @@ where
                 let _ = std::fs::remove_file(&p.path);
             }
         }
-        let worked: Result<()> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a parse thread panicked")))
-            })
-            .collect();
+        let worked = handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a parse thread panicked")))
+        });
         (taken, worked)
     });
     taken?;
@@ -412,7 +409,7 @@ impl<'r> Worker<'r> {
             // Room for a whole part up front: growing by doubling rehashed it all along the
             // way. Only the control bytes are written now; the slots' pages are touched as
             // they fill.
-            seen: HashSet::with_capacity_and_hasher(PART_ROWS as usize, IdHash),
+            seen: HashSet::with_capacity_and_hasher(PART_ROWS as usize, IdHash::default()),
             stats: HashMap::new(),
             notes: Chunk::default(),
         }
@@ -588,33 +585,9 @@ impl<'r> Worker<'r> {
     }
 }
 
-/// Hashes for `Worker::seen`, whose keys are already xxh3-128 hashes: the low 64 bits are
-/// used as they are (SipHash over 1 M keys per part was 5% of an ingest).
-#[derive(Default, Clone, Copy)]
-struct IdHash;
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
+/// `Worker::seen`'s keys are xxh3-128 hashes already: their low 64 bits are used as they are
+/// (SipHash over 1 M keys per part was 5% of an ingest).
+type IdHash = std::hash::BuildHasherDefault<credtrail_collector::store::PassHasher>;
 
 /// The store's side of an ingest: registers parts, stores rejects and selectors, counts.
 struct Writer<'n> {

@@ -430,20 +430,8 @@ impl Parts {
                 )?;
             }
         }
-        let bytes = std::fs::metadata(&part.path).map_or(0, |m| m.len());
-        let file = Parts::file_name(&part.path);
         crate::store::in_transaction(conn, |conn| {
-            conn.execute(
-                "INSERT INTO cloudtrail_parts VALUES (?, ?, ?, ?, ?, ?)",
-                params![
-                    file,
-                    part.rows as i64,
-                    ts(part.min_us),
-                    ts(part.max_us),
-                    bytes as i64,
-                    ts(now_us())
-                ],
-            )?;
+            insert_part(conn, &part)?;
             self.refresh_view(conn)
         })?;
         Ok(duplicates)
@@ -479,22 +467,11 @@ impl Parts {
             &out,
         )?;
         let part = stat_part(conn, &out)?;
-        let bytes = std::fs::metadata(&part.path).map_or(0, |m| m.len());
         crate::store::in_transaction(conn, |conn| {
             for f in &small {
                 conn.execute("DELETE FROM cloudtrail_parts WHERE file = ?", [f])?;
             }
-            conn.execute(
-                "INSERT INTO cloudtrail_parts VALUES (?, ?, ?, ?, ?, ?)",
-                params![
-                    Parts::file_name(&part.path),
-                    part.rows as i64,
-                    ts(part.min_us),
-                    ts(part.max_us),
-                    bytes as i64,
-                    ts(now_us())
-                ],
-            )?;
+            insert_part(conn, &part)?;
             self.refresh_view(conn)
         })?;
         for p in &paths {
@@ -528,18 +505,7 @@ impl Parts {
         crate::store::in_transaction(conn, |conn| {
             conn.execute_batch(&format!("DROP TABLE {TABLE}"))?;
             if let Some(part) = &part {
-                let bytes = std::fs::metadata(&part.path).map_or(0, |m| m.len());
-                conn.execute(
-                    "INSERT INTO cloudtrail_parts VALUES (?, ?, ?, ?, ?, ?)",
-                    params![
-                        Parts::file_name(&part.path),
-                        part.rows as i64,
-                        ts(part.min_us),
-                        ts(part.max_us),
-                        bytes as i64,
-                        ts(now_us())
-                    ],
-                )?;
+                insert_part(conn, part)?;
             }
             self.refresh_view(conn)
         })
@@ -547,6 +513,23 @@ impl Parts {
         tracing::info!(rows, "converted the cloudtrail_events table into a part");
         Ok(true)
     }
+}
+
+/// Registers a written part (inside the caller's transaction).
+fn insert_part(conn: &Connection, part: &Part) -> Result<()> {
+    let bytes = std::fs::metadata(&part.path).map_or(0, |m| m.len());
+    conn.execute(
+        "INSERT INTO cloudtrail_parts VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            Parts::file_name(&part.path),
+            part.rows as i64,
+            ts(part.min_us),
+            ts(part.max_us),
+            bytes as i64,
+            ts(now_us())
+        ],
+    )?;
+    Ok(())
 }
 
 /// `COPY (query) TO out` as a part: the same compression as the parse threads write (DuckDB
