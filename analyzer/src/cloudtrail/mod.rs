@@ -547,7 +547,8 @@ impl<'r> Worker<'r> {
             )?),
         };
         part.write(&batch)?;
-        if part.rows() >= PART_ROWS {
+        // Closed before another batch could take it (and `seen`) past PART_ROWS.
+        if part.rows() + BATCH_ROWS as u64 > PART_ROWS {
             self.close_part()?;
         }
         Ok(())

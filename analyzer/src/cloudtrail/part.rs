@@ -39,8 +39,9 @@ use crate::store::{now_us, sql_string, ts};
 /// The table the parts hold (the view's name, and the directory's under the parts root).
 pub const TABLE: &str = "cloudtrail_events";
 /// A parse thread closes its part at this many rows; a crash loses at most the open parts
-/// (the next run adds them again: eventID dedupe).
-pub const PART_ROWS: u64 = 1_048_576;
+/// (the next run adds them again: eventID dedupe). 7/8 of 2^20: the most a hash set of 2^20
+/// slots holds (the parse thread's set of the part's event IDs, 16 MiB).
+pub const PART_ROWS: u64 = 917_504;
 /// Rows per Parquet row group: DuckDB's own row-group size, its unit of parallel scan and of
 /// pruning by `event_time` statistics.
 const ROW_GROUP_ROWS: usize = 122_880;
