@@ -292,21 +292,18 @@ impl Parts {
     /// (Re)creates the view `cloudtrail_events` over the registered parts; before the first
     /// part it shows the empty `cloudtrail_event_columns`.
     pub fn refresh_view(&self, conn: &Connection) -> Result<()> {
-        let files: Vec<String> = {
-            let mut stmt =
-                conn.prepare("SELECT file FROM cloudtrail_parts ORDER BY min_time, file")?;
-            stmt.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let columns: Vec<String> = {
-            let mut stmt = conn.prepare(
-                "SELECT column_name FROM information_schema.columns
+        let files: Vec<String> = strings(
+            conn,
+            "SELECT file FROM cloudtrail_parts ORDER BY min_time, file",
+            [],
+        )?;
+        let columns: Vec<String> = strings(
+            conn,
+            "SELECT column_name FROM information_schema.columns
                  WHERE table_name = 'cloudtrail_event_columns' AND table_schema = 'main'
                  ORDER BY ordinal_position",
-            )?;
-            stmt.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?
-        };
+            [],
+        )?;
         let body = if files.is_empty() {
             "SELECT * FROM cloudtrail_event_columns".to_string()
         } else {
@@ -329,11 +326,8 @@ impl Parts {
     /// parts directory): every query of `cloudtrail_events` would fail, and new parts would be
     /// registered beside a hole.
     pub fn check_present(&self, conn: &Connection) -> Result<()> {
-        let files: Vec<String> = {
-            let mut stmt = conn.prepare("SELECT file FROM cloudtrail_parts ORDER BY file")?;
-            stmt.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?
-        };
+        let files: Vec<String> =
+            strings(conn, "SELECT file FROM cloudtrail_parts ORDER BY file", [])?;
         let missing = files.iter().filter(|f| !self.path_of(f).is_file()).count();
         if missing > 0 {
             anyhow::bail!(
@@ -352,11 +346,10 @@ impl Parts {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return Ok(0);
         };
-        let known: std::collections::HashSet<String> = {
-            let mut stmt = conn.prepare("SELECT file FROM cloudtrail_parts")?;
-            stmt.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?
-        };
+        let known: std::collections::HashSet<String> =
+            strings(conn, "SELECT file FROM cloudtrail_parts", [])?
+                .into_iter()
+                .collect();
         let mut removed = 0;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -374,12 +367,11 @@ impl Parts {
 
     /// Registered parts whose time range meets `[lo, hi]`.
     fn overlapping(&self, conn: &Connection, lo: i64, hi: i64) -> Result<Vec<PathBuf>> {
-        let mut stmt = conn.prepare(
+        let files = strings(
+            conn,
             "SELECT file FROM cloudtrail_parts WHERE min_time <= ? AND max_time >= ? ORDER BY file",
+            params![ts(hi), ts(lo)],
         )?;
-        let files: Vec<String> = stmt
-            .query_map(params![ts(hi), ts(lo)], |r| r.get::<_, String>(0))?
-            .collect::<Result<_, _>>()?;
         Ok(files.iter().map(|f| self.path_of(f)).collect())
     }
 
@@ -450,13 +442,11 @@ impl Parts {
     /// Merges small parts into one once there are [`COMPACT_AT`] of them. Returns how many
     /// parts were merged (0 when nothing was to do).
     pub fn compact(&self, conn: &Connection, namer: &Namer) -> Result<usize> {
-        let small: Vec<String> = {
-            let mut stmt = conn.prepare(
-                "SELECT file FROM cloudtrail_parts WHERE rows < ? ORDER BY min_time, file",
-            )?;
-            stmt.query_map([SMALL_PART_ROWS as i64], |r| r.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?
-        };
+        let small: Vec<String> = strings(
+            conn,
+            "SELECT file FROM cloudtrail_parts WHERE rows < ? ORDER BY min_time, file",
+            [SMALL_PART_ROWS as i64],
+        )?;
         if small.len() < COMPACT_AT {
             return Ok(0);
         }
@@ -514,6 +504,15 @@ impl Parts {
         tracing::info!(rows, "converted the cloudtrail_events table into a part");
         Ok(true)
     }
+}
+
+/// The first column of a query's rows, as strings.
+fn strings(conn: &Connection, sql: &str, params: impl duckdb::Params) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// Registers a written part (inside the caller's transaction).
