@@ -82,6 +82,7 @@ fn build(dir: &Path, seed: u64, hosts: usize, hours: u32) -> Vec<Truth> {
         &credtrail::cloudtrail::Options {
             threads: 0,
             progress: false,
+            fetchers: 0,
         },
     )
     .unwrap();

@@ -279,6 +279,7 @@ fn run_phase(phase: &str, dir: &Path, out: &Path) {
             let opts = credtrail::cloudtrail::Options {
                 threads: 0,
                 progress: false,
+                fetchers: 0,
             };
             let s =
                 credtrail::cloudtrail::ingest_paths(&store, &[dir.to_path_buf()], &opts).unwrap();

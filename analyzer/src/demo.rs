@@ -204,6 +204,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         &crate::cloudtrail::Options {
             threads: 0,
             progress: false,
+            fetchers: 0,
         },
     )?;
     let ecs = crate::ecs::ingest(&store, &[sim_dir.join("ecs")])?;

@@ -59,7 +59,8 @@ pub struct CloudtrailArgs {
     /// Keys per ListObjectsV2 page for `s3://` paths (tests use small pages).
     #[arg(long, hide = true)]
     pub list_page_size: Option<i32>,
-    /// Parse threads (default: one per CPU; 8 for `s3://`, whose workers wait on the network).
+    /// Parse threads (default: one per CPU). `s3://` objects are also fetched ahead by
+    /// threads of their own (8), since fetching them is mostly waiting on the network.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar.
@@ -127,6 +128,7 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
             let opts = cloudtrail::Options {
                 threads: a.threads,
                 progress: !a.no_progress,
+                fetchers: 0,
             };
             let (urls, local) = s3::split_urls(&a.paths)?;
             let mut lines = Vec::new();

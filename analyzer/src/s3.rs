@@ -27,9 +27,9 @@ use crate::store::Store;
 use crate::timestamp::civil_from_days;
 use crate::{audit, aws};
 
-/// Parse threads (and so objects open at once) for S3 when `--threads` is not given: the
-/// workers spend much of their time waiting on the network.
-pub const DEFAULT_THREADS: usize = 8;
+/// Threads fetching S3 objects ahead of the parse threads (so objects in flight at once):
+/// fetching is mostly waiting on the network.
+pub const FETCH_THREADS: usize = 8;
 /// Audit objects downloaded (and stored) per batch.
 const AUDIT_BATCH: usize = 256;
 
@@ -324,11 +324,7 @@ pub fn ingest_cloudtrail(
         })
         .collect();
     let ct = cloudtrail::Options {
-        threads: if ct.threads == 0 {
-            DEFAULT_THREADS
-        } else {
-            ct.threads
-        },
+        fetchers: FETCH_THREADS,
         ..ct.clone()
     };
     cloudtrail::ingest_inputs(store, inputs, &ct, &mut summary)?;

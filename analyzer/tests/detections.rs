@@ -62,6 +62,7 @@ fn store_with(case: &Path) -> Store {
         let opts = credtrail::cloudtrail::Options {
             threads: 1,
             progress: false,
+            fetchers: 0,
         };
         let s = credtrail::cloudtrail::ingest_paths(&store, &trails, &opts).unwrap();
         assert_eq!(s.rejects, 0, "{}: {s}", case.display());

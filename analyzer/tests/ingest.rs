@@ -19,6 +19,7 @@ fn opts() -> cloudtrail::Options {
     cloudtrail::Options {
         threads: 2,
         progress: false,
+        fetchers: 0,
     }
 }
 

@@ -44,6 +44,7 @@ fn fixture_store(dir: &Path) -> PathBuf {
     let opts = credtrail::cloudtrail::Options {
         threads: 1,
         progress: false,
+        fetchers: 0,
     };
     let s = credtrail::cloudtrail::ingest_paths(&store, &[fixture.join("cloudtrail.json")], &opts)
         .unwrap();

@@ -18,6 +18,7 @@
 
 pub mod lookup;
 pub mod part;
+pub mod queue;
 pub mod record;
 pub mod split;
 
@@ -25,9 +26,9 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -42,6 +43,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::store::{Store, now_us, ts};
 use part::{Namer, PART_ROWS, Part, PartWriter};
+use queue::Queue;
 use record::RecordError;
 use split::{Piece, Splitter};
 
@@ -77,6 +79,9 @@ pub struct Options {
     pub threads: usize,
     /// Draw a progress bar on stderr (only when stderr is a terminal).
     pub progress: bool,
+    /// Threads that open and read network inputs ([`Body::Open`]) ahead of the parse threads
+    /// (0: each parse thread opens its own, see [`queue`]).
+    pub fetchers: usize,
 }
 
 impl Default for Options {
@@ -84,6 +89,7 @@ impl Default for Options {
         Options {
             threads: 0,
             progress: true,
+            fetchers: 0,
         }
     }
 }
@@ -266,23 +272,22 @@ pub fn ingest_inputs(
     // of event time, so a part's dedupe reads only the few parts (and row groups) of that
     // stretch. (Largest-first, for load balance, made every chunk span the whole input: at
     // 10 M records the dedupe lookups scanned everything each time.)
-    let inputs: Vec<Mutex<Option<Input>>> =
-        inputs.into_iter().map(|i| Mutex::new(Some(i))).collect();
-    let next = AtomicUsize::new(0);
-    let w = run(store, &names, threads, |worker, abort| {
-        loop {
-            if abort.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(slot) = inputs.get(k) else {
-                return Ok(());
-            };
-            let Some(input) = slot.lock().ok().and_then(|mut g| g.take()) else {
-                continue;
-            };
-            worker.file(k as u32, input, &bar)?;
+    let queue = Queue::new(inputs, opts.fetchers);
+    let w = std::thread::scope(|scope| {
+        for _ in 0..opts.fetchers {
+            scope.spawn(|| queue.fetch());
         }
+        let w = run(store, &names, threads, |worker, abort| {
+            while !abort.load(Ordering::Relaxed) {
+                let Some((k, input)) = queue.take() else {
+                    break;
+                };
+                worker.file(k as u32, input, &bar)?;
+            }
+            Ok(())
+        });
+        queue.stop();
+        w
     });
     bar.finish_and_clear();
     let w = w?;

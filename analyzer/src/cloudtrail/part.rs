@@ -391,11 +391,13 @@ impl Parts {
         let stored = self.overlapping(conn, part.min_us, part.max_us)?;
         if !stored.is_empty() {
             let new = Parts::scan(std::slice::from_ref(&part.path));
+            // The new part's IDs are the hash table (IN's right side is what DuckDB builds);
+            // the stored parts, which can hold several times as many, stream past it.
             conn.execute_batch(&format!(
                 "CREATE OR REPLACE TEMP TABLE ct_duplicate_ids AS
-                 SELECT DISTINCT event_id FROM {new}
-                 WHERE event_id IN (SELECT event_id FROM {old}
-                                    WHERE event_time BETWEEN {lo} AND {hi})",
+                 SELECT DISTINCT event_id FROM {old}
+                 WHERE event_time BETWEEN {lo} AND {hi}
+                   AND event_id IN (SELECT event_id FROM {new})",
                 old = Parts::scan(&stored),
                 lo = timestamp_sql(part.min_us),
                 hi = timestamp_sql(part.max_us),

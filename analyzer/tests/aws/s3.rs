@@ -175,6 +175,7 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
     let opts = cloudtrail::Options {
         threads: 2,
         progress: false,
+        fetchers: 0,
     };
     let ls = cloudtrail::ingest_paths(&local, std::slice::from_ref(&trail), &opts).unwrap();
     assert!(ls.stored > 10_000, "{ls}");
