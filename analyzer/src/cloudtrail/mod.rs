@@ -905,10 +905,11 @@ fn refill(b: &mut StringBuilder) -> ArrayRef {
 
 /// DuckDB runs its own work on one thread while records are written, and goes back to its
 /// previous setting afterwards (the setting is the database's, not the connection's). The
-/// writer's only queries are the dedupe lookups over a few row groups; DuckDB's worker threads
-/// for them competed with the parse threads for the cores and each held buffers of its own.
-/// Measured on 3 M records (two cores): 867 MB peak RSS and 39.5 CPU s with one thread, 975 MB
-/// and 43.5 CPU s with DuckDB's default of one per core.
+/// store thread's queries (stored-ID lookups, rewrites of parts with copies) would otherwise
+/// compete with the parse threads for the cores, each DuckDB thread with buffers of its own.
+/// Measured with the earlier single table writer on 3 M records (two cores): 867 MB peak RSS
+/// and 39.5 CPU s with one thread, 975 MB and 43.5 CPU s with one per core; not measured again
+/// with parts.
 struct OneDuckdbThread<'c> {
     conn: &'c Connection,
     before: i64,
