@@ -428,6 +428,12 @@ fn store_dir(store: &Path) -> PathBuf {
     }
 }
 
+/// How long a held instance lock is waited for before the collector says another one runs.
+/// A lock can be held for a moment after its owner let go: by a predecessor still exiting
+/// (a service restart), or by a child process being spawned, whose copy of the descriptor
+/// lives until its `exec`.
+const INSTANCE_LOCK_GRACE: Duration = Duration::from_secs(2);
+
 /// `<store>.lock`, locked exclusively for the life of the process, holding the owner's pid.
 fn take_instance_lock(store: &Path) -> Result<File> {
     let mut name = store.as_os_str().to_owned();
@@ -440,7 +446,15 @@ fn take_instance_lock(store: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening lock file {}", path.display()))?;
-    match file.try_lock() {
+    let started = Instant::now();
+    let mut attempt = file.try_lock();
+    while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
+        && started.elapsed() < INSTANCE_LOCK_GRACE
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        attempt = file.try_lock();
+    }
+    match attempt {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();

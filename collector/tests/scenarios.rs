@@ -715,6 +715,33 @@ fn s28_second_instance_refuses() {
 }
 
 #[test]
+fn s28_lock_let_go_within_a_moment_is_taken() {
+    // A predecessor still exiting, or a spawned child's copy of the descriptor until its exec,
+    // holds the lock for a moment after its owner let go: that is waited out.
+    let env = Env::new();
+    std::fs::create_dir_all(env.store.parent().unwrap()).unwrap();
+    let mut name = env.store.clone().into_os_string();
+    name.push(".lock");
+    let other = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(std::path::PathBuf::from(name))
+        .unwrap();
+    other.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(other);
+    });
+    let c = Collector::open(&env.config(), Some(Duration::from_secs(1)));
+    release.join().unwrap();
+    let mut c = c.expect("a lock let go after 300 ms is taken");
+    env.lines("audit.log", 0, 3);
+    drain(&mut c);
+    assert_eq!(numbers(&c), vec![0, 1, 2]);
+}
+
+#[test]
 fn s29_state_of_deleted_files_is_forgotten_after_commit() {
     let env = Env::new();
     let mut c = open(&env.config());
