@@ -29,11 +29,12 @@ pub const AUDIT_TABLES: [&str; 3] = ["credential_requests", "rejected_lines", "t
 pub enum OpenError {
     #[error("store {path} is in use by another process: {message}")]
     Locked { path: PathBuf, message: String },
-    #[error("cannot open store {path}: {source}")]
+    /// The reason is part of the message, with its whole chain, and is not a `source` too:
+    /// callers print `{:#}`, which would say it twice.
+    #[error("cannot open store {path}: {reason:#}")]
     Other {
         path: PathBuf,
-        #[source]
-        source: anyhow::Error,
+        reason: anyhow::Error,
     },
 }
 
@@ -49,9 +50,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store file and its schema.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
-        let other = |source: anyhow::Error| OpenError::Other {
+        let other = |reason: anyhow::Error| OpenError::Other {
             path: path.to_path_buf(),
-            source,
+            reason,
         };
         let config = duckdb::Config::default()
             .max_memory("256MB")
@@ -64,7 +65,8 @@ impl Store {
                     message,
                 }
             } else {
-                other(source.into())
+                // DuckDB's own message; its error code adds nothing ("Unknown error code").
+                other(anyhow::anyhow!("{}", message.trim_end()))
             }
         })?;
         let parts = Parts::beside(path).map_err(other)?;
@@ -83,9 +85,9 @@ impl Store {
     /// another version of credtrail, this version's are created as temporary views that shadow
     /// them for this connection. Extensions are never auto-installed (no network).
     pub fn open_read_only(path: &Path) -> Result<Store, OpenError> {
-        let other = |source: anyhow::Error| OpenError::Other {
+        let other = |reason: anyhow::Error| OpenError::Other {
             path: path.to_path_buf(),
-            source,
+            reason,
         };
         if !path.exists() {
             return Err(other(anyhow::anyhow!(
@@ -106,7 +108,8 @@ impl Store {
                     message,
                 }
             } else {
-                other(source.into())
+                // DuckDB's own message; its error code adds nothing ("Unknown error code").
+                other(anyhow::anyhow!("{}", message.trim_end()))
             }
         })?;
         let parts = Parts::beside(path).map_err(other)?;
