@@ -41,7 +41,7 @@ pub enum Command {
     /// per-family use, and a recommended policy (written with `--out`).
     Recommend(crate::privilege::RecommendArgs),
     /// Run DuckDB SQL over the store, opened read-only, and print the rows as a table, CSV or
-    /// JSON.
+    /// JSON. Statements that would write files (COPY, EXPORT, ATTACH, …) are refused.
     Sql(crate::sql::SqlArgs),
     /// Run a named investigation over the store, opened read-only (`--list` shows them).
     Query(crate::investigation::QueryArgs),

@@ -19,6 +19,7 @@ pub mod report;
 pub mod s3;
 pub mod simulate;
 pub mod sql;
+pub mod statement;
 pub mod store;
 pub mod terminal;
 pub mod timestamp;

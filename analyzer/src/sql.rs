@@ -87,13 +87,15 @@ pub fn command(store: &Store, a: &SqlArgs, out: &mut dyn Write) -> Result<()> {
     run(store, &text, a.format, out)
 }
 
-/// Run `text` (one or more statements) and print the last statement's rows.
+/// Run `text` (one or more statements) and print the last statement's rows. Every statement
+/// is checked first (`statement::check_all`): one that could write a file runs none of them.
 pub fn run(store: &Store, text: &str, format: Format, out: &mut dyn Write) -> Result<()> {
     let statements = split_statements(text);
     let Some((last, before)) = statements.split_last() else {
         anyhow::bail!("no SQL statement given");
     };
     let conn = store.conn();
+    crate::statement::check_all(conn, &statements)?;
     for (i, s) in before.iter().enumerate() {
         conn.execute_batch(s)
             .map_err(|e| sql_error(&e))

@@ -618,6 +618,46 @@ fn sql_errors_and_read_only() {
         String::from_utf8_lossy(&o.stderr).contains("read-only"),
         "{o:?}"
     );
+    // Nor through files DuckDB would write beside it: the store, a part, a new file.
+    let before = std::fs::read(&db).unwrap();
+    let part = std::fs::read_dir(dir.path().join("store.duckdb.parts/cloudtrail_events"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let part_before = std::fs::read(&part).unwrap();
+    let out = dir.path().join("out.csv");
+    for (target, format) in [(&db, "csv"), (&part, "parquet"), (&out, "csv")] {
+        for sql in [
+            format!(
+                "COPY (SELECT 1 AS x) TO '{}' (FORMAT {format})",
+                target.display()
+            ),
+            // the first statement is fine, the second is not: neither runs
+            format!(
+                "SELECT 1; COPY (SELECT 1 AS x) TO '{}' (FORMAT {format})",
+                target.display()
+            ),
+            format!(
+                "EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{}'",
+                target.display()
+            ),
+        ] {
+            let o = credtrail(&db, &["sql", &sql]);
+            assert_eq!(o.status.code(), Some(2), "{sql}: {o:?}");
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("is refused"),
+                "{sql}: {o:?}"
+            );
+        }
+    }
+    assert!(std::fs::read(&db).unwrap() == before, "the store changed");
+    assert!(
+        std::fs::read(&part).unwrap() == part_before,
+        "a part changed"
+    );
+    assert!(!out.exists());
     let n = stdout(&credtrail(
         &db,
         &[
@@ -633,6 +673,20 @@ fn sql_errors_and_read_only() {
     let o = credtrail(&missing, &["sql", "SELECT 1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!missing.exists());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("no such file").count(), 1, "said once: {err}");
+    // Not a store: DuckDB's reason, once, without its error code.
+    let junk = dir.path().join("junk.duckdb");
+    std::fs::write(&junk, "not a database\n").unwrap();
+    let o = credtrail(&junk, &["sql", "SELECT 1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.matches("not a valid DuckDB database file").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("Unknown error code"), "{err}");
     // A required flag, a bad time.
     let o = credtrail(&db, &["query", "task-timeline"]);
     assert_eq!(o.status.code(), Some(2));
