@@ -5,7 +5,8 @@
 //! before it runs:
 //!
 //! - DuckDB's own parser must read it as exactly one statement (so text our splitter misreads,
-//!   such as a `;` inside a `$$` string, cannot carry a second statement past the check);
+//!   such as a `;` after a backslash-escaped quote in `E'…'`, cannot carry a second statement
+//!   past the check): `json_serialize_sql` counts queries, DuckDB's statement splitter the rest;
 //! - a query (`SELECT`, `WITH`, `FROM …`, `VALUES`, `DESCRIBE`, `SHOW`, `SUMMARIZE`, `PIVOT … IN
 //!   (…)`, `UNPIVOT`: what DuckDB's `json_serialize_sql` accepts) runs;
 //! - so do `EXPLAIN [ANALYZE]` of a query, `SET VARIABLE`, a few settings and pragmas that
@@ -74,15 +75,28 @@ const PRAGMAS: [&str; 13] = [
 
 /// Checks every statement (1-based `index` in messages) before any runs.
 pub fn check_all(conn: &Connection, statements: &[String]) -> anyhow::Result<()> {
-    let parser = Parser::new()?;
+    // Opened only for a statement that is not a query: `json_serialize_sql` counts a query's
+    // statements itself, so the usual SQL costs no second database.
+    let mut parser = None;
     for (i, s) in statements.iter().enumerate() {
-        check(conn, &parser, i + 1, s)?;
+        check(conn, &mut parser, i + 1, s)?;
     }
     Ok(())
 }
 
-fn check(conn: &Connection, parser: &Parser, index: usize, statement: &str) -> anyhow::Result<()> {
-    match parser.count(statement) {
+fn check(
+    conn: &Connection,
+    parser: &mut Option<Parser>,
+    index: usize,
+    statement: &str,
+) -> anyhow::Result<()> {
+    let queries = query_count(conn, statement)?;
+    let count = match (queries, parser.as_ref()) {
+        (Some(n), _) => Some(n),
+        (None, Some(p)) => p.count(statement),
+        (None, None) => parser.insert(Parser::new()?).count(statement),
+    };
+    match count {
         // DuckDB cannot parse it: running it reports the same error in the user's terms, and a
         // statement that does not parse runs nothing.
         None | Some(1) => {}
@@ -98,7 +112,7 @@ fn check(conn: &Connection, parser: &Parser, index: usize, statement: &str) -> a
             .into());
         }
     }
-    if is_query(conn, statement)? {
+    if queries.is_some() {
         return Ok(());
     }
     let words = leading_words(statement, 6);
@@ -108,7 +122,7 @@ fn check(conn: &Connection, parser: &Parser, index: usize, statement: &str) -> a
         ["EXPLAIN", rest @ ..] => {
             let skip = usize::from(rest.first() == Some(&"ANALYZE"));
             let start = words.get(skip).map_or(statement.len(), |(_, end)| *end);
-            is_query(conn, &statement[start..])?
+            query_count(conn, &statement[start..])?.is_some()
         }
         ["SET" | "RESET", "VARIABLE", ..] => true,
         ["SET" | "RESET", "SESSION" | "LOCAL", name, ..] | ["SET" | "RESET", name, ..] => {
@@ -161,16 +175,17 @@ fn check(conn: &Connection, parser: &Parser, index: usize, statement: &str) -> a
     }
 }
 
-/// Whether DuckDB's parser reads `sql` as queries only (what `json_serialize_sql` serialises).
-fn is_query(conn: &Connection, sql: &str) -> anyhow::Result<bool> {
+/// How many statements DuckDB's parser reads in `sql` when they are all queries (what
+/// `json_serialize_sql` serialises); None otherwise.
+fn query_count(conn: &Connection, sql: &str) -> anyhow::Result<Option<usize>> {
     let json: String = conn.query_row(
         "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR",
         [sql],
         |r| r.get(0),
     )?;
     let v: serde_json::Value = serde_json::from_str(&json)?;
-    let none = v["statements"].as_array().is_none_or(Vec::is_empty);
-    Ok(v["error"] == serde_json::Value::Bool(false) && !none)
+    let n = v["statements"].as_array().map_or(0, Vec::len);
+    Ok((v["error"] == serde_json::Value::Bool(false) && n > 0).then_some(n))
 }
 
 /// The statement's first 60 characters on one line, control characters escaped, for messages.

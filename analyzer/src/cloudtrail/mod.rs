@@ -341,14 +341,13 @@ where
     let _threads = OneDuckdbThread::set(store.conn())?;
     let mut writer = Writer::new(names);
     let abort = AtomicBool::new(false);
-    let schema = Columns::schema();
     let (taken, worked) = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Chunk>(2 * threads.max(1));
         let handles: Vec<_> = (0..threads.max(1))
             .map(|t| {
-                let (tx, namer, abort, work, schema) = (tx.clone(), &namer, &abort, &work, &schema);
+                let (tx, namer, abort, work) = (tx.clone(), &namer, &abort, &work);
                 scope.spawn(move || {
-                    let mut w = Worker::new(t, tx, namer, schema.clone());
+                    let mut w = Worker::new(t, tx, namer);
                     let r = work(&mut w, abort).and_then(|()| w.finish());
                     if r.is_err() {
                         abort.store(true, Ordering::Relaxed);
@@ -390,7 +389,6 @@ struct Worker<'r> {
     thread: usize,
     tx: SyncSender<Chunk>,
     namer: &'r Namer,
-    schema: Arc<Schema>,
     cols: Columns,
     part: Option<PartWriter>,
     /// xxh3-128 of every event ID in the open part: a record repeated within it is counted as
@@ -403,12 +401,11 @@ struct Worker<'r> {
 }
 
 impl<'r> Worker<'r> {
-    fn new(thread: usize, tx: SyncSender<Chunk>, namer: &'r Namer, schema: Arc<Schema>) -> Self {
+    fn new(thread: usize, tx: SyncSender<Chunk>, namer: &'r Namer) -> Self {
         Worker {
             thread,
             tx,
             namer,
-            schema,
             cols: Columns::new(),
             part: None,
             // Room for a whole part up front: growing by doubling rehashed it all along the
@@ -548,7 +545,7 @@ impl<'r> Worker<'r> {
             Some(p) => p,
             None => self.part.insert(PartWriter::create(
                 self.namer.next(self.thread),
-                self.schema.clone(),
+                self.cols.schema.clone(),
             )?),
         };
         part.write(&batch)?;
@@ -736,6 +733,8 @@ pub struct Columns {
     session_created: TimestampMicrosecondBuilder,
     strs3: [StringBuilder; 7], // invoked_by .. record
     source_file: StringBuilder,
+    /// The batches' schema, built once.
+    schema: Arc<Schema>,
     pub rows: usize,
     pub bytes: usize,
 }
@@ -760,12 +759,13 @@ impl Columns {
             session_created: TimestampMicrosecondBuilder::new(),
             strs3: std::array::from_fn(|_| StringBuilder::new()),
             source_file: StringBuilder::new(),
+            schema: Self::schema(),
             rows: 0,
             bytes: 0,
         }
     }
 
-    pub fn schema() -> Arc<Schema> {
+    fn schema() -> Arc<Schema> {
         let s = |n: &str| Field::new(n, DataType::Utf8, true);
         // Arrow's canonical JSON extension type: Parquet's JSON logical type, DuckDB's JSON.
         let j = |n: &str, null| {
@@ -890,7 +890,7 @@ impl Columns {
         )));
         self.rows = 0;
         self.bytes = 0;
-        RecordBatch::try_new(Self::schema(), cols).expect("columns match the schema")
+        RecordBatch::try_new(self.schema.clone(), cols).expect("columns match the schema")
     }
 }
 
