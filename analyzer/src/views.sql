@@ -94,14 +94,37 @@ JOIN tasks t
   ON e.session_name = t.task_id
  AND e.session_issuer_arn = t.task_role_arn;
 
--- True when a CloudTrail errorCode says the caller was not allowed (or not authenticated): such a
--- call never counts as use of a permission. Other errors (a missing key, a throttle) were authorized.
+-- The one definition of an authorization error (detections.md, Terms), shared by
+-- `access_denied_burst` and least privilege: any errorCode AWS uses for a refused authorization
+-- (`AccessDenied*`, `*UnauthorizedOperation`, `*NotAuthorized*`, SNS's `AuthorizationError`,
+-- `Forbidden*`, …), and the refusals of a request whose credentials were not accepted at all.
+-- Such a call never counts as use of a permission. Other errors (a missing key, a throttle)
+-- were authorized.
 CREATE OR REPLACE MACRO authorization_error(code) AS
     code IS NOT NULL
     AND (code ILIKE '%AccessDenied%' OR code ILIKE '%Unauthorized%' OR code ILIKE '%NotAuthorized%'
-         OR code ILIKE '%Forbidden%'
+         OR code ILIKE '%AuthorizationError%' OR code ILIKE 'Forbidden%' OR code ILIKE '%.Forbidden%'
          OR code IN ('AuthFailure', 'InvalidClientTokenId', 'ExpiredToken', 'ExpiredTokenException',
-                     'SignatureDoesNotMatch', 'UnrecognizedClientException', 'InvalidAccessKeyId'));
+                     'SignatureDoesNotMatch', 'UnrecognizedClientException', 'InvalidAccessKeyId',
+                     'AllAccessDisabled'));
+
+-- A credential fetch's client family: the user agent's first product token without its version
+-- (`python-urllib3/2.8.0` → `python-urllib3`), lower case; the empty user agent is a family of
+-- its own (''), the one the JavaScript SDK v3 sends.
+CREATE OR REPLACE MACRO client_family(ua) AS
+    lower(split_part(split_part(trim(coalesce(ua, '')), ' ', 1), '/', 1));
+
+-- Families real AWS SDKs send to the credential endpoint (formats.md §1, measured in
+-- shared/data/sdk-credential-fetches): botocore-based clients (boto3, AWS CLI v1) send only
+-- `python-urllib3/…`, JS v3 sends nothing, the others name themselves (`aws-sdk-nodejs`,
+-- `aws-sdk-go`, `aws-sdk-java`, …). Never unusual.
+CREATE OR REPLACE MACRO sdk_client_family(family) AS
+    family = '' OR family = 'python-urllib3' OR family LIKE 'aws-sdk-%' OR family LIKE 'aws-cli%'
+    OR family IN ('boto3', 'botocore', 'aws-chalice', 'amazon-ecs-agent');
+
+-- Tools a person uses by hand to pull credentials: judged even where a family has no baseline.
+CREATE OR REPLACE MACRO hand_tool_client(ua) AS
+    regexp_matches(coalesce(ua, ''), '^(curl|wget|httpie|go-http-client)/|powershell/', 'i');
 
 -- Every CloudTrail call made with a role session (task, execution or any other role), one row per
 -- IAM action the call shows was used (cloudtrail_event_map), with the resources it touched: the

@@ -1,7 +1,7 @@
 -- id: access_denied_burst
 -- title: Burst of authorization errors by one task's role session
 -- severity: high
--- description: At least min_denied API calls by one task session (session name = the ID of a known task, issued by that task's task role, never its execution role) ending in AccessDenied, UnauthorizedOperation, Client.UnauthorizedOperation or another authorization error within window_minutes: task credentials used to probe what they may do, or a task calling outside its policy.
+-- description: At least min_denied API calls by one task session (session name = the ID of a known task, issued by that task's task role, never its execution role) ending in an authorization error (the one definition, macro authorization_error: AccessDenied*, *UnauthorizedOperation, *NotAuthorized*, SNS's AuthorizationError, Forbidden*, refused credentials) within window_minutes: task credentials used to probe what they may do, or a task calling outside its policy.
 -- reads: task_session_calls
 -- key: task_arn
 -- params: window_minutes=10, min_denied=5
@@ -10,8 +10,7 @@ WITH denied AS (
            event_time, event_source, event_name, error_code, source_ip,
            user_agent, access_key_id, event_id
     FROM task_session_calls
-    WHERE error_code IS NOT NULL
-      AND (error_code ILIKE '%AccessDenied%' OR error_code ILIKE '%Unauthorized%')
+    WHERE authorization_error(error_code)
       AND event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
       AND event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
 ),

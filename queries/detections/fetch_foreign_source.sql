@@ -1,7 +1,7 @@
 -- id: fetch_foreign_source
 -- title: Task credentials fetched from another task's address
 -- severity: critical
--- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes), otherwise learned from the audit log (the addresses B's own credentials were fetched from in B's first home_minutes, one per container, B's until another task makes them its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
+-- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes, never past the task's stop, when the address is free for the next task), unless the address is also the fetching task's own at that time, otherwise learned from the audit log (the addresses B's own credentials were fetched from in B's first home_minutes, one per container, B's until another task makes them its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
 -- reads: credential_requests, task_inventory, tasks, audit_hosts
 -- key: task_arn
 -- params: slack_minutes=10, home_minutes=10
@@ -52,12 +52,18 @@ learned AS (
     WHERE NOT EXISTS (SELECT 1 FROM shared x WHERE x.host = s.host AND x.source_ip = s.source_ip)
 ),
 inventory AS (
-    SELECT host, ipv4_address AS source_ip, task_arn AS owner,
-        min(observed_at) - to_minutes(getvariable('slack_minutes')::BIGINT) AS since,
-        max(observed_at) + to_minutes(getvariable('slack_minutes')::BIGINT) AS until
-    FROM task_inventory
-    WHERE ipv4_address IS NOT NULL AND ipv4_address <> ''
-    GROUP BY ALL
+    -- the agent's snapshots: a task holds the address from slack_minutes before the first
+    -- snapshot that shows it running to slack_minutes after the last, never past its stop (the
+    -- address is then free for the next task: a replacement often gets its predecessor's)
+    SELECT i.host, i.ipv4_address AS source_ip, i.task_arn AS owner,
+        min(i.observed_at) - to_minutes(getvariable('slack_minutes')::BIGINT) AS since,
+        least(max(i.observed_at) + to_minutes(getvariable('slack_minutes')::BIGINT),
+              coalesce(any_value(st.stopped), TIMESTAMP 'infinity')) AS until
+    FROM task_inventory i
+    LEFT JOIN stops st ON st.task_arn = i.task_arn
+    WHERE i.ipv4_address IS NOT NULL AND i.ipv4_address <> ''
+      AND coalesce(i.known_status, '') <> 'STOPPED'
+    GROUP BY i.host, i.ipv4_address, i.task_arn
 ),
 owners AS (
     SELECT host, source_ip, owner, since, until, 'inventory' AS how FROM inventory
@@ -73,6 +79,10 @@ hits AS (
     WHERE w.owner <> o.task_arn
       AND o.event_time >= w.since
       AND (w.until IS NULL OR o.event_time < w.until)
+      -- an address that is the fetching task's own at that time too is shared, not foreign
+      AND NOT EXISTS (SELECT 1 FROM owners m
+                      WHERE m.host = o.host AND m.source_ip = o.source_ip AND m.owner = o.task_arn
+                        AND o.event_time >= m.since AND (m.until IS NULL OR o.event_time < m.until))
       AND o.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
       AND o.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
 )
