@@ -328,6 +328,51 @@ FROM (SELECT host, container_instance_arn, cluster, count(*) AS n
       GROUP BY host, container_instance_arn, cluster)
 GROUP BY host;
 
+-- Audit lines with the container instance that wrote them (`instance`): the one the line names,
+-- else the one its source file's lines name (refused requests name none), else the one its host
+-- name stands for when that name stood for a single instance, else the host name. Host names can
+-- repeat across container instances (an image whose /etc/hostname was baked in, an address
+-- reused by a replacement instance); source files never do, so lines of two instances that share
+-- a name are never merged.
+CREATE OR REPLACE VIEW audit_lines AS
+WITH sources AS (
+    SELECT host, source_id, arg_max(container_instance_arn, n) AS container_instance_arn
+    FROM (SELECT host, source_id, container_instance_arn, count(*) AS n
+          FROM credential_requests WHERE container_instance_arn IS NOT NULL
+          GROUP BY host, source_id, container_instance_arn)
+    GROUP BY host, source_id
+),
+names AS (
+    SELECT host, CASE WHEN count(DISTINCT container_instance_arn) = 1
+                      THEN any_value(container_instance_arn) END AS container_instance_arn
+    FROM credential_requests WHERE container_instance_arn IS NOT NULL
+    GROUP BY host
+)
+SELECT r.*,
+       coalesce(r.container_instance_arn, s.container_instance_arn, n.container_instance_arn,
+                r.host) AS instance
+FROM credential_requests r
+LEFT JOIN sources s ON s.host = r.host AND s.source_id = r.source_id
+LEFT JOIN names n ON n.host = r.host;
+
+-- Agent inventory snapshots with the container instance they were taken on: the task's own
+-- (describe-tasks, or the audit lines that name it), else the one the host name stands for.
+CREATE OR REPLACE VIEW inventory_lines AS
+WITH names AS (
+    SELECT host, CASE WHEN count(DISTINCT container_instance_arn) = 1
+                      THEN any_value(container_instance_arn) END AS container_instance_arn
+    FROM credential_requests WHERE container_instance_arn IS NOT NULL
+    GROUP BY host
+),
+task_instances AS (
+    SELECT task_arn, any_value(container_instance_arn) AS container_instance_arn
+    FROM tasks WHERE container_instance_arn IS NOT NULL GROUP BY task_arn
+)
+SELECT i.*, coalesce(t.container_instance_arn, n.container_instance_arn, i.host) AS instance
+FROM task_inventory i
+LEFT JOIN task_instances t ON t.task_arn = i.task_arn
+LEFT JOIN names n ON n.host = i.host;
+
 -- A finding's `host`: the container instance ARN of a collector host name when its lines name
 -- one, else the name itself.
 CREATE OR REPLACE MACRO host_arn(h) AS

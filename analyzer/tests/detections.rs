@@ -644,3 +644,59 @@ fn cli_jsonl_and_fail_on() {
             .contains("fetch_foreign_source")
     );
 }
+
+/// Two container instances whose collectors stored the same host name (an image with a baked-in
+/// /etc/hostname): their lines are told apart by the instance that wrote them, so one host's
+/// bridge addresses are not another's and refused requests are not added up across them.
+#[test]
+fn a_host_name_shared_by_two_instances_is_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci =
+        |n: u32| format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{n:032x}");
+    let line = |t: &str, ip: &str, owner: char, n: u32| {
+        format!(
+            "2026-11-20T{t}Z 200 {ip}:4{n:04} \"/v2/credentials\" \"python-urllib3/2.8.0\" {} GetCredentials 2 prod {}\n",
+            task(owner),
+            ci(n)
+        )
+    };
+    let refused = |t: &str, n: u32| {
+        format!("2026-11-20T{t}Z 400 172.17.0.9:5{n:04} \"/v2/credentials\" \"curl/8.5.0\" - \n")
+    };
+    // instance 1: task a at 172.17.0.2; instance 2: task b at 172.17.0.2 too (its own bridge)
+    let one = [
+        line("10:00:00", "172.17.0.2", 'a', 1),
+        refused("10:20:00", 1),
+        refused("10:20:10", 1),
+        refused("10:20:20", 1),
+        line("11:00:00", "172.17.0.2", 'a', 1),
+    ]
+    .concat();
+    let two = [
+        line("10:05:00", "172.17.0.2", 'b', 2),
+        refused("10:21:00", 2),
+        refused("10:21:10", 2),
+        refused("10:21:20", 2),
+        line("10:30:00", "172.17.0.2", 'b', 2),
+    ]
+    .concat();
+    let (p1, p2) = (dir.path().join("one.log"), dir.path().join("two.log"));
+    std::fs::write(&p1, one).unwrap();
+    std::fs::write(&p2, two).unwrap();
+    let store = Store::open_in_memory().unwrap();
+    let opts = credtrail::audit::Options {
+        host: Some("ip-10-0-1-5".into()),
+        ..Default::default()
+    };
+    credtrail::audit::ingest(&store, &[p1, p2], &opts).unwrap();
+    let report = detect::run(&store, &detections(), &RunOptions::default());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    // and each line knows its instance, error lines included
+    assert_eq!(
+        store
+            .count("SELECT count(DISTINCT instance) FROM audit_lines WHERE status = 400")
+            .unwrap(),
+        2
+    );
+}

@@ -2,13 +2,13 @@
 -- title: Burst of credential fetches for one task
 -- severity: medium
 -- description: More than max_fetches successful credential fetches for one task within window_minutes, and more than family_ratio times the median of the task family's non-empty window_minutes buckets (per task) in the judged time. SDKs cache task credentials for minutes to hours, so a burst is a loop or a person fetching by hand; but some families fetch per command or per call by design (a shell loop of AWS CLI commands, a new boto3 Session per request), and those are judged against their own rate. Tasks whose family is unknown are their own family.
--- reads: credential_requests, tasks, audit_hosts
+-- reads: audit_lines, tasks
 -- key: task_arn
 -- params: window_minutes=5, max_fetches=30, family_ratio=10
 WITH ok AS (
-    SELECT r.event_time, r.host, r.source_ip, r.user_agent, r.task_arn, r.event_type,
+    SELECT r.event_time, r.instance AS host, r.source_ip, r.user_agent, r.task_arn, r.event_type,
            coalesce(t.family, r.task_arn) AS family_key, t.family
-    FROM credential_requests r
+    FROM audit_lines r
     LEFT JOIN (SELECT task_arn, any_value(family) AS family FROM tasks GROUP BY task_arn) t
       ON t.task_arn = r.task_arn
     WHERE r.status BETWEEN 200 AND 299
@@ -63,7 +63,7 @@ SELECT
          THEN regexp_replace(task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
     task_arn,
     NULL AS role_arn,
-    host_arn(min(host)) AS host,
+    min(host) AS host,
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'window_minutes', getvariable('window_minutes')::BIGINT,

@@ -2,12 +2,13 @@
 -- title: Burst of refused credential requests from one address
 -- severity: high when the address made no successful fetch within near_minutes either side of the burst (nothing there owns credentials: probing) or a hand tool sent the requests; medium otherwise (a client stuck on a stale credential ID), and medium whenever every request was throttled (429)
 -- description: At least min_failures refused requests to the task credential endpoint (400: no or unknown credential ID; 429: throttled) from one requester address on one host within window_minutes. A 5xx means the agent could not serve (it restarts, it has no credentials yet) and never counts: real SDKs retry 3 to 5 times on every API call while the agent is unavailable. A client holding a wrong credential ID repeats its bursts on every call, indefinitely: from an address whose other clients fetch fine, that is a misconfiguration (medium); from an address that never fetched successfully, or with curl, Wget and the like, it is someone guessing IDs (high).
--- reads: credential_requests, audit_hosts
+-- reads: audit_lines
 -- key: host, source_ip
 -- params: window_minutes=10, min_failures=5, near_minutes=60
 WITH refused AS (
-    SELECT event_time, status, host, source_ip, user_agent, request_path
-    FROM credential_requests
+    -- `host` is the container instance that wrote the line (audit_lines): host names can repeat
+    SELECT event_time, status, instance AS host, host AS host_name, source_ip, user_agent, request_path
+    FROM audit_lines
     WHERE status IN (400, 429)
       AND event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
       AND event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
@@ -41,8 +42,8 @@ near AS (
     SELECT s.host, s.source_ip, count(c.event_time) AS ok_fetches,
            list_sort(list_distinct(list(c.task_arn) FILTER (WHERE c.task_arn IS NOT NULL)))[1:20] AS tasks
     FROM spans s
-    LEFT JOIN credential_requests c
-      ON c.host = s.host AND c.source_ip = s.source_ip
+    LEFT JOIN audit_lines c
+      ON c.instance = s.host AND c.source_ip = s.source_ip
      AND c.status BETWEEN 200 AND 299
      AND c.event_time >= s.first_refused - to_minutes(getvariable('near_minutes')::BIGINT)
      AND c.event_time <= s.last_refused + to_minutes(getvariable('near_minutes')::BIGINT)
@@ -71,10 +72,10 @@ SELECT
     NULL AS cluster_arn,
     NULL AS task_arn,
     NULL AS role_arn,
-    host_arn(r.host) AS host,
+    r.host,
     r.source_ip,
     json_object(
-        'host_name', r.host,
+        'host_name', any_value(r.host_name),
         'max_in_window', any_value(r.peak),
         'window_minutes', getvariable('window_minutes')::BIGINT,
         'statuses', any_value(s.by_status),

@@ -2,12 +2,13 @@
 -- title: Task credentials fetched from another task's address
 -- severity: critical
 -- description: A successful task-role fetch for task A from a requester address that belongs, at that time, to a different task B on the same host: per the agent inventory where recorded (observations within slack_minutes, never past the task's stop, when the address is free for the next task), unless the address is also the fetching task's own at that time, otherwise learned from the audit log (the addresses B's own credentials were fetched from in B's first home_minutes, one per container, B's until another task makes them its home or B stops; an address several tasks keep fetching from, like a host address, is no one's). Execution-role fetches come from the host side and are ignored.
--- reads: credential_requests, task_inventory, tasks, audit_hosts
+-- reads: audit_lines, inventory_lines, tasks
 -- key: task_arn
 -- params: slack_minutes=10, home_minutes=10
 WITH ok AS (
-    SELECT event_time, host, source_ip, source_port, user_agent, task_arn, byte_offset
-    FROM credential_requests
+    -- `host` is the container instance that wrote the line (audit_lines): host names can repeat
+    SELECT event_time, instance AS host, source_ip, source_port, user_agent, task_arn, byte_offset
+    FROM audit_lines
     WHERE status BETWEEN 200 AND 299
       AND task_arn IS NOT NULL
       AND source_ip IS NOT NULL
@@ -55,15 +56,15 @@ inventory AS (
     -- the agent's snapshots: a task holds the address from slack_minutes before the first
     -- snapshot that shows it running to slack_minutes after the last, never past its stop (the
     -- address is then free for the next task: a replacement often gets its predecessor's)
-    SELECT i.host, i.ipv4_address AS source_ip, i.task_arn AS owner,
+    SELECT i.instance AS host, i.ipv4_address AS source_ip, i.task_arn AS owner,
         min(i.observed_at) - to_minutes(getvariable('slack_minutes')::BIGINT) AS since,
         least(max(i.observed_at) + to_minutes(getvariable('slack_minutes')::BIGINT),
               coalesce(any_value(st.stopped), TIMESTAMP 'infinity')) AS until
-    FROM task_inventory i
+    FROM inventory_lines i
     LEFT JOIN stops st ON st.task_arn = i.task_arn
     WHERE i.ipv4_address IS NOT NULL AND i.ipv4_address <> ''
       AND coalesce(i.known_status, '') <> 'STOPPED'
-    GROUP BY i.host, i.ipv4_address, i.task_arn
+    GROUP BY i.instance, i.ipv4_address, i.task_arn
 ),
 owners AS (
     SELECT host, source_ip, owner, since, until, 'inventory' AS how FROM inventory
@@ -97,7 +98,7 @@ SELECT
          THEN regexp_replace(task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
     task_arn,
     NULL AS role_arn,
-    host_arn(min(host)) AS host,
+    min(host) AS host,
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'address_owners', list_sort(list_distinct(list({'source_ip': source_ip, 'task_arn': owner, 'how': how}))),

@@ -2,14 +2,14 @@
 -- title: Task credentials fetched by a client the task family does not use
 -- severity: high for a hand tool (curl, Wget, HTTPie, PowerShell, Go-http-client); medium otherwise
 -- description: A successful task-role fetch by a client family (the user agent's first product token; the empty user agent is a family) that is not in the task family's baseline: the client families of the family's earlier successful task-role fetches, all its tasks, up to baseline_hours back. A person with a shell in the container pulling credentials by hand, or new code. A hand tool is judged even with no baseline; any other family only against a non-empty baseline (a family seen for the first time, such as every task on the day the collector was installed, has nothing to differ from). Real SDK families are never unusual: boto3 and the AWS CLI v1 send only python-urllib3/<version>, the JavaScript SDK v3 sends no user agent at all, the others name themselves (aws-sdk-*). HTTP libraries apps use themselves (Zend_Http_Client, GuzzleHttp, python-requests, okhttp) are judged against the baseline. Tasks whose family is unknown (no task description or inventory) are their own family.
--- reads: credential_requests, tasks, audit_hosts
+-- reads: audit_lines, tasks
 -- key: task_arn
 -- params: baseline_hours=24
 WITH ok AS (
-    SELECT r.event_time, r.host, r.source_ip, r.source_port, r.user_agent, r.task_arn, r.byte_offset,
+    SELECT r.event_time, r.instance AS host, r.source_ip, r.source_port, r.user_agent, r.task_arn, r.byte_offset,
            coalesce(t.family, r.task_arn) AS family_key, t.family,
            client_family(r.user_agent) AS client
-    FROM credential_requests r
+    FROM audit_lines r
     LEFT JOIN (SELECT task_arn, any_value(family) AS family FROM tasks GROUP BY task_arn) t
       ON t.task_arn = r.task_arn
     WHERE r.status BETWEEN 200 AND 299
@@ -69,7 +69,7 @@ SELECT
          THEN regexp_replace(hits.task_arn, ':task/([^/]+)/.*$', ':cluster/\1') END AS cluster_arn,
     hits.task_arn,
     NULL AS role_arn,
-    host_arn(min(host)) AS host,
+    min(host) AS host,
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'family', any_value(family),

@@ -1,0 +1,589 @@
+//! The deployments of detections.md "Real clients and real deployments", each in its benign form
+//! (no finding at all) and with an attack planted inside the same topology (exactly the planted
+//! finding), through the real binary: inputs are written in AWS's own formats, ingested with
+//! `credtrail ingest …` and judged by `credtrail analyze --format jsonl`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "111122223333";
+/// 2026-11-20T08:00:00Z: every time below is seconds after it.
+const T0: i64 = 1_795_161_600;
+
+fn iso(t: i64) -> String {
+    let secs = T0 + t;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // 2026-11-20 is day 20,777 since the epoch; every world stays within that month.
+    let day = 20 + (days - 20_777);
+    format!(
+        "2026-11-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn epoch(t: i64) -> f64 {
+    (T0 + t) as f64
+}
+
+#[derive(Clone)]
+struct Task {
+    id: String,
+    region: &'static str,
+    cluster: &'static str,
+    family: &'static str,
+    role: String,
+    exec_role: String,
+    /// The container instance (EC2) or None (Fargate).
+    instance: Option<String>,
+    /// awsvpc ENI address, or the bridge address on its host.
+    ip: &'static str,
+    awsvpc: bool,
+    started: i64,
+    stopped: Option<i64>,
+}
+
+impl Task {
+    fn arn(&self) -> String {
+        format!(
+            "arn:aws:ecs:{}:{ACCOUNT}:task/{}/{}",
+            self.region, self.cluster, self.id
+        )
+    }
+}
+
+/// One deployment's inputs, in the formats AWS writes them.
+#[derive(Default)]
+struct World {
+    tasks: Vec<Task>,
+    /// Audit lines per host (container instance ARN).
+    audit: std::collections::BTreeMap<String, Vec<(i64, String)>>,
+    records: Vec<Value>,
+    next_port: u32,
+    next_event: u32,
+}
+
+fn instance(region: &str, cluster: &str, n: u32) -> String {
+    format!("arn:aws:ecs:{region}:{ACCOUNT}:container-instance/{cluster}/{n:032x}")
+}
+
+impl World {
+    fn task(
+        &mut self,
+        n: u32,
+        family: &'static str,
+        host: Option<u32>,
+        ip: &'static str,
+        started: i64,
+        stopped: Option<i64>,
+    ) -> Task {
+        let t = Task {
+            id: format!("{n:032x}"),
+            region: "us-east-1",
+            cluster: "prod",
+            family,
+            role: format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"),
+            exec_role: format!("arn:aws:iam::{ACCOUNT}:role/{family}-exec"),
+            instance: host.map(|h| instance("us-east-1", "prod", h)),
+            ip,
+            awsvpc: false,
+            started,
+            stopped,
+        };
+        self.tasks.push(t.clone());
+        t
+    }
+
+    fn line(&mut self, host: &str, at: i64, text: String) {
+        self.audit
+            .entry(host.to_string())
+            .or_default()
+            .push((at, text));
+    }
+
+    /// A successful task-role fetch of `task`'s credentials from `ip` on its host.
+    fn fetch(&mut self, task: &Task, at: i64, ip: &str, ua: &str) {
+        self.next_port += 1;
+        let host = task.instance.clone().unwrap();
+        let text = format!(
+            "{} 200 {ip}:{} \"/v2/credentials\" \"{ua}\" {} GetCredentials 2 {} {host}",
+            iso(at),
+            40000 + self.next_port,
+            task.arn(),
+            task.cluster
+        );
+        self.line(&host, at, text);
+    }
+
+    /// A refused request (`status` 400, 429, 500 or 503) from `ip` on `host`.
+    fn refused(&mut self, host: &str, at: i64, status: u16, ip: &str, ua: &str) {
+        self.next_port += 1;
+        let text = format!(
+            "{} {status} {ip}:{} \"/v2/credentials\" \"{ua}\" - ",
+            iso(at),
+            40000 + self.next_port
+        );
+        self.line(host, at, text);
+    }
+
+    /// A CloudTrail record of a call with `task`'s task-role session (or its execution role's).
+    fn call(&mut self, task: &Task, at: i64, source: &str, event: (&str, &str), extra: Value) {
+        self.call_as(task, &task.role.clone(), at, source, event, extra);
+    }
+
+    fn call_as(
+        &mut self,
+        task: &Task,
+        role: &str,
+        at: i64,
+        source: &str,
+        (event_source, event_name): (&str, &str),
+        extra: Value,
+    ) {
+        self.next_event += 1;
+        let role_name = role.rsplit('/').next().unwrap();
+        let mut r = json!({
+            "eventVersion": "1.09",
+            "userIdentity": {
+                "type": "AssumedRole",
+                "principalId": format!("AROAEXAMPLE{}:{}", role_name.len(), task.id),
+                "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/{}", task.id),
+                "accountId": ACCOUNT,
+                "accessKeyId": format!("ASIA{:016X}", task.id.len() as u64 * 7919 + u64::from(task.id.as_bytes()[31])),
+                "sessionContext": {
+                    "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE", "arn": role,
+                                      "accountId": ACCOUNT, "userName": role_name},
+                    "attributes": {"creationDate": iso(task.started), "mfaAuthenticated": "false"}
+                }
+            },
+            "eventTime": iso(at),
+            "eventSource": event_source,
+            "eventName": event_name,
+            "awsRegion": task.region,
+            "sourceIPAddress": source,
+            "userAgent": "Boto3/1.44.18 md/Botocore#1.44.18 ua/2.1 os/linux#6.1 md/arch#x86_64 lang/python#3.12.7 md/pyimpl#CPython exec-env/AWS_ECS_EC2 cfg/retry-mode#standard Botocore/1.44.18",
+            "requestParameters": null,
+            "responseElements": null,
+            "requestID": format!("REQ{:08}", self.next_event),
+            "eventID": format!("00000000-0000-4000-8000-{:012}", self.next_event),
+            "readOnly": true,
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": ACCOUNT,
+            "eventCategory": "Management"
+        });
+        if let (Some(obj), Some(more)) = (r.as_object_mut(), extra.as_object()) {
+            for (k, v) in more {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.records.push(r);
+    }
+
+    /// What an ordinary task does: the agent pulls its image with the execution role at start,
+    /// the SDK fetches at start and calls S3 every `every` seconds from `source`.
+    fn ordinary(&mut self, task: &Task, until: i64, every: i64, source: &str, ua: &str) {
+        let exec = task.exec_role.clone();
+        self.call_as(
+            task,
+            &exec,
+            task.started - 20,
+            "ecs-tasks.amazonaws.com",
+            ("ecr.amazonaws.com", "GetAuthorizationToken"),
+            json!({"sourceIPAddress": source}),
+        );
+        if task.instance.is_some() {
+            self.fetch(task, task.started + 5, task.ip, ua);
+        }
+        let end = task.stopped.unwrap_or(until).min(until);
+        let mut at = task.started + 10;
+        while at < end {
+            self.call(
+                task,
+                at,
+                source,
+                ("s3.amazonaws.com", "ListBuckets"),
+                json!({}),
+            );
+            at += every;
+        }
+    }
+
+    /// Writes every input under `dir`, ingests it with the binary, and returns the findings.
+    fn analyze(&self, dir: &Path) -> Vec<Value> {
+        let store = dir.join("credtrail.duckdb");
+        let audit_dir = dir.join("audit");
+        std::fs::create_dir_all(&audit_dir).unwrap();
+        let mut audit_files = Vec::new();
+        for (i, (_, lines)) in self.audit.iter().enumerate() {
+            let mut lines = lines.clone();
+            lines.sort_by_key(|(t, _)| *t);
+            let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+            let p = audit_dir.join(format!("host{i}-audit.log"));
+            std::fs::write(&p, text).unwrap();
+            audit_files.push(p);
+        }
+        let ecs = dir.join("ecs");
+        std::fs::create_dir_all(&ecs).unwrap();
+        std::fs::write(
+            ecs.join("describe-tasks.json"),
+            serde_json::to_vec_pretty(&self.describe_tasks()).unwrap(),
+        )
+        .unwrap();
+        let mut families = BTreeSet::new();
+        for t in &self.tasks {
+            if families.insert(t.family) {
+                let td = json!({"taskDefinition": {
+                    "taskDefinitionArn": format!("arn:aws:ecs:{}:{ACCOUNT}:task-definition/{}:1", t.region, t.family),
+                    "family": t.family, "revision": 1,
+                    "taskRoleArn": t.role, "executionRoleArn": t.exec_role,
+                    "networkMode": if t.awsvpc { "awsvpc" } else { "bridge" }}});
+                std::fs::write(
+                    ecs.join(format!("td-{}.json", t.family)),
+                    serde_json::to_vec_pretty(&td).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        let trail = dir.join("cloudtrail.json");
+        let mut records = self.records.clone();
+        records.sort_by(|a, b| a["eventTime"].as_str().cmp(&b["eventTime"].as_str()));
+        std::fs::write(
+            &trail,
+            serde_json::to_vec(&json!({ "Records": records })).unwrap(),
+        )
+        .unwrap();
+
+        if !audit_files.is_empty() {
+            let mut args = vec!["ingest".to_string(), "audit".to_string()];
+            args.extend(audit_files.iter().map(|p| p.display().to_string()));
+            credtrail(&store, &args);
+        }
+        credtrail(
+            &store,
+            &["ingest".into(), "ecs".into(), ecs.display().to_string()],
+        );
+        credtrail(
+            &store,
+            &[
+                "ingest".into(),
+                "cloudtrail".into(),
+                trail.display().to_string(),
+            ],
+        );
+        let out = credtrail(
+            &store,
+            &["analyze".into(), "--format".into(), "jsonl".into()],
+        );
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn describe_tasks(&self) -> Value {
+        let tasks: Vec<Value> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut v = json!({
+                    "taskArn": t.arn(),
+                    "clusterArn": format!("arn:aws:ecs:{}:{ACCOUNT}:cluster/{}", t.region, t.cluster),
+                    "taskDefinitionArn": format!("arn:aws:ecs:{}:{ACCOUNT}:task-definition/{}:1", t.region, t.family),
+                    "launchType": if t.instance.is_some() { "EC2" } else { "FARGATE" },
+                    "group": format!("service:{}", t.family),
+                    "lastStatus": if t.stopped.is_some() { "STOPPED" } else { "RUNNING" },
+                    "desiredStatus": if t.stopped.is_some() { "STOPPED" } else { "RUNNING" },
+                    "createdAt": epoch(t.started - 40),
+                    "pullStartedAt": epoch(t.started - 30),
+                    "pullStoppedAt": epoch(t.started - 10),
+                    "startedAt": epoch(t.started),
+                    "overrides": {"containerOverrides": []},
+                    "containers": [],
+                    "attachments": []
+                });
+                if let Some(ci) = &t.instance {
+                    v["containerInstanceArn"] = json!(ci);
+                }
+                if let Some(s) = t.stopped {
+                    v["stoppingAt"] = json!(epoch(s - 5));
+                    v["stoppedAt"] = json!(epoch(s));
+                    v["stoppedReason"] = json!("Scaling activity initiated by deployment");
+                }
+                if t.awsvpc {
+                    v["attachments"] = json!([{
+                        "id": format!("{}-att", &t.id[..8]),
+                        "type": "ElasticNetworkInterface",
+                        "status": if t.stopped.is_some() { "DELETED" } else { "ATTACHED" },
+                        "details": [
+                            {"name": "subnetId", "value": "subnet-0a1b2c3d"},
+                            {"name": "networkInterfaceId", "value": format!("eni-{}", &t.id[..17])},
+                            {"name": "privateIPv4Address", "value": t.ip}
+                        ]}]);
+                }
+                v
+            })
+            .collect();
+        json!({ "tasks": tasks, "failures": [] })
+    }
+}
+
+fn credtrail(store: &Path, args: &[String]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_credtrail"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "credtrail {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (kind, severity, task or source address) of every finding.
+fn summary(findings: &[Value]) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            let who = f["task_arn"]
+                .as_str()
+                .or(f["source_ip"].as_str())
+                .or(f["role_arn"].as_str())
+                .unwrap_or("-");
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                who.to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn run(world: &World) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    world.analyze(dir.path())
+}
+
+fn assert_none(world: &World) {
+    let f = run(world);
+    assert!(f.is_empty(), "benign deployment: {:#?}", summary(&f));
+}
+
+fn assert_exactly(world: &World, expected: &[(&str, &str, &str)]) {
+    let f = run(world);
+    let got = summary(&f);
+    let want: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(k, s, w)| (k.to_string(), s.to_string(), w.to_string()))
+        .collect();
+    assert_eq!(got, want, "{f:#?}");
+}
+
+const BOTO3: &str = "python-urllib3/2.8.0";
+const JS_V2: &str = "aws-sdk-nodejs/2.1693.0 linux/v20.20.2 exec-env/AWS_ECS_EC2";
+const NAT: &str = "198.51.100.20";
+const HOURS: i64 = 3600;
+
+// ---------------------------------------------------------------------------------------------
+// Real SDK clients, with their retry bursts while the agent restarts
+
+/// Four bridge-mode tasks on one host, boto3, JS v3 (empty user agent), JS v2 and Go, calling
+/// through one NAT; the agent restarts at 01:00 and every client retries in its SDK's pattern.
+fn sdk_clients() -> (World, Vec<Task>) {
+    let mut w = World::default();
+    let host = instance("us-east-1", "prod", 1);
+    let clients = [
+        (BOTO3, 3),
+        ("", 5),
+        (JS_V2, 4),
+        ("aws-sdk-go/1.55.5 (go1.22.9; linux; amd64)", 3),
+    ];
+    let ips = ["172.17.0.2", "172.17.0.3", "172.17.0.4", "172.17.0.5"];
+    let mut tasks = Vec::new();
+    for (i, ((ua, retries), ip)) in clients.iter().zip(ips).enumerate() {
+        let t = w.task(
+            10 + i as u32,
+            ["api", "web", "jobs", "feed"][i],
+            Some(1),
+            ip,
+            60,
+            None,
+        );
+        w.ordinary(&t, 3 * HOURS, 300, NAT, ua);
+        // every API call during the restart (one every 30 s for 2 minutes) retries `retries`
+        // times on 503, then succeeds and fetches
+        for call in 0..4 {
+            for k in 0..*retries {
+                w.refused(&host, HOURS + 30 * call + k, 503, ip, ua);
+            }
+        }
+        w.fetch(&t, HOURS + 125, ip, ua);
+        // lazy refresh, 15 minutes before the 6-hour expiry would be past the end: none
+        tasks.push(t);
+    }
+    (w, tasks)
+}
+
+#[test]
+fn real_sdk_clients_and_agent_restarts() {
+    let (w, _) = sdk_clients();
+    assert_none(&w);
+}
+
+#[test]
+fn real_sdk_clients_with_a_shell_pulling_credentials() {
+    let (mut w, tasks) = sdk_clients();
+    // someone with a shell in the boto3 task pulls its credentials with curl
+    w.fetch(&tasks[0], 2 * HOURS, tasks[0].ip, "curl/8.5.0");
+    assert_exactly(&w, &[("fetch_unusual_client", "high", &tasks[0].arn())]);
+}
+
+#[test]
+fn real_sdk_clients_with_an_id_guessing_container() {
+    let (mut w, _) = sdk_clients();
+    let host = instance("us-east-1", "prod", 1);
+    // a container that never fetched walks credential IDs with its own Python script
+    for k in 0..8 {
+        w.refused(&host, 2 * HOURS + 20 * k, 400, "172.17.0.9", BOTO3);
+    }
+    assert_exactly(&w, &[("fetch_denied_burst", "high", "172.17.0.9")]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Families that fetch often by design
+
+/// A cron-like family running AWS CLI commands in a loop (one fetch per command, every 6 s), and
+/// a service creating a new boto3 Session per request (one fetch per call, 20 a minute).
+fn chatty_families() -> (World, Task, Task) {
+    let mut w = World::default();
+    let cli = w.task(20, "sync", Some(2), "172.17.0.2", 60, None);
+    let per_call = w.task(21, "lambda-like", Some(2), "172.17.0.3", 60, None);
+    w.ordinary(&cli, 2 * HOURS, 600, NAT, BOTO3);
+    w.ordinary(&per_call, 2 * HOURS, 600, NAT, BOTO3);
+    let mut at = 120;
+    while at < 2 * HOURS {
+        w.fetch(&cli, at, cli.ip, BOTO3);
+        w.fetch(&per_call, at + 1, per_call.ip, BOTO3);
+        w.fetch(&per_call, at + 4, per_call.ip, BOTO3);
+        at += 6;
+    }
+    (w, cli, per_call)
+}
+
+#[test]
+fn families_that_fetch_often_by_design() {
+    let (w, _, _) = chatty_families();
+    assert_none(&w);
+}
+
+#[test]
+fn families_that_fetch_often_with_a_burst_in_a_quiet_one() {
+    let (mut w, _, _) = chatty_families();
+    // a quiet family (three tasks: one fetch at start, the next at the lazy refresh) where one
+    // task suddenly loops
+    let mut quiet = Vec::new();
+    for (n, ip) in [(22, "172.17.0.4"), (23, "172.17.0.5"), (24, "172.17.0.6")] {
+        let t = w.task(n, "billing", Some(2), ip, 60 + 600 * (n as i64 - 22), None);
+        w.ordinary(&t, 2 * HOURS, 600, NAT, BOTO3);
+        w.fetch(&t, t.started + 3000, t.ip, BOTO3);
+        quiet.push(t);
+    }
+    for k in 0..40 {
+        w.fetch(&quiet[0], HOURS + 5 * k, quiet[0].ip, BOTO3);
+    }
+    assert_exactly(&w, &[("fetch_burst", "medium", &quiet[0].arn())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS services acting on a task's behalf after it stopped
+
+fn service_follow_ups() -> (World, Task) {
+    let mut w = World::default();
+    let t = w.task(30, "exporter", Some(3), "172.17.0.2", 60, Some(HOURS));
+    w.ordinary(&t, 2 * HOURS, 300, NAT, BOTO3);
+    // the task's last S3 upload is still being encrypted, and a state machine it started goes
+    // on calling with its session: invokedBy, long after the stop
+    for (k, svc) in ["s3.amazonaws.com", "states.amazonaws.com"]
+        .iter()
+        .enumerate()
+    {
+        w.call(
+            &t,
+            HOURS + 1200 + 60 * k as i64,
+            svc,
+            ("kms.amazonaws.com", "GenerateDataKey"),
+            json!({"userIdentity": {
+                "type": "AssumedRole",
+                "principalId": format!("AROAEXAMPLE:{}", t.id),
+                "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/exporter-task/{}", t.id),
+                "accountId": ACCOUNT,
+                "invokedBy": svc,
+                "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE",
+                    "arn": t.role, "accountId": ACCOUNT, "userName": "exporter-task"},
+                    "attributes": {"creationDate": iso(t.started), "mfaAuthenticated": "false"}}}}),
+        );
+    }
+    (w, t)
+}
+
+#[test]
+fn services_acting_for_a_stopped_task() {
+    let (w, _) = service_follow_ups();
+    assert_none(&w);
+}
+
+#[test]
+fn services_acting_for_a_stopped_task_and_a_copied_key() {
+    let (mut w, t) = service_follow_ups();
+    // the credentials were copied out: the same session calls from the NAT 30 minutes after
+    // the stop, with nobody acting on its behalf
+    w.call(
+        &t,
+        HOURS + 1800,
+        NAT,
+        ("secretsmanager.amazonaws.com", "ListSecrets"),
+        json!({}),
+    );
+    assert_exactly(&w, &[("use_after_stop", "critical", &t.arn())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A replacement task that gets its stopped predecessor's bridge address
+
+fn replacement() -> (World, Task, Task) {
+    let mut w = World::default();
+    let old = w.task(40, "api", Some(4), "172.17.0.2", 60, Some(HOURS));
+    w.ordinary(&old, 3 * HOURS, 300, NAT, BOTO3);
+    // the replacement starts a minute later on the same host and gets 172.17.0.2
+    let new = w.task(41, "api", Some(4), "172.17.0.2", HOURS + 60, None);
+    w.ordinary(&new, 3 * HOURS, 300, NAT, BOTO3);
+    // an unrelated task beside them
+    let other = w.task(42, "web", Some(4), "172.17.0.3", 60, None);
+    w.ordinary(&other, 3 * HOURS, 300, NAT, BOTO3);
+    (w, new, other)
+}
+
+#[test]
+fn replacement_task_with_its_predecessors_address() {
+    let (w, _, _) = replacement();
+    assert_none(&w);
+}
+
+#[test]
+fn replacement_task_beside_a_task_fetching_its_neighbours_credentials() {
+    let (mut w, new, other) = replacement();
+    // the web task's container fetches the api task's credentials from its own address
+    w.fetch(&new, 2 * HOURS, other.ip, BOTO3);
+    assert_exactly(&w, &[("fetch_foreign_source", "critical", &new.arn())]);
+}
