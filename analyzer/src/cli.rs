@@ -31,7 +31,7 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Simulate a small fleet, collect it, and print a one-screen summary. Needs nothing else.
     Demo(DemoArgs),
-    /// Load CloudTrail, IAM, ECS and audit-log data into the store (`--store`).
+    /// Load CloudTrail, IAM, ECS, audit-log and network-inventory data into the store (`--store`).
     Ingest(crate::ingest::IngestArgs),
     /// Print the built-in IAM action catalog's version, source and counts.
     Catalog,

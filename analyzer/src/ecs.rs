@@ -59,6 +59,17 @@ pub struct Task {
     pub stopping_us: Option<i64>,
     pub stopped_us: Option<i64>,
     pub stopped_reason: Option<String>,
+    pub pull_started_us: Option<i64>,
+    pub pull_stopped_us: Option<i64>,
+    /// The ENI attachment's `subnetId` detail.
+    pub subnet_id: Option<String>,
+    /// The ENI attachment's `id`: the uuid in the ENI's Description
+    /// (`arn:aws:ecs:<region>:<account>:attachment/<uuid>`).
+    pub attachment_id: Option<String>,
+    pub ipv6_addresses: Vec<String>,
+    /// From the task ARN (`arn:<partition>:ecs:<region>:<account>:task/…`).
+    pub region: Option<String>,
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,6 +95,25 @@ fn t(v: &Value, k: &str) -> Option<i64> {
     v.get(k).and_then(timestamp::from_json_us)
 }
 
+/// Region and account of an ARN (`arn:<partition>:<service>:<region>:<account>:…`), when both
+/// are there.
+pub fn arn_region_account(arn: &str) -> Option<(String, String)> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let (_partition, _service) = (parts.next()?, parts.next()?);
+    let (region, account) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    (!region.is_empty() && !account.is_empty()).then(|| (region.to_string(), account.to_string()))
+}
+
+/// An attachment detail that holds an IPv6 address of the task: its name mentions IPv6
+/// (`privateIPv6Address`, `ipv6Address`, …) and its value is one address (not a CIDR block).
+fn ipv6_detail(name: &str, value: &str) -> bool {
+    name.to_ascii_lowercase().contains("ipv6") && value.contains(':') && !value.contains('/')
+}
+
 /// `family:revision` from a task definition ARN (`…:task-definition/FAMILY:REV`).
 fn family_revision(arn: &str) -> Option<(String, i32)> {
     let rest = arn.rsplit_once(":task-definition/")?.1;
@@ -101,7 +131,10 @@ pub fn parse_task(v: &Value) -> Result<Task> {
         .map_or((None, None), |(f, r)| (Some(f), Some(r)));
     let overrides = v.get("overrides");
     let mut ips: Vec<String> = Vec::new();
+    let mut ipv6: Vec<String> = Vec::new();
     let mut eni_id = None;
+    let mut subnet_id = None;
+    let mut attachment_id = None;
     for a in v
         .get("attachments")
         .and_then(Value::as_array)
@@ -110,6 +143,9 @@ pub fn parse_task(v: &Value) -> Result<Task> {
     {
         if a.get("type").and_then(Value::as_str) != Some("ElasticNetworkInterface") {
             continue;
+        }
+        if attachment_id.is_none() {
+            attachment_id = s(a, "id");
         }
         for d in a
             .get("details")
@@ -123,6 +159,8 @@ pub fn parse_task(v: &Value) -> Result<Task> {
             ) {
                 (Some("privateIPv4Address"), Some(ip)) => ips.push(ip.to_string()),
                 (Some("networkInterfaceId"), Some(id)) => eni_id = Some(id.to_string()),
+                (Some("subnetId"), Some(id)) if !id.is_empty() => subnet_id = Some(id.to_string()),
+                (Some(name), Some(ip)) if ipv6_detail(name, ip) => ipv6.push(ip.to_lowercase()),
                 _ => {}
             }
         }
@@ -142,10 +180,16 @@ pub fn parse_task(v: &Value) -> Result<Task> {
             if let Some(ip) = ni.get("privateIpv4Address").and_then(Value::as_str) {
                 ips.push(ip.to_string());
             }
+            if let Some(ip) = ni.get("ipv6Address").and_then(Value::as_str) {
+                ipv6.push(ip.to_lowercase());
+            }
         }
     }
     ips.sort();
     ips.dedup();
+    ipv6.sort();
+    ipv6.dedup();
+    let (region, account_id) = arn_region_account(&arn).unzip();
     Ok(Task {
         task_id,
         task_arn: arn,
@@ -167,6 +211,13 @@ pub fn parse_task(v: &Value) -> Result<Task> {
         stopping_us: t(v, "stoppingAt"),
         stopped_us: t(v, "stoppedAt"),
         stopped_reason: s(v, "stoppedReason"),
+        pull_started_us: t(v, "pullStartedAt"),
+        pull_stopped_us: t(v, "pullStoppedAt"),
+        subnet_id,
+        attachment_id,
+        ipv6_addresses: ipv6,
+        region,
+        account_id,
     })
 }
 
@@ -271,7 +322,8 @@ fn parse_text(text: &str, out: &mut Parsed) -> Result<()> {
     }
 }
 
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// The files among `paths`, directories walked for `.json` and `.jsonl`, in name order.
+pub(crate) fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -346,6 +398,7 @@ pub fn ingest(store: &Store, paths: &[PathBuf]) -> Result<Summary> {
         }
         app.flush()?;
         drop(app);
+        conn.execute(FILL_OLDER_ROWS, [])?;
         let stored = conn.execute(INSERT_NEW_TASKS, [])? as u64;
         conn.execute_batch("DROP TABLE ecs_task_batch")?;
         summary.tasks = stored;
@@ -363,18 +416,48 @@ const BATCH_TABLE: &str = "CREATE OR REPLACE TEMP TABLE ecs_task_batch (
     execution_role_override VARCHAR, launch_type VARCHAR, container_instance_arn VARCHAR,
     task_group VARCHAR, last_status VARCHAR, desired_status VARCHAR, private_ips_json VARCHAR,
     eni_id VARCHAR, created_at TIMESTAMP, started_at TIMESTAMP, stopping_at TIMESTAMP,
-    stopped_at TIMESTAMP, stopped_reason VARCHAR, source_file VARCHAR, ingested_at TIMESTAMP)";
+    stopped_at TIMESTAMP, stopped_reason VARCHAR, source_file VARCHAR, ingested_at TIMESTAMP,
+    pull_started_at TIMESTAMP, pull_stopped_at TIMESTAMP, subnet_id VARCHAR, attachment_id VARCHAR,
+    ipv6_json VARCHAR, region VARCHAR, account_id VARCHAR)";
+
+/// Rows stored by a version that did not read `pullStartedAt`, the attachment's subnet and id,
+/// IPv6 addresses or the ARN's region (`region` is NULL only there) get them when the same state
+/// of the task is ingested again; otherwise that snapshot would be "already known" and the new
+/// columns would stay empty.
+const FILL_OLDER_ROWS: &str = r#"UPDATE ecs_tasks e
+    SET pull_started_at = b.pull_started_at, pull_stopped_at = b.pull_stopped_at,
+        subnet_id = b.subnet_id, attachment_id = b.attachment_id,
+        ipv6_addresses = from_json(b.ipv6_json, '["VARCHAR"]'), region = b.region,
+        account_id = b.account_id
+    FROM (SELECT * FROM ecs_task_batch
+          QUALIFY row_number() OVER (
+              PARTITION BY task_arn, last_status, started_at, stopping_at, stopped_at,
+                           private_ips_json, task_role_override
+              ORDER BY ord) = 1) b
+    WHERE e.region IS NULL AND b.region IS NOT NULL AND e.task_arn = b.task_arn
+      AND e.last_status IS NOT DISTINCT FROM b.last_status
+      AND e.started_at IS NOT DISTINCT FROM b.started_at
+      AND e.stopping_at IS NOT DISTINCT FROM b.stopping_at
+      AND e.stopped_at IS NOT DISTINCT FROM b.stopped_at
+      AND e.private_ips IS NOT DISTINCT FROM from_json(b.private_ips_json, '["VARCHAR"]')
+      AND e.task_role_override IS NOT DISTINCT FROM b.task_role_override"#;
 
 /// Stores each snapshot unless the same state of the task (status, times, addresses, role
 /// override) is stored already or came earlier in this run: one set-based statement, so a run
 /// costs one pass however many snapshots the store holds (one statement per snapshot, each
 /// scanning `ecs_tasks`, grew with the store times the input).
-const INSERT_NEW_TASKS: &str = r#"INSERT INTO ecs_tasks
+const INSERT_NEW_TASKS: &str = r#"INSERT INTO ecs_tasks (task_arn, task_id, cluster_arn,
+        task_definition_arn, family, revision, task_role_override, execution_role_override,
+        launch_type, container_instance_arn, task_group, last_status, desired_status, private_ips,
+        eni_id, created_at, started_at, stopping_at, stopped_at, stopped_reason, source_file,
+        ingested_at, pull_started_at, pull_stopped_at, subnet_id, attachment_id, ipv6_addresses,
+        region, account_id)
     SELECT task_arn, task_id, cluster_arn, task_definition_arn, family, revision,
            task_role_override, execution_role_override, launch_type, container_instance_arn,
            task_group, last_status, desired_status, from_json(private_ips_json, '["VARCHAR"]'),
            eni_id, created_at, started_at, stopping_at, stopped_at, stopped_reason, source_file,
-           ingested_at
+           ingested_at, pull_started_at, pull_stopped_at, subnet_id, attachment_id,
+           from_json(ipv6_json, '["VARCHAR"]'), region, account_id
     FROM ecs_task_batch b
     WHERE NOT EXISTS (
         SELECT 1 FROM ecs_tasks e WHERE e.task_arn = b.task_arn
@@ -383,10 +466,12 @@ const INSERT_NEW_TASKS: &str = r#"INSERT INTO ecs_tasks
           AND e.stopping_at IS NOT DISTINCT FROM b.stopping_at
           AND e.stopped_at IS NOT DISTINCT FROM b.stopped_at
           AND e.private_ips IS NOT DISTINCT FROM from_json(b.private_ips_json, '["VARCHAR"]')
+          AND coalesce(e.ipv6_addresses, []::VARCHAR[])
+              = from_json(b.ipv6_json, '["VARCHAR"]')
           AND e.task_role_override IS NOT DISTINCT FROM b.task_role_override)
     QUALIFY row_number() OVER (
         PARTITION BY task_arn, last_status, started_at, stopping_at, stopped_at,
-                     private_ips_json, task_role_override
+                     private_ips_json, ipv6_json, task_role_override
         ORDER BY ord) = 1"#;
 
 fn append_task(
@@ -397,6 +482,7 @@ fn append_task(
     now: i64,
 ) -> Result<()> {
     let ips = serde_json::to_string(&t.private_ips)?;
+    let ipv6 = serde_json::to_string(&t.ipv6_addresses)?;
     app.append_row(params![
         ord,
         t.task_arn,
@@ -420,7 +506,14 @@ fn append_task(
         opt_ts(t.stopped_us),
         t.stopped_reason,
         source,
-        ts(now)
+        ts(now),
+        opt_ts(t.pull_started_us),
+        opt_ts(t.pull_stopped_us),
+        t.subnet_id,
+        t.attachment_id,
+        ipv6,
+        t.region,
+        t.account_id
     ])?;
     Ok(())
 }
@@ -436,5 +529,15 @@ mod tests {
             Some(("billing-api".to_string(), 42))
         );
         assert_eq!(family_revision("nonsense"), None);
+    }
+
+    #[test]
+    fn region_and_account_come_from_the_task_arn() {
+        assert_eq!(
+            arn_region_account("arn:aws:ecs:eu-west-1:111122223333:task/prod/0123"),
+            Some(("eu-west-1".to_string(), "111122223333".to_string()))
+        );
+        assert_eq!(arn_region_account("arn:aws:iam::111122223333:role/x"), None);
+        assert_eq!(arn_region_account("task/prod/0123"), None);
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::store::Store;
-use crate::{audit, catalog, cloudtrail, ecs, iam, s3};
+use crate::{audit, catalog, cloudtrail, ecs, iam, network, s3};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -29,6 +29,9 @@ pub enum Source {
     Ecs(EcsArgs),
     /// The collector's Parquet segments and raw ECS agent audit log files (or directories).
     Audit(AuditArgs),
+    /// The network inventory: `aws ec2 describe-network-interfaces`, `describe-vpc-endpoints`
+    /// and `describe-subnets` output (files or directories), one snapshot per file.
+    Network(NetworkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,25 @@ pub struct EcsArgs {
     /// Files or directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Files, or directories walked for `.json` files. Each is the CLI's JSON of one call,
+    /// recognised by its top-level key (`NetworkInterfaces`, `VpcEndpoints`, `Subnets`).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Region of entries that name none: VPC endpoints (else the region in their service
+    /// name), ENIs and subnets without an availability zone.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Account of entries without an `OwnerId`.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// When the snapshot was taken (RFC 3339, e.g. 2026-11-20T12:00:00Z); default: each
+    /// file's modification time.
+    #[arg(long, value_name = "RFC3339")]
+    pub taken_at: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +171,23 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
         }
         Source::Iam(a) => iam::ingest(&store, &a.file)?.to_string(),
         Source::Ecs(a) => ecs::ingest(&store, &a.paths)?.to_string(),
+        Source::Network(a) => {
+            let taken_at_us = a
+                .taken_at
+                .as_deref()
+                .map(|t| {
+                    crate::timestamp::parse_iso_us(t).with_context(|| {
+                        format!("--taken-at {t:?}: not an RFC 3339 time like 2026-11-20T12:00:00Z")
+                    })
+                })
+                .transpose()?;
+            let opts = network::Options {
+                region: a.region.clone(),
+                account: a.account.clone(),
+                taken_at_us,
+            };
+            network::ingest(&store, &a.paths, &opts)?.to_string()
+        }
         Source::Audit(a) => {
             let opts = audit::Options {
                 host: a.host.clone(),

@@ -14,6 +14,7 @@ pub mod header;
 pub mod iam;
 pub mod ingest;
 pub mod investigation;
+pub mod network;
 pub mod privilege;
 pub mod report;
 pub mod s3;

@@ -121,7 +121,118 @@ CREATE TABLE IF NOT EXISTS ecs_tasks (
     stopped_at             TIMESTAMP,
     stopped_reason         VARCHAR,            -- untrusted-ish (contains user text)
     source_file            VARCHAR NOT NULL,
+    ingested_at            TIMESTAMP NOT NULL,
+    -- Added after the first release: existing stores get them from the ALTERs below, at the end
+    -- of the table in both cases (so the column order is the same, and inserts name columns).
+    pull_started_at        TIMESTAMP,          -- pullStartedAt: image pulls begin (execution-role calls from here)
+    pull_stopped_at        TIMESTAMP,          -- pullStoppedAt
+    subnet_id              VARCHAR,            -- the ENI attachment's subnetId detail
+    attachment_id          VARCHAR,            -- the ENI attachment's id (= the uuid in the ENI's Description ARN)
+    ipv6_addresses         VARCHAR[],          -- the attachment's IPv6 details and containers' networkInterfaces[].ipv6Address
+    region                 VARCHAR,            -- from the task ARN
+    account_id             VARCHAR             -- from the task ARN
+);
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS pull_started_at TIMESTAMP;
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS pull_stopped_at TIMESTAMP;
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS subnet_id VARCHAR;
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS attachment_id VARCHAR;
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS ipv6_addresses VARCHAR[];
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS region VARCHAR;
+ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS account_id VARCHAR;
+
+-- The network inventory (`credtrail ingest network`): `aws ec2 describe-network-interfaces`,
+-- `describe-vpc-endpoints` and `describe-subnets` output. Each file is one snapshot, taken at
+-- `taken_at` (`--taken-at`, else the file's modification time: `taken_at_source` 'flag' | 'mtime').
+-- A snapshot says what held when it was taken; nothing here says what held before or after.
+
+-- One row per file ingested; a file whose content and snapshot time are stored is not read again.
+CREATE TABLE IF NOT EXISTS network_snapshots (
+    source_file     VARCHAR NOT NULL,
+    content_hash    VARCHAR NOT NULL,   -- xxh3-128 of the file's bytes, hex
+    kinds           VARCHAR NOT NULL,   -- the top-level keys it held: NetworkInterfaces, VpcEndpoints, Subnets
+    items           BIGINT NOT NULL,    -- ENIs + endpoints + subnets stored from it
+    taken_at        TIMESTAMP NOT NULL,
+    taken_at_source VARCHAR NOT NULL,   -- flag | mtime
+    ingested_at     TIMESTAMP NOT NULL
+);
+
+-- One row per ENI per snapshot.
+CREATE TABLE IF NOT EXISTS network_interfaces (
+    eni_id                 VARCHAR NOT NULL,   -- NetworkInterfaceId
+    interface_type         VARCHAR,            -- InterfaceType: interface | nat_gateway | vpc_endpoint | network_load_balancer | lambda | efa | trunk | branch | …
+    vpc_id                 VARCHAR,
+    subnet_id              VARCHAR,
+    availability_zone      VARCHAR,
+    region                 VARCHAR,            -- the availability zone without its zone letter, else --region
+    account_id             VARCHAR,            -- OwnerId, else --account
+    description            VARCHAR,            -- untrusted (set by whoever created the ENI)
+    status                 VARCHAR,            -- in-use | available | …
+    requester_id           VARCHAR,            -- RequesterId: the service or principal that created it
+    requester_managed      BOOLEAN,
+    attachment_instance_id VARCHAR,            -- Attachment.InstanceId
+    attachment_instance_owner_id VARCHAR,      -- Attachment.InstanceOwnerId
+    private_ip             VARCHAR,            -- PrivateIpAddress (the primary private IPv4)
+    public_ip              VARCHAR,            -- Association.PublicIp (the primary private IPv4's association)
+    public_ip_owner_id     VARCHAR,            -- Association.IpOwnerId: 'amazon' (auto-assigned) or the Elastic IP's account
+    task_attachment_id     VARCHAR,            -- the uuid of an ECS task ENI's Description arn:aws:ecs:<region>:<account>:attachment/<uuid>
+    task_attachment_arn    VARCHAR,            -- that whole ARN
+    taken_at               TIMESTAMP NOT NULL,
+    taken_at_source        VARCHAR NOT NULL,   -- flag | mtime
+    source_file            VARCHAR NOT NULL,
     ingested_at            TIMESTAMP NOT NULL
+);
+
+-- One row per address per ENI per snapshot: its private IPv4 addresses ('private'), the public
+-- IPv4 associated with each ('public', `private_address` says which), its IPv6 addresses ('ipv6').
+CREATE TABLE IF NOT EXISTS network_addresses (
+    eni_id                 VARCHAR NOT NULL,
+    address                VARCHAR NOT NULL,   -- IPv6 in lower case, as the CLI prints it
+    family                 VARCHAR NOT NULL,   -- ipv4 | ipv6
+    kind                   VARCHAR NOT NULL,   -- private | public | ipv6
+    is_primary             BOOLEAN,            -- Primary (private IPv4), IsPrimaryIpv6 (IPv6)
+    private_address        VARCHAR,            -- for a public address: the private IPv4 it is associated with
+    vpc_id                 VARCHAR,
+    subnet_id              VARCHAR,
+    region                 VARCHAR,
+    account_id             VARCHAR,
+    interface_type         VARCHAR,
+    attachment_instance_id VARCHAR,
+    task_attachment_id     VARCHAR,
+    taken_at               TIMESTAMP NOT NULL,
+    source_file            VARCHAR NOT NULL
+);
+
+-- One row per VPC endpoint per snapshot (`describe-vpc-endpoints`): which VPC a CloudTrail
+-- `vpcEndpointId` is in.
+CREATE TABLE IF NOT EXISTS vpc_endpoints (
+    vpc_endpoint_id       VARCHAR NOT NULL,
+    vpc_id                VARCHAR,
+    service_name          VARCHAR,             -- com.amazonaws.<region>.<service>
+    endpoint_type         VARCHAR,             -- VpcEndpointType: Interface | Gateway | GatewayLoadBalancer | …
+    state                 VARCHAR,
+    subnet_ids            VARCHAR[],
+    network_interface_ids VARCHAR[],
+    region                VARCHAR,             -- --region, else the service name's region
+    account_id            VARCHAR,             -- OwnerId, else --account
+    taken_at              TIMESTAMP NOT NULL,
+    taken_at_source       VARCHAR NOT NULL,
+    source_file           VARCHAR NOT NULL,
+    ingested_at           TIMESTAMP NOT NULL
+);
+
+-- One row per subnet per snapshot (`describe-subnets`): which VPC a stopped task's subnet is in.
+CREATE TABLE IF NOT EXISTS subnets (
+    subnet_id         VARCHAR NOT NULL,
+    vpc_id            VARCHAR,
+    cidr_block        VARCHAR,
+    ipv6_cidr_blocks  VARCHAR[],               -- Ipv6CidrBlockAssociationSet[].Ipv6CidrBlock
+    availability_zone VARCHAR,
+    region            VARCHAR,                 -- the availability zone without its zone letter, else --region
+    account_id        VARCHAR,                 -- OwnerId, else --account
+    taken_at          TIMESTAMP NOT NULL,
+    taken_at_source   VARCHAR NOT NULL,
+    source_file       VARCHAR NOT NULL,
+    ingested_at       TIMESTAMP NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS task_definitions (

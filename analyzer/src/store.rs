@@ -127,6 +127,11 @@ impl Store {
         if !current {
             store
                 .conn
+                .execute_batch(&schema_stand_ins(&store.conn).map_err(other)?)
+                .context("standing in for tables and columns this version adds")
+                .map_err(other)?;
+            store
+                .conn
                 .execute_batch(&temporary_views())
                 .context("creating this version's views (temporary, the store is read-only)")
                 .map_err(other)?;
@@ -268,6 +273,72 @@ fn temporary_views() -> String {
     VIEWS
         .replace("CREATE OR REPLACE VIEW ", "CREATE OR REPLACE TEMP VIEW ")
         .replace("CREATE OR REPLACE MACRO ", "CREATE OR REPLACE TEMP MACRO ")
+}
+
+/// For a store an older version wrote, opened read-only (its tables cannot change): temporary
+/// stand-ins for what this version's schema adds, so this version's views prepare. A missing
+/// table becomes an empty temporary table; a table without some columns is shadowed by a
+/// temporary view over it that adds them as NULL (added columns come last in `schema.sql`, so
+/// the order is the current one).
+fn schema_stand_ins(conn: &Connection) -> Result<String> {
+    let current = Connection::open_in_memory()?;
+    for stmt in collector_tables() {
+        current.execute_batch(&stmt)?;
+    }
+    current.execute_batch(SCHEMA)?;
+    let columns = |c: &Connection| -> Result<Vec<(String, String, String)>> {
+        let mut stmt = c.prepare(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns()
+             WHERE database_name = current_database() AND schema_name = 'main'
+             ORDER BY table_name, column_index",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let want = columns(&current)?;
+    let have: std::collections::HashSet<(String, String)> =
+        columns(conn)?.into_iter().map(|(t, c, _)| (t, c)).collect();
+    let tables: std::collections::HashSet<&str> = have.iter().map(|(t, _)| t.as_str()).collect();
+    let db: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut sql = String::new();
+    let mut i = 0;
+    while i < want.len() {
+        let table = want[i].0.clone();
+        let mut j = i;
+        while j < want.len() && want[j].0 == table {
+            j += 1;
+        }
+        let cols = &want[i..j];
+        if !tables.contains(table.as_str()) {
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(_, c, ty)| format!("{} {ty}", ident(c)))
+                .collect();
+            sql.push_str(&format!(
+                "CREATE TEMP TABLE {} ({});\n",
+                ident(&table),
+                defs.join(", ")
+            ));
+        } else {
+            let missing: Vec<String> = cols
+                .iter()
+                .filter(|(t, c, _)| !have.contains(&(t.clone(), c.clone())))
+                .map(|(_, c, ty)| format!("NULL::{ty} AS {}", ident(c)))
+                .collect();
+            if !missing.is_empty() {
+                sql.push_str(&format!(
+                    "CREATE TEMP VIEW {} AS SELECT *, {} FROM {}.main.{};\n",
+                    ident(&table),
+                    missing.join(", "),
+                    ident(&db),
+                    ident(&table)
+                ));
+            }
+        }
+        i = j;
+    }
+    Ok(sql)
 }
 
 /// The `CREATE TABLE` statements of the collector's schema for [`AUDIT_TABLES`].

@@ -2,12 +2,56 @@
 
 -- One row per task known from any source: describe-tasks output (the newest snapshot, preferring
 -- one that knows the stop), the collector's task inventory (agent /v1/tasks snapshots) and the
--- audit log itself, with roles resolved from the override or the task definition.
+-- audit log itself, with roles resolved from the override or the task definition, and the
+-- task's network (subnet, VPC, IPv6 addresses) from describe-tasks and the network inventory.
 CREATE OR REPLACE VIEW tasks AS
 WITH described AS (
     SELECT * FROM ecs_tasks
     QUALIFY row_number() OVER (PARTITION BY task_arn
                                ORDER BY (stopped_at IS NOT NULL) DESC, ingested_at DESC) = 1
+),
+-- What any snapshot of the task said about its network and image pull (a stopped task's
+-- snapshot may have lost its attachment details).
+described_net AS (
+    SELECT task_arn,
+           arg_max(pull_started_at, ingested_at) FILTER (WHERE pull_started_at IS NOT NULL) AS pull_started_at,
+           arg_max(pull_stopped_at, ingested_at) FILTER (WHERE pull_stopped_at IS NOT NULL) AS pull_stopped_at,
+           arg_max(subnet_id, ingested_at) FILTER (WHERE subnet_id IS NOT NULL) AS subnet_id,
+           arg_max(attachment_id, ingested_at) FILTER (WHERE attachment_id IS NOT NULL) AS attachment_id,
+           arg_max(eni_id, ingested_at) FILTER (WHERE eni_id IS NOT NULL) AS eni_id,
+           list_distinct(flatten(list(coalesce(ipv6_addresses, []::VARCHAR[])))) AS ipv6_addresses
+    FROM ecs_tasks GROUP BY task_arn
+),
+-- The network inventory's ECS task ENIs, by attachment ID (their Description) and by ENI ID.
+eni_by_attachment AS (
+    SELECT task_attachment_id,
+           arg_max(eni_id, taken_at) AS eni_id,
+           arg_max(vpc_id, taken_at) AS vpc_id,
+           arg_max(subnet_id, taken_at) AS subnet_id
+    FROM network_interfaces WHERE task_attachment_id IS NOT NULL GROUP BY task_attachment_id
+),
+eni_by_id AS (
+    SELECT eni_id, arg_max(vpc_id, taken_at) AS vpc_id, arg_max(subnet_id, taken_at) AS subnet_id
+    FROM network_interfaces GROUP BY eni_id
+),
+subnet_vpc AS (
+    SELECT subnet_id, arg_max(vpc_id, taken_at) AS vpc_id FROM subnets GROUP BY subnet_id
+),
+eni_ipv6 AS (
+    SELECT eni_id, list_sort(list(DISTINCT address)) AS ipv6_addresses
+    FROM network_addresses WHERE family = 'ipv6' GROUP BY eni_id
+),
+net AS (
+    SELECT n.task_arn, n.pull_started_at, n.pull_stopped_at, n.attachment_id,
+           coalesce(n.subnet_id, ba.subnet_id, bi.subnet_id) AS subnet_id,
+           coalesce(sv.vpc_id, ba.vpc_id, bi.vpc_id) AS vpc_id,
+           list_sort(list_distinct(list_concat(n.ipv6_addresses,
+                                               coalesce(v6.ipv6_addresses, []::VARCHAR[])))) AS ipv6_addresses
+    FROM described_net n
+    LEFT JOIN eni_by_attachment ba ON ba.task_attachment_id = n.attachment_id
+    LEFT JOIN eni_by_id bi ON bi.eni_id = n.eni_id
+    LEFT JOIN subnet_vpc sv ON sv.subnet_id = coalesce(n.subnet_id, ba.subnet_id, bi.subnet_id)
+    LEFT JOIN eni_ipv6 v6 ON v6.eni_id = coalesce(n.eni_id, ba.eni_id)
 ),
 inv AS (
     SELECT task_arn,
@@ -75,12 +119,21 @@ SELECT m.task_arn,
        m.last_observed,
        m.observed_stopped,
        concat_ws(',', CASE WHEN m.source_file IS NOT NULL THEN 'describe-tasks' END,
-                      CASE WHEN m.first_observed IS NOT NULL THEN 'inventory' END) AS sources
+                      CASE WHEN m.first_observed IS NOT NULL THEN 'inventory' END) AS sources,
+       n.pull_started_at,
+       n.pull_stopped_at,
+       n.attachment_id,
+       n.subnet_id,
+       n.vpc_id,
+       coalesce(n.ipv6_addresses, []::VARCHAR[]) AS ipv6_addresses,
+       CASE WHEN m.task_arn LIKE 'arn:%:%:%:%:%' THEN nullif(split_part(m.task_arn, ':', 4), '') END AS region,
+       CASE WHEN m.task_arn LIKE 'arn:%:%:%:%:%' THEN nullif(split_part(m.task_arn, ':', 5), '') END AS account_id
 FROM merged m
 LEFT JOIN td t
   ON t.task_definition_arn = m.task_definition_arn
   OR (m.task_definition_arn IS NULL AND t.family = m.inv_family AND t.revision = m.inv_revision)
-LEFT JOIN audit a ON a.task_arn = m.task_arn;
+LEFT JOIN audit a ON a.task_arn = m.task_arn
+LEFT JOIN net n ON n.task_arn = m.task_arn;
 
 -- Calls made with a task's own task-role credentials: CloudTrail sessions named with the task's ID
 -- and issued by that task's task role. Execution-role sessions carry the same name but are the
@@ -474,3 +527,203 @@ SELECT t.task_arn, t.task_id, t.cluster_arn, i.ip, i.host,
        coalesce(t.stopped_at, t.observed_stopped, i.last_observed + INTERVAL 10 MINUTE) AS owned_until,
        'inventory' AS source
 FROM inventory i JOIN tasks t ON t.task_arn = i.task_arn;
+
+-- Address arithmetic for the address rules, in plain SQL: DuckDB's inet extension cannot be
+-- loaded (extension auto-loading is off and there is no network), and these macros also work in
+-- `credtrail sql` sessions over a read-only store.
+-- An IPv4 address in dotted-quad form (no leading zeros, as AWS writes them) as an integer;
+-- NULL for anything else.
+CREATE OR REPLACE MACRO ipv4_to_int(ip) AS (
+    CASE WHEN regexp_full_match(ip, '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}')
+         THEN TRY_CAST(split_part(ip, '.', 1) AS BIGINT) * 16777216
+              + TRY_CAST(split_part(ip, '.', 2) AS BIGINT) * 65536
+              + TRY_CAST(split_part(ip, '.', 3) AS BIGINT) * 256
+              + TRY_CAST(split_part(ip, '.', 4) AS BIGINT)
+    END);
+
+-- Lower-case hex digits as a string of '0' and '1' (4 per digit); NULL stays NULL.
+CREATE OR REPLACE MACRO hex_to_bits(h) AS
+    array_to_string(list_transform(string_split(h, ''), hd ->
+        ['0000', '0001', '0010', '0011', '0100', '0101', '0110', '0111',
+         '1000', '1001', '1010', '1011', '1100', '1101', '1110', '1111'][position(hd IN '0123456789abcdef')]), '');
+
+-- An IPv6 address in any RFC 4291 text form (`::` abbreviation, an embedded dotted IPv4 tail,
+-- a `%zone` suffix, either case) as its 32 hex digits; NULL for anything else.
+CREATE OR REPLACE MACRO ipv6_hex(ip) AS
+    list_transform(
+        -- The text without the zone, with a dotted IPv4 tail rewritten as two hex groups.
+        [CASE WHEN regexp_matches(split_part(lower(trim(ip)), '%', 1), ':[0-9]+\.[0-9.]+$')
+              THEN regexp_replace(split_part(lower(trim(ip)), '%', 1), '[0-9.]+$', '')
+                   || format('{:x}:{:x}',
+                             ipv4_to_int(regexp_extract(split_part(trim(ip), '%', 1), '[0-9.]+$')) // 65536,
+                             ipv4_to_int(regexp_extract(split_part(trim(ip), '%', 1), '[0-9.]+$')) % 65536)
+              ELSE split_part(lower(trim(ip)), '%', 1) END],
+        v6p -> CASE
+            WHEN v6p IS NULL OR NOT regexp_full_match(v6p, '[0-9a-f:]+') OR NOT contains(v6p, ':')
+                 OR length(v6p) - length(replace(v6p, '::', '')) > 2
+              THEN NULL
+            ELSE list_transform(
+                [CASE WHEN contains(v6p, '::')
+                      THEN list_concat(
+                               CASE WHEN split_part(v6p, '::', 1) = '' THEN []::VARCHAR[]
+                                    ELSE string_split(split_part(v6p, '::', 1), ':') END,
+                               list_concat(
+                                   list_transform(range(8 - len(CASE WHEN split_part(v6p, '::', 1) = '' THEN []::VARCHAR[]
+                                                                     ELSE string_split(split_part(v6p, '::', 1), ':') END)
+                                                          - len(CASE WHEN split_part(v6p, '::', 2) = '' THEN []::VARCHAR[]
+                                                                     ELSE string_split(split_part(v6p, '::', 2), ':') END)),
+                                                  v6z -> '0'),
+                                   CASE WHEN split_part(v6p, '::', 2) = '' THEN []::VARCHAR[]
+                                        ELSE string_split(split_part(v6p, '::', 2), ':') END))
+                      ELSE string_split(v6p, ':') END],
+                v6g -> CASE WHEN len(v6g) = 8
+                               AND list_bool_and(list_transform(v6g, v6x -> regexp_full_match(v6x, '[0-9a-f]{1,4}')))
+                          THEN array_to_string(list_transform(v6g, v6x -> lpad(v6x, 4, '0')), '') END)[1]
+        END)[1];
+
+-- An address's bits as a string of '0' and '1': 32 for IPv4, 128 for IPv6; NULL when the text is
+-- no address (a service name such as `AWS Internal`, a host name, garbage).
+CREATE OR REPLACE MACRO ip_bits(ip) AS (
+    CASE WHEN ipv4_to_int(trim(ip)) IS NOT NULL
+         THEN hex_to_bits(format('{:08x}', ipv4_to_int(trim(ip))))
+         ELSE hex_to_bits(ipv6_hex(ip)) END);
+
+-- True when `ip` is inside `cidr` (`10.0.0.0/8`, `2600:1f18:abcd::/56`; a bare address is its own
+-- /32 or /128). An address of the other family, or text that is no address, is never inside.
+-- NULL when either is NULL; a `cidr` that is no CIDR range is an error that names it.
+CREATE OR REPLACE MACRO cidr_contains(cidr, ip) AS
+    list_transform(
+        [struct_pack(cidr_text := cidr,
+                     net := ip_bits(split_part(trim(cidr), '/', 1)),
+                     slash := contains(cidr, '/'),
+                     plen := TRY_CAST(trim(split_part(cidr, '/', 2)) AS INTEGER),
+                     addr := ip_bits(ip),
+                     ip_null := ip IS NULL)],
+        cc -> CASE
+            WHEN cc.cidr_text IS NULL OR cc.ip_null THEN NULL
+            WHEN cc.net IS NULL OR (cc.slash AND (cc.plen IS NULL OR cc.plen < 0 OR cc.plen > length(cc.net)))
+              THEN error('not a CIDR range: ' || cc.cidr_text)::BOOLEAN
+            WHEN cc.addr IS NULL OR length(cc.addr) <> length(cc.net) THEN false
+            ELSE left(cc.addr, CASE WHEN cc.slash THEN cc.plen ELSE length(cc.net) END)
+                 = left(cc.net, CASE WHEN cc.slash THEN cc.plen ELSE length(cc.net) END)
+        END)[1];
+
+-- True when `ip` is inside any range of `cidrs`, a list separated by spaces or commas (the
+-- `expected_egress` parameter: `--param expected_egress='203.0.113.0/24 198.51.100.7'`); false
+-- for an empty or NULL list.
+CREATE OR REPLACE MACRO cidr_list_contains(cidrs, ip) AS
+    coalesce(list_bool_or(list_transform(
+        list_filter(regexp_split_to_array(trim(coalesce(cidrs, '')), '[\s,]+'), rng -> rng <> ''),
+        rng -> coalesce(cidr_contains(rng, ip), false))), false);
+
+-- Whether two private addresses are in the same address space (detections.md, "belongs to"): a
+-- private address means something only within its VPC; where either VPC is unknown, within the
+-- same region and account.
+CREATE OR REPLACE MACRO same_address_space(vpc_a, region_a, account_a, vpc_b, region_b, account_b) AS (
+    CASE WHEN vpc_a IS NOT NULL AND vpc_b IS NOT NULL THEN vpc_a = vpc_b
+         ELSE region_a IS NOT DISTINCT FROM region_b AND account_a IS NOT DISTINCT FROM account_b END);
+
+-- Which task owned which address when (detections.md, "belongs to"), VPC-scoped: ENI addresses
+-- (private IPv4 and IPv6) from describe-tasks (`describe-tasks`) and from the network inventory's
+-- ENIs whose Description names the task's attachment (`network-inventory`), and container
+-- addresses from the agent inventory (`inventory`: bridge addresses, which mean something only on
+-- that `host`; an awsvpc task's are its ENI's, in its VPC). Ownership runs from the task's creation (else its pull, start, or first agent
+-- snapshot) to its stop: `stoppedAt`, else its first STOPPED agent snapshot, else the first
+-- snapshot of its host that no longer lists it; NULL `owned_until` while it runs. Public
+-- addresses are in `egress_addresses`.
+CREATE OR REPLACE VIEW owned_addresses AS
+WITH gone AS (
+    SELECT i.task_arn, min(s.observed_at) AS observed_gone
+    FROM (SELECT task_arn, host, max(observed_at) AS last_observed FROM task_inventory GROUP BY ALL) i
+    ASOF JOIN (SELECT DISTINCT host, observed_at FROM task_inventory) s
+      ON s.host = i.host AND s.observed_at > i.last_observed
+    GROUP BY i.task_arn
+),
+life AS (
+    SELECT t.task_arn, t.vpc_id, t.region, t.account_id, t.attachment_id, t.eni_id,
+           coalesce(t.created_at, t.pull_started_at, t.started_at, t.first_observed) AS owned_from,
+           coalesce(t.stopped_at, t.observed_stopped, g.observed_gone) AS owned_until
+    FROM tasks t LEFT JOIN gone g ON g.task_arn = t.task_arn
+),
+described AS (
+    SELECT DISTINCT task_arn,
+           unnest(list_concat(coalesce(private_ips, []::VARCHAR[]),
+                              coalesce(ipv6_addresses, []::VARCHAR[]))) AS address
+    FROM ecs_tasks
+),
+enis AS (
+    SELECT l.task_arn, a.address, any_value(a.vpc_id) AS vpc_id, any_value(a.region) AS region,
+           any_value(a.account_id) AS account_id, min(a.taken_at) AS first_seen
+    FROM network_addresses a
+    JOIN life l ON a.task_attachment_id = l.attachment_id OR a.eni_id = l.eni_id
+    WHERE a.kind IN ('private', 'ipv6')
+    GROUP BY l.task_arn, a.address
+),
+agent AS (
+    SELECT task_arn, host, ipv4_address AS address, min(observed_at) AS first_observed,
+           bool_or(network_mode = 'awsvpc') AS awsvpc
+    FROM task_inventory
+    WHERE ipv4_address IS NOT NULL AND ipv4_address <> ''
+    GROUP BY task_arn, host, ipv4_address
+)
+SELECT l.task_arn, d.address,
+       CASE WHEN contains(d.address, ':') THEN 'ipv6' ELSE 'ipv4' END AS family,
+       l.vpc_id, l.region, l.account_id, NULL::VARCHAR AS host,
+       l.owned_from, l.owned_until, 'describe-tasks' AS source
+FROM described d JOIN life l ON l.task_arn = d.task_arn
+UNION ALL
+SELECT l.task_arn, e.address,
+       CASE WHEN contains(e.address, ':') THEN 'ipv6' ELSE 'ipv4' END,
+       coalesce(e.vpc_id, l.vpc_id), coalesce(e.region, l.region), coalesce(e.account_id, l.account_id),
+       NULL::VARCHAR, coalesce(l.owned_from, e.first_seen), l.owned_until, 'network-inventory'
+FROM enis e JOIN life l ON l.task_arn = e.task_arn
+UNION ALL
+SELECT l.task_arn, a.address,
+       CASE WHEN contains(a.address, ':') THEN 'ipv6' ELSE 'ipv4' END,
+       CASE WHEN a.awsvpc THEN l.vpc_id END, l.region, l.account_id,
+       CASE WHEN a.awsvpc THEN NULL ELSE a.host END,
+       coalesce(l.owned_from, a.first_observed), l.owned_until, 'inventory'
+FROM agent a JOIN life l ON l.task_arn = a.task_arn;
+
+-- The account's own egress addresses per the network inventory (detections.md, "own egress
+-- addresses"): the public IPv4 and the IPv6 addresses of its ENIs, by what the ENI serves
+-- (`kind`): `nat_gateway`, `instance` (attached to an EC2 instance), `task` (an ECS task ENI:
+-- its Description is the task's attachment ARN), `other` (load balancers, endpoints, Lambda, …).
+-- A snapshot vouches for NAT gateways and instances as long as they exist (`vouched_from`
+-- -infinity to `vouched_until` infinity), for a task's address while that task appears in it:
+-- the life of the task when describe-tasks knows it (its ENI and address are the task's from
+-- creation to stop; a task still running at its last snapshot, to that snapshot), else the first
+-- to the last snapshot showing the address; for `other` addresses, the first to the last snapshot.
+-- Ranges configured with `--param expected_egress` are matched with `cidr_list_contains`.
+CREATE OR REPLACE VIEW egress_addresses AS
+WITH a AS (
+    SELECT a.*,
+           CASE WHEN a.interface_type = 'nat_gateway' THEN 'nat_gateway'
+                WHEN a.task_attachment_id IS NOT NULL THEN 'task'
+                WHEN a.attachment_instance_id IS NOT NULL THEN 'instance'
+                ELSE 'other' END AS egress_kind
+    FROM network_addresses a
+    WHERE a.kind IN ('public', 'ipv6')
+),
+g AS (
+    SELECT address, family, region, account_id, egress_kind AS kind, eni_id,
+           any_value(vpc_id) AS vpc_id, any_value(task_attachment_id) AS task_attachment_id,
+           any_value(attachment_instance_id) AS instance_id,
+           min(taken_at) AS first_snapshot, max(taken_at) AS last_snapshot
+    FROM a GROUP BY address, family, region, account_id, egress_kind, eni_id
+),
+tk AS (
+    SELECT attachment_id, any_value(task_arn) AS task_arn,
+           min(coalesce(created_at, pull_started_at, started_at, first_observed)) AS task_from,
+           max(coalesce(stopped_at, observed_stopped)) AS task_until
+    FROM tasks WHERE attachment_id IS NOT NULL GROUP BY attachment_id
+)
+SELECT g.address, g.family, g.region, g.account_id, g.kind, g.eni_id, g.vpc_id,
+       g.task_attachment_id, tk.task_arn, g.instance_id, g.first_snapshot, g.last_snapshot,
+       CASE WHEN g.kind IN ('nat_gateway', 'instance') THEN '-infinity'::TIMESTAMP
+            WHEN g.kind = 'task' THEN least(coalesce(tk.task_from, g.first_snapshot), g.first_snapshot)
+            ELSE g.first_snapshot END AS vouched_from,
+       CASE WHEN g.kind IN ('nat_gateway', 'instance') THEN 'infinity'::TIMESTAMP
+            WHEN g.kind = 'task' THEN greatest(coalesce(tk.task_until, g.last_snapshot), g.last_snapshot)
+            ELSE g.last_snapshot END AS vouched_until
+FROM g LEFT JOIN tk ON tk.attachment_id = g.task_attachment_id;

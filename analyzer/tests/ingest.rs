@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
+mod network;
 
 use credtrail::store::Store;
 use credtrail::{audit, cloudtrail, ecs, iam};
