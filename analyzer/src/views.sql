@@ -724,6 +724,10 @@ SELECT g.address, g.family, g.region, g.account_id, g.kind, g.eni_id, g.vpc_id,
             WHEN g.kind = 'task' THEN least(coalesce(tk.task_from, g.first_snapshot), g.first_snapshot)
             ELSE g.first_snapshot END AS vouched_from,
        CASE WHEN g.kind IN ('nat_gateway', 'instance') THEN 'infinity'::TIMESTAMP
-            WHEN g.kind = 'task' THEN greatest(coalesce(tk.task_until, g.last_snapshot), g.last_snapshot)
+            -- an ENI keeps its public address for the task's life: while describe-tasks shows the
+            -- task running, the inventory vouches until it stops
+            WHEN g.kind = 'task' AND tk.task_arn IS NOT NULL
+              THEN greatest(coalesce(tk.task_until, 'infinity'::TIMESTAMP), g.last_snapshot)
+            WHEN g.kind = 'task' THEN g.last_snapshot
             ELSE g.last_snapshot END AS vouched_until
 FROM g LEFT JOIN tk ON tk.attachment_id = g.task_attachment_id;

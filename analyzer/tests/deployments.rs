@@ -44,11 +44,27 @@ struct Task {
     /// awsvpc ENI address, or the bridge address on its host.
     ip: &'static str,
     awsvpc: bool,
+    /// An awsvpc task's own public address and IPv6 address.
+    public_ip: Option<&'static str>,
+    ipv6: Option<&'static str>,
     started: i64,
     stopped: Option<i64>,
 }
 
 impl Task {
+    /// The ENI attachment's ID: the task ID written as a UUID.
+    fn attachment(&self) -> String {
+        let i = &self.id;
+        format!(
+            "{}-{}-{}-{}-{}",
+            &i[..8],
+            &i[8..12],
+            &i[12..16],
+            &i[16..20],
+            &i[20..]
+        )
+    }
+
     fn arn(&self) -> String {
         format!(
             "arn:aws:ecs:{}:{ACCOUNT}:task/{}/{}",
@@ -64,8 +80,20 @@ struct World {
     /// Audit lines per host (container instance ARN).
     audit: std::collections::BTreeMap<String, Vec<(i64, String)>>,
     records: Vec<Value>,
+    /// (region, public address) of NAT gateways; with any of them (or `inventory`), the world
+    /// has a network inventory of every region it uses.
+    nats: Vec<(&'static str, &'static str)>,
+    inventory: bool,
     next_port: u32,
     next_event: u32,
+}
+
+/// Every region's VPC has its own ID, and all of them use 10.0.0.0/16.
+fn vpc(region: &str) -> String {
+    format!(
+        "vpc-{:017x}",
+        region.len() * 7 + region.as_bytes()[3] as usize
+    )
 }
 
 fn instance(region: &str, cluster: &str, n: u32) -> String {
@@ -92,11 +120,51 @@ impl World {
             instance: host.map(|h| instance("us-east-1", "prod", h)),
             ip,
             awsvpc: false,
+            public_ip: None,
+            ipv6: None,
             started,
             stopped,
         };
         self.tasks.push(t.clone());
         t
+    }
+
+    /// An awsvpc task (EC2 when `host` is given, else Fargate) in `region`, with its ENI.
+    #[allow(clippy::too_many_arguments)]
+    fn awsvpc_task(
+        &mut self,
+        n: u32,
+        family: &'static str,
+        region: &'static str,
+        host: Option<u32>,
+        ip: &'static str,
+        public_ip: Option<&'static str>,
+        ipv6: Option<&'static str>,
+        started: i64,
+        stopped: Option<i64>,
+    ) -> Task {
+        let t = Task {
+            id: format!("{n:032x}"),
+            region,
+            cluster: "prod",
+            family,
+            role: format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"),
+            exec_role: format!("arn:aws:iam::{ACCOUNT}:role/{family}-exec"),
+            instance: host.map(|h| instance(region, "prod", h)),
+            ip,
+            awsvpc: true,
+            public_ip,
+            ipv6,
+            started,
+            stopped,
+        };
+        self.tasks.push(t.clone());
+        t
+    }
+
+    /// A NAT gateway's ENI in `region` with its Elastic IP, in the network inventory.
+    fn nat(&mut self, region: &'static str, public_ip: &'static str) {
+        self.nats.push((region, public_ip));
     }
 
     fn line(&mut self, host: &str, at: i64, text: String) {
@@ -259,6 +327,35 @@ impl World {
         )
         .unwrap();
 
+        if self.inventory || !self.nats.is_empty() {
+            let net = dir.join("network");
+            std::fs::create_dir_all(&net).unwrap();
+            let regions: BTreeSet<&str> = self
+                .tasks
+                .iter()
+                .map(|t| t.region)
+                .chain(self.nats.iter().map(|(r, _)| *r))
+                .collect();
+            for region in regions {
+                std::fs::write(
+                    net.join(format!("{region}-describe-network-interfaces.json")),
+                    serde_json::to_vec_pretty(&self.network_interfaces(region)).unwrap(),
+                )
+                .unwrap();
+            }
+            // the snapshot is taken at the end of the world's time
+            let last = self.tasks.iter().map(|t| t.started).max().unwrap_or(0);
+            credtrail(
+                &store,
+                &[
+                    "ingest".into(),
+                    "network".into(),
+                    "--taken-at".into(),
+                    iso(last + 600),
+                    net.display().to_string(),
+                ],
+            );
+        }
         if !audit_files.is_empty() {
             let mut args = vec!["ingest".to_string(), "audit".to_string()];
             args.extend(audit_files.iter().map(|p| p.display().to_string()));
@@ -284,6 +381,58 @@ impl World {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// `aws ec2 describe-network-interfaces` of one region: its NAT gateways and the ENIs of
+    /// its awsvpc tasks that still run.
+    fn network_interfaces(&self, region: &str) -> Value {
+        let mut enis = Vec::new();
+        for (i, (r, ip)) in self.nats.iter().enumerate() {
+            if *r != region {
+                continue;
+            }
+            enis.push(json!({
+                "Association": {"IpOwnerId": ACCOUNT, "PublicIp": ip},
+                "AvailabilityZone": format!("{region}a"),
+                "Description": format!("Interface for NAT Gateway nat-{i:017x}"),
+                "InterfaceType": "nat_gateway",
+                "Ipv6Addresses": [],
+                "NetworkInterfaceId": format!("eni-{:017x}", 0xa000 + i),
+                "OwnerId": ACCOUNT,
+                "PrivateIpAddress": format!("10.0.0.{}", 10 + i),
+                "PrivateIpAddresses": [{"Association": {"IpOwnerId": ACCOUNT, "PublicIp": ip},
+                                        "Primary": true, "PrivateIpAddress": format!("10.0.0.{}", 10 + i)}],
+                "RequesterId": "AROAEXAMPLE:natgw", "RequesterManaged": true,
+                "Status": "in-use", "SubnetId": "subnet-0a1b2c3d", "VpcId": vpc(region)
+            }));
+        }
+        for t in &self.tasks {
+            if t.region != region || !t.awsvpc || t.stopped.is_some() {
+                continue;
+            }
+            let assoc = t
+                .public_ip
+                .map(|p| json!({"IpOwnerId": "amazon", "PublicIp": p}));
+            let mut private = json!({"Primary": true, "PrivateIpAddress": t.ip});
+            let mut eni = json!({
+                "AvailabilityZone": format!("{region}a"),
+                "Description": format!("arn:aws:ecs:{region}:{ACCOUNT}:attachment/{}", t.attachment()),
+                "InterfaceType": "interface",
+                "Ipv6Addresses": t.ipv6.map(|a| vec![json!({"Ipv6Address": a})]).unwrap_or_default(),
+                "NetworkInterfaceId": format!("eni-{}", &t.id[15..]),
+                "OwnerId": ACCOUNT,
+                "PrivateIpAddress": t.ip,
+                "RequesterId": "578734482556", "RequesterManaged": true,
+                "Status": "in-use", "SubnetId": "subnet-0a1b2c3d", "VpcId": vpc(region)
+            });
+            if let Some(a) = assoc {
+                eni["Association"] = a.clone();
+                private["Association"] = a;
+            }
+            eni["PrivateIpAddresses"] = json!([private]);
+            enis.push(eni);
+        }
+        json!({ "NetworkInterfaces": enis })
     }
 
     fn describe_tasks(&self) -> Value {
@@ -317,14 +466,20 @@ impl World {
                 }
                 if t.awsvpc {
                     v["attachments"] = json!([{
-                        "id": format!("{}-att", &t.id[..8]),
+                        "id": t.attachment(),
                         "type": "ElasticNetworkInterface",
                         "status": if t.stopped.is_some() { "DELETED" } else { "ATTACHED" },
                         "details": [
                             {"name": "subnetId", "value": "subnet-0a1b2c3d"},
-                            {"name": "networkInterfaceId", "value": format!("eni-{}", &t.id[..17])},
+                            {"name": "networkInterfaceId", "value": format!("eni-{}", &t.id[15..])},
                             {"name": "privateIPv4Address", "value": t.ip}
                         ]}]);
+                    if let Some(v6) = t.ipv6 {
+                        v["attachments"][0]["details"]
+                            .as_array_mut()
+                            .unwrap()
+                            .push(json!({"name": "privateIPv6Address", "value": v6}));
+                    }
                 }
                 v
             })
@@ -372,7 +527,12 @@ fn summary(findings: &[Value]) -> Vec<(String, String, String)> {
 
 fn run(world: &World) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    world.analyze(dir.path())
+    let f = world.analyze(dir.path());
+    if let Ok(keep) = std::env::var("CREDTRAIL_KEEP") {
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::rename(dir.path(), keep).unwrap();
+    }
+    f
 }
 
 fn assert_none(world: &World) {
@@ -402,6 +562,7 @@ const HOURS: i64 = 3600;
 /// through one NAT; the agent restarts at 01:00 and every client retries in its SDK's pattern.
 fn sdk_clients() -> (World, Vec<Task>) {
     let mut w = World::default();
+    w.nat("us-east-1", NAT);
     let host = instance("us-east-1", "prod", 1);
     let clients = [
         (BOTO3, 3),
@@ -467,6 +628,7 @@ fn real_sdk_clients_with_an_id_guessing_container() {
 /// a service creating a new boto3 Session per request (one fetch per call, 20 a minute).
 fn chatty_families() -> (World, Task, Task) {
     let mut w = World::default();
+    w.nat("us-east-1", NAT);
     let cli = w.task(20, "sync", Some(2), "172.17.0.2", 60, None);
     let per_call = w.task(21, "lambda-like", Some(2), "172.17.0.3", 60, None);
     w.ordinary(&cli, 2 * HOURS, 600, NAT, BOTO3);
@@ -510,6 +672,7 @@ fn families_that_fetch_often_with_a_burst_in_a_quiet_one() {
 
 fn service_follow_ups() -> (World, Task) {
     let mut w = World::default();
+    w.nat("us-east-1", NAT);
     let t = w.task(30, "exporter", Some(3), "172.17.0.2", 60, Some(HOURS));
     w.ordinary(&t, 2 * HOURS, 300, NAT, BOTO3);
     // the task's last S3 upload is still being encrypted, and a state machine it started goes
@@ -563,6 +726,7 @@ fn services_acting_for_a_stopped_task_and_a_copied_key() {
 
 fn replacement() -> (World, Task, Task) {
     let mut w = World::default();
+    w.nat("us-east-1", NAT);
     let old = w.task(40, "api", Some(4), "172.17.0.2", 60, Some(HOURS));
     w.ordinary(&old, 3 * HOURS, 300, NAT, BOTO3);
     // the replacement starts a minute later on the same host and gets 172.17.0.2
@@ -586,4 +750,231 @@ fn replacement_task_beside_a_task_fetching_its_neighbours_credentials() {
     // the web task's container fetches the api task's credentials from its own address
     w.fetch(&new, 2 * HOURS, other.ip, BOTO3);
     assert_exactly(&w, &[("fetch_foreign_source", "critical", &new.arn())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One or two tasks behind one NAT gateway
+
+fn small_cluster() -> (World, Task) {
+    let mut w = World::default();
+    w.nat("us-east-1", NAT);
+    let a = w.task(50, "api", Some(5), "172.17.0.2", 60, None);
+    let b = w.task(51, "worker", Some(5), "172.17.0.3", 60, None);
+    w.ordinary(&a, 3 * HOURS, 300, NAT, BOTO3);
+    w.ordinary(&b, 3 * HOURS, 900, NAT, "");
+    (w, a)
+}
+
+#[test]
+fn two_tasks_behind_one_nat_gateway() {
+    let (w, _) = small_cluster();
+    assert_none(&w);
+}
+
+#[test]
+fn two_tasks_behind_one_nat_gateway_and_a_key_used_elsewhere() {
+    let (mut w, a) = small_cluster();
+    w.call(
+        &a,
+        2 * HOURS,
+        "203.0.113.50",
+        ("iam.amazonaws.com", "ListRoles"),
+        json!({}),
+    );
+    // the inventory vouches for the NAT gateway, and a bridge task's egress is its host's or
+    // the NAT's: critical
+    assert_exactly(&w, &[("use_from_unexpected_network", "critical", &a.arn())]);
+}
+
+#[test]
+fn a_key_used_elsewhere_without_a_network_inventory_is_medium() {
+    let mut w = World::default();
+    let a = w.task(52, "api", Some(5), "172.17.0.2", 60, None);
+    w.ordinary(&a, 3 * HOURS, 300, NAT, BOTO3);
+    let f = run(&w);
+    // without an inventory nothing tells the NAT from an attacker: medium, and it says why
+    assert_eq!(
+        summary(&f),
+        vec![(
+            "use_from_unexpected_network".to_string(),
+            "medium".to_string(),
+            a.arn()
+        )]
+    );
+    assert!(
+        f[0]["evidence"]["verdict_rests_on"]
+            .as_str()
+            .unwrap()
+            .starts_with("learned egress"),
+        "{:#}",
+        f[0]
+    );
+    assert_eq!(f[0]["evidence"]["missing_inputs"][0], "network inventory");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fargate tasks, tasks with their own public IP, dual-stack tasks
+
+fn awsvpc_tasks() -> (World, Task, Task) {
+    let mut w = World::default();
+    w.nat("us-east-1", NAT);
+    // a Fargate task with a public IP of its own: no audit log, calls from its own address
+    let fargate = w.awsvpc_task(
+        60,
+        "public-api",
+        "us-east-1",
+        None,
+        "10.0.1.60",
+        Some("54.210.1.60"),
+        None,
+        60,
+        None,
+    );
+    w.ordinary(&fargate, 3 * HOURS, 300, "54.210.1.60", "");
+    // a dual-stack task on EC2 calling over IPv6 from its ENI
+    let dual = w.awsvpc_task(
+        61,
+        "v6-service",
+        "us-east-1",
+        Some(6),
+        "10.0.1.61",
+        None,
+        Some("2600:1f18:4a3:6902::61"),
+        60,
+        None,
+    );
+    w.ordinary(&dual, 3 * HOURS, 300, "2600:1f18:4a3:6902:0:0:0:61", BOTO3);
+    (w, fargate, dual)
+}
+
+#[test]
+fn fargate_public_ip_and_dual_stack_tasks() {
+    let (w, _, _) = awsvpc_tasks();
+    assert_none(&w);
+}
+
+#[test]
+fn fargate_task_key_used_from_outside() {
+    let (mut w, fargate, _) = awsvpc_tasks();
+    w.call(
+        &fargate,
+        2 * HOURS,
+        "203.0.113.77",
+        ("s3.amazonaws.com", "ListBuckets"),
+        json!({}),
+    );
+    assert_exactly(
+        &w,
+        &[("use_from_unexpected_network", "critical", &fargate.arn())],
+    );
+}
+
+#[test]
+fn dual_stack_task_key_used_from_another_tasks_ipv6_address() {
+    let (mut w, fargate, dual) = awsvpc_tasks();
+    // the Fargate task's credentials, used from the dual-stack task's IPv6 address
+    w.call(
+        &fargate,
+        2 * HOURS,
+        "2600:1f18:4a3:6902::61",
+        ("secretsmanager.amazonaws.com", "ListSecrets"),
+        json!({}),
+    );
+    let f = run(&w);
+    assert_eq!(
+        summary(&f),
+        vec![(
+            "use_by_other_task".to_string(),
+            "critical".to_string(),
+            fargate.arn()
+        )]
+    );
+    assert_eq!(f[0]["evidence"]["other_task_arns"][0], dual.arn());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters in several regions whose VPCs reuse the same private ranges
+
+fn two_regions() -> (World, Task, Task) {
+    let mut w = World::default();
+    let east = w.awsvpc_task(
+        70,
+        "api",
+        "us-east-1",
+        Some(7),
+        "10.0.1.5",
+        None,
+        None,
+        60,
+        None,
+    );
+    let west = w.awsvpc_task(
+        71,
+        "api-eu",
+        "eu-west-1",
+        Some(8),
+        "10.0.1.5",
+        None,
+        None,
+        60,
+        None,
+    );
+    for t in [&east, &west] {
+        // both call through their region's S3 gateway endpoint from their own private address
+        w.ordinary(t, 3 * HOURS, 300, t.ip, BOTO3);
+    }
+    for r in w.records.iter_mut() {
+        if r["sourceIPAddress"] == "10.0.1.5" {
+            let region = r["awsRegion"].as_str().unwrap().to_string();
+            r["vpcEndpointId"] = json!(format!("vpce-{}", vpc(&region)[4..].to_string()));
+        }
+    }
+    w.inventory = true;
+    (w, east, west)
+}
+
+#[test]
+fn two_regions_reusing_one_private_range() {
+    let (w, _, _) = two_regions();
+    assert_none(&w);
+}
+
+#[test]
+fn two_regions_and_a_neighbour_using_a_tasks_key() {
+    let (mut w, east, _) = two_regions();
+    // a second task in us-east-1 whose credentials are used from the first one's address
+    let victim = w.awsvpc_task(
+        72,
+        "billing",
+        "us-east-1",
+        Some(7),
+        "10.0.1.9",
+        None,
+        None,
+        60,
+        None,
+    );
+    w.ordinary(&victim, 3 * HOURS, 300, victim.ip, BOTO3);
+    w.call(
+        &victim,
+        2 * HOURS,
+        east.ip,
+        ("dynamodb.amazonaws.com", "Scan"),
+        json!({"vpcEndpointId": "vpce-0123"}),
+    );
+    for r in w.records.iter_mut() {
+        if r["sourceIPAddress"] == "10.0.1.9" && r.get("vpcEndpointId").is_none() {
+            r["vpcEndpointId"] = json!("vpce-0123");
+        }
+    }
+    let f = run(&w);
+    assert_eq!(
+        summary(&f),
+        vec![(
+            "use_by_other_task".to_string(),
+            "critical".to_string(),
+            victim.arn()
+        )]
+    );
+    assert_eq!(f[0]["evidence"]["other_task_arns"], json!([east.arn()]));
 }

@@ -34,6 +34,7 @@ fn detections() -> Vec<Detection> {
 fn store_with(case: &Path) -> Store {
     let store = Store::open_in_memory().unwrap();
     let (mut logs, mut trails, mut ecs, mut iam) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut network = Vec::new();
     if case.is_dir() {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(case)
             .unwrap()
@@ -48,6 +49,8 @@ fn store_with(case: &Path) -> Store {
                 trails.push(p);
             } else if name == "iam.json" {
                 iam.push(p);
+            } else if name.starts_with("network") && name.ends_with(".json") {
+                network.push(p);
             } else if name.ends_with(".json") {
                 ecs.push(p);
             }
@@ -72,6 +75,14 @@ fn store_with(case: &Path) -> Store {
     }
     for p in &iam {
         credtrail::iam::ingest(&store, p).unwrap();
+    }
+    if !network.is_empty() {
+        // a snapshot taken at the end of the fixtures' hour
+        let opts = credtrail::network::Options {
+            taken_at_us: Some(1_795_190_400_000_000),
+            ..Default::default()
+        };
+        credtrail::network::ingest(&store, &network, &opts).unwrap();
     }
     store
 }
@@ -309,6 +320,8 @@ fn use_by_other_task_negative() {
 
 #[test]
 fn use_from_unexpected_network_positive() {
+    // The network inventory holds the account's NAT gateway (52.0.0.1) and the task runs in
+    // bridge mode: the inventory vouches for its egress, so a call from elsewhere is critical.
     let f = run_fixture("use_from_unexpected_network", "positive");
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].severity, Severity::Critical);
@@ -316,12 +329,37 @@ fn use_from_unexpected_network_positive() {
     assert_eq!(f[0].role_arn.as_deref(), Some(TASK_ROLE));
     assert_eq!(f[0].count, 2);
     assert_eq!(f[0].source_ip.as_deref(), Some("198.51.100.7"));
-    assert_eq!(
-        f[0].evidence["expected_egress"],
-        serde_json::json!(["52.0.0.1"])
-    );
+    assert_eq!(f[0].evidence["verdict_rests_on"], "network inventory");
     assert_eq!(f[0].evidence["calls"][0]["event_name"], "GetCallerIdentity");
     assert!(f[0].evidence["calls"][0]["event_id"].is_string());
+}
+
+#[test]
+fn use_from_unexpected_network_without_inventory_is_medium() {
+    // The same calls without the inventory: only learned egress (52.0.0.1, seen for three task
+    // sessions) speaks for the account's addresses, and the finding says so.
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fixture("use_from_unexpected_network", "positive")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("network") {
+            std::fs::copy(&p, dir.path().join(&name)).unwrap();
+        }
+    }
+    let store = store_with(dir.path());
+    let det = detections()
+        .into_iter()
+        .find(|d| d.id == "use_from_unexpected_network")
+        .unwrap();
+    let f = detect::run(&store, &[det], &RunOptions::default()).findings;
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Medium);
+    assert_eq!(f[0].task_arn, Some(task('d')));
+    assert_eq!(
+        f[0].evidence["learned_egress"],
+        serde_json::json!(["52.0.0.1"])
+    );
+    assert_eq!(f[0].evidence["missing_inputs"][0], "network inventory");
 }
 
 #[test]
@@ -342,7 +380,7 @@ fn use_from_unexpected_network_configured_egress() {
     let opts = RunOptions {
         params: [(
             "expected_egress".to_string(),
-            "203.0.113.1 198.51.100.7".to_string(),
+            "203.0.113.0/24 198.51.100.0/25".to_string(),
         )]
         .into(),
         ..RunOptions::default()

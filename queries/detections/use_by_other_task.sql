@@ -1,36 +1,48 @@
 -- id: use_by_other_task
 -- title: Task role credentials used from another task's address
 -- severity: critical
--- description: An API call with task A's task-role session (session name = A's task ID, issued by A's task role) whose private (RFC 1918) sourceIPAddress belongs at that time to a different task B: one of B's ENI addresses (tasks.private_ips) while B was running (started_at <= call time <= stopped_at, or still running). Calls through a VPC endpoint count too. An address that several tasks hold at that time belongs to none of them. A's credentials were taken and used by the workload of another task.
--- reads: task_session_calls, tasks
+-- description: An API call with task A's task-role session (session name = A's task ID, issued by A's task role) whose sourceIPAddress (a private IPv4 address, or an ENI's IPv6 address) belongs, at that time and in that address space, to a different task B: one of B's ENI addresses per describe-tasks or the network inventory (owned_addresses), from B's creation to its stop. A private address means something only within its VPC: the call's VPC is its VPC endpoint's (describe-vpc-endpoints), the owner's its subnet's; where either is unknown the two are compared within one region and account (two regions or accounts reusing 10.0.1.0/24 are different addresses). An address that several tasks hold at that time belongs to none of them, and a bridge address (host-local) is never a CloudTrail source. A's credentials were taken and used by the workload of another task.
+-- reads: task_session_calls, owned_addresses, vpc_endpoints
 -- key: task_arn
 -- params:
-WITH calls AS (
-    SELECT task_arn, cluster_arn, task_role_arn, container_instance_arn,
-           event_time, event_source, event_name, error_code, source_ip, vpc_endpoint_id,
-           user_agent, access_key_id, event_id
-    FROM task_session_calls
-    WHERE regexp_matches(source_ip,
+WITH endpoints AS (
+    SELECT vpc_endpoint_id, any_value(vpc_id) AS vpc_id FROM vpc_endpoints GROUP BY vpc_endpoint_id
+),
+calls AS (
+    SELECT c.task_arn, c.cluster_arn, c.task_role_arn, c.container_instance_arn,
+           c.event_time, c.event_source, c.event_name, c.error_code, c.source_ip, c.vpc_endpoint_id,
+           c.user_agent, c.access_key_id, c.event_id, c.aws_region, c.recipient_account_id,
+           ep.vpc_id AS call_vpc,
+           CASE WHEN contains(c.source_ip, ':') THEN ipv6_hex(c.source_ip) ELSE c.source_ip END AS ip_key
+    FROM task_session_calls c
+    LEFT JOIN endpoints ep ON ep.vpc_endpoint_id = c.vpc_endpoint_id
+    WHERE (regexp_matches(c.source_ip,
               '^(10\.[0-9]{1,3}|172\.(1[6-9]|2[0-9]|3[01])|192\.168)\.[0-9]{1,3}\.[0-9]{1,3}$')
-      AND event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
-      AND event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+           OR (contains(c.source_ip, ':') AND ipv6_hex(c.source_ip) IS NOT NULL
+               AND NOT regexp_matches(lower(c.source_ip), '^(fe[89ab]|::1$)')))
+      AND c.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND c.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
 ),
 addresses AS (
-    SELECT task_arn AS owner_arn, unnest(private_ips) AS ip,
-           coalesce(started_at, first_observed) AS owned_from,
-           coalesce(stopped_at, observed_stopped, TIMESTAMP 'infinity') AS owned_until
-    FROM tasks
+    SELECT task_arn AS owner_arn, vpc_id, region, account_id, owned_from,
+           coalesce(owned_until, TIMESTAMP 'infinity') AS owned_until, source,
+           CASE WHEN family = 'ipv6' THEN ipv6_hex(address) ELSE address END AS ip_key
+    FROM owned_addresses
+    WHERE host IS NULL
 ),
 owned AS (
-    SELECT c.task_arn, c.event_id, any_value(a.owner_arn) AS owner_arn
+    SELECT c.task_arn, c.event_id, any_value(a.owner_arn) AS owner_arn,
+           any_value(a.vpc_id) AS owner_vpc, list_sort(list_distinct(list(a.source))) AS how
     FROM calls c
     JOIN addresses a
-      ON a.ip = c.source_ip AND a.owned_from <= c.event_time AND c.event_time <= a.owned_until
+      ON a.ip_key = c.ip_key AND a.owned_from <= c.event_time AND c.event_time <= a.owned_until
+     AND same_address_space(c.call_vpc, c.aws_region, c.recipient_account_id,
+                            a.vpc_id, a.region, a.account_id)
     GROUP BY c.task_arn, c.event_id
     HAVING count(DISTINCT a.owner_arn) = 1
 ),
 foreign_calls AS (
-    SELECT c.*, o.owner_arn,
+    SELECT c.*, o.owner_arn, o.owner_vpc, o.how,
            row_number() OVER (PARTITION BY c.task_arn ORDER BY c.event_time, c.event_id) AS rn
     FROM calls c
     JOIN owned o ON o.task_arn = c.task_arn AND o.event_id = c.event_id
@@ -51,6 +63,10 @@ SELECT
     json_object(
         'other_task_arns', list_sort(list_distinct(list(owner_arn)))[1:20],
         'addresses', list_sort(list_distinct(list(source_ip)))[1:20],
+        'address_space', CASE WHEN bool_and(call_vpc IS NOT NULL AND owner_vpc IS NOT NULL)
+                              THEN 'VPC (the call''s VPC endpoint and the owner''s subnet)'
+                              ELSE 'region and account (a VPC was unknown)' END,
+        'ownership_from', list_sort(list_distinct(flatten(list(how)))),
         'calls', list({'time': strftime(event_time, '%Y-%m-%dT%H:%M:%SZ'),
                        'event_source': event_source, 'event_name': event_name,
                        'error_code': error_code, 'source_ip': source_ip,

@@ -1,55 +1,81 @@
 -- id: use_from_unexpected_network
--- title: Task role credentials used from outside the cluster's networks
--- severity: critical
--- description: An API call with task A's task-role session (session name = A's task ID, issued by A's task role) from a public sourceIPAddress that is none of: an AWS service acting for the session (invokedBy, a service host name, AWS Internal: anything that is not an IP address); a call through a VPC endpoint (its private address is judged by use_by_other_task); a private address (same); an egress address expected for A's cluster, either listed in expected_egress (space-separated addresses) or seen in the calls of at least min_sessions distinct task sessions of that cluster (NAT gateways and the like). Task credentials in use from somewhere else were taken out of the task.
--- reads: task_session_calls
+-- title: Task role credentials used from outside the account's networks
+-- severity: critical when a network inventory vouches for the account's addresses at the call's time; medium when the verdict rests on learned egress (no inventory for the call's region and account, or one that cannot vouch for that time)
+-- description: An API call with task A's task-role session (session name = A's task ID, issued by A's task role) from a sourceIPAddress that is none of: an AWS service acting for the session (invokedBy, a service host name, AWS Internal: anything that is not an IP address); a call through a VPC endpoint (its private address is judged by use_by_other_task); a private address, or an IPv6 address of one of the account's task ENIs (same); one of the account's own egress addresses: the public addresses of its NAT gateways, instances and tasks per the network inventory (egress_addresses, while a snapshot vouches for them), the ranges of expected_egress (CIDRs separated by spaces), or learned ones (seen for at least min_sessions distinct task sessions of the cluster). The inventory vouches for a call when it holds the call's region and account and could have shown A's own egress: A runs in bridge or host mode (its egress is its instance's or a NAT gateway's, vouched for as long as they exist) or A's ENI appears in a snapshot. Otherwise the verdict rests on learned egress, and the finding says so (medium).
+-- reads: task_session_calls, tasks, egress_addresses, owned_addresses, network_interfaces
 -- key: task_arn
 -- params: min_sessions=3, expected_egress=
 WITH public_calls AS (
-    SELECT task_arn, cluster_arn, task_role_arn, container_instance_arn,
-           event_time, event_source, event_name, error_code, source_ip, user_agent,
-           access_key_id, event_id
-    FROM task_session_calls
-    WHERE invoked_by IS NULL
-      AND vpc_endpoint_id IS NULL
-      AND (regexp_matches(source_ip, '^[0-9]{1,3}(\.[0-9]{1,3}){3}$')
-           OR regexp_matches(source_ip, '^[0-9a-fA-F:]+:[0-9a-fA-F:.]*$'))
-      AND NOT regexp_matches(source_ip,
-              '^(10\.|172\.(1[6-9]|2[0-9]|3[01])\.|192\.168\.|127\.|169\.254\.|[fF][cdCD][0-9a-fA-F]{2}:|[fF][eE]80:|::1$)')
+    SELECT c.task_arn, c.cluster_arn, c.task_role_arn, c.container_instance_arn,
+           c.event_time, c.event_source, c.event_name, c.error_code, c.source_ip, c.user_agent,
+           c.access_key_id, c.event_id, c.aws_region, c.recipient_account_id
+    FROM task_session_calls c
+    WHERE c.invoked_by IS NULL
+      AND c.vpc_endpoint_id IS NULL
+      AND ip_bits(c.source_ip) IS NOT NULL
+      AND NOT regexp_matches(lower(c.source_ip),
+              '^(10\.|172\.(1[6-9]|2[0-9]|3[01])\.|192\.168\.|127\.|169\.254\.|f[cd][0-9a-f]{2}:|fe[89ab][0-9a-f]:|::1$|::$)')
+),
+task_ipv6 AS (
+    -- IPv6 addresses of the account's task ENIs are task addresses, like private ones
+    SELECT DISTINCT ipv6_hex(address) AS ip_key FROM owned_addresses WHERE family = 'ipv6'
 ),
 learned AS (
-    -- Over all stored calls, not only the judged window: a baseline.
+    -- over all stored calls, not only the judged window: a baseline
     SELECT cluster_arn, source_ip, count(DISTINCT task_arn) AS sessions
     FROM public_calls
     GROUP BY cluster_arn, source_ip
     HAVING count(DISTINCT task_arn) >= getvariable('min_sessions')::BIGINT
 ),
-configured AS (
-    SELECT DISTINCT trim(ip) AS source_ip
-    FROM unnest(string_split(coalesce(getvariable('expected_egress'), ''), ' ')) AS s(ip)
-    WHERE trim(ip) <> ''
+inventoried AS (
+    SELECT DISTINCT region, account_id FROM network_interfaces
+),
+task_net AS (
+    SELECT t.task_arn, any_value(t.network_mode) AS network_mode,
+           bool_or(n.eni_id IS NOT NULL) AS eni_in_inventory
+    FROM tasks t
+    LEFT JOIN network_interfaces n
+      ON n.task_attachment_id = t.attachment_id OR n.eni_id = t.eni_id
+    GROUP BY t.task_arn
+),
+judged AS (
+    SELECT p.*,
+           i.region IS NOT NULL AS inventory_here,
+           tn.network_mode,
+           coalesce(tn.eni_in_inventory, false) AS eni_in_inventory
+    FROM public_calls p
+    LEFT JOIN inventoried i ON i.region = p.aws_region AND i.account_id = p.recipient_account_id
+    LEFT JOIN task_net tn ON tn.task_arn = p.task_arn
+    WHERE p.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND p.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+      AND NOT (contains(p.source_ip, ':')
+               AND ipv6_hex(p.source_ip) IN (SELECT ip_key FROM task_ipv6))
+      AND NOT EXISTS (SELECT 1 FROM egress_addresses g
+                      WHERE g.address = p.source_ip
+                        AND p.event_time BETWEEN g.vouched_from AND g.vouched_until)
+      AND NOT EXISTS (SELECT 1 FROM learned l
+                      WHERE l.cluster_arn IS NOT DISTINCT FROM p.cluster_arn
+                        AND l.source_ip = p.source_ip)
+      AND NOT coalesce(cidr_list_contains(getvariable('expected_egress'), p.source_ip), false)
+),
+unexpected AS (
+    SELECT *,
+           inventory_here AND (network_mode IN ('bridge', 'host') OR eni_in_inventory) AS vouched,
+           row_number() OVER (PARTITION BY task_arn ORDER BY event_time, event_id) AS rn
+    FROM judged
 ),
 egress AS (
     SELECT cluster_arn, list_sort(list(source_ip))[1:20] AS ips
     FROM learned GROUP BY cluster_arn
-),
-unexpected AS (
-    SELECT p.*,
-           row_number() OVER (PARTITION BY p.task_arn ORDER BY p.event_time, p.event_id) AS rn
-    FROM public_calls p
-    WHERE p.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
-      AND p.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
-      AND NOT EXISTS (SELECT 1 FROM learned l
-                      WHERE l.cluster_arn IS NOT DISTINCT FROM p.cluster_arn
-                        AND l.source_ip = p.source_ip)
-      AND p.source_ip NOT IN (SELECT source_ip FROM configured)
 )
 SELECT
     'use_from_unexpected_network' AS kind,
-    'critical' AS severity,
-    format('{} API calls with a task''s role session from {} outside the cluster''s networks',
+    CASE WHEN bool_and(vouched) THEN 'critical' ELSE 'medium' END AS severity,
+    format('{} API calls with a task''s role session from {} outside the account''s networks{}',
            count(*), CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip)
-                          ELSE format('{} addresses', count(DISTINCT source_ip)) END) AS title,
+                          ELSE format('{} addresses', count(DISTINCT source_ip)) END,
+           CASE WHEN bool_and(vouched) THEN ''
+                ELSE ' (judged against learned egress only)' END) AS title,
     min(event_time) AS first_seen,
     max(event_time) AS last_seen,
     count(*) AS count,
@@ -60,7 +86,17 @@ SELECT
     CASE WHEN count(DISTINCT source_ip) = 1 THEN min(source_ip) END AS source_ip,
     json_object(
         'source_ips', list_sort(list_distinct(list(source_ip)))[1:20],
-        'expected_egress', any_value(egress.ips),
+        'verdict_rests_on', CASE
+            WHEN bool_and(vouched) THEN 'network inventory'
+            WHEN NOT bool_or(inventory_here) THEN 'learned egress: no network inventory for this region and account'
+            ELSE 'learned egress: the network inventory does not show this task''s network interface' END,
+        'missing_inputs', list_filter([
+            CASE WHEN NOT bool_or(inventory_here) THEN 'network inventory' END,
+            CASE WHEN any_value(network_mode) IS NULL THEN 'task definition (network mode)' END],
+            x -> x IS NOT NULL),
+        'network_mode', any_value(network_mode),
+        'learned_egress', any_value(egress.ips),
+        'expected_egress', nullif(getvariable('expected_egress'), ''),
         'min_sessions', getvariable('min_sessions')::BIGINT,
         'user_agents', list_sort(list_distinct(list(user_agent)))[1:10],
         'access_key_ids', list_sort(list_distinct(list(access_key_id)))[1:20],

@@ -319,7 +319,8 @@ fn describe_tasks_network_fields_and_the_task_eni_map_to_the_task() {
          1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d|[]|us-east-1|111122223333"
     );
     // The account's own egress addresses: the NAT gateway's and the instance's for as long as
-    // they exist, task A's public and IPv6 addresses while A ran (it still runs: to the snapshot).
+    // they exist, task A's public and IPv6 addresses while A runs (its ENI keeps them for the
+    // task's life, and describe-tasks knows no stop yet).
     assert_eq!(
         rows(
             &s,
@@ -330,9 +331,9 @@ fn describe_tasks_network_fields_and_the_task_eni_map_to_the_task() {
         [
             format!("198.51.100.10 nat_gateway us-east-1 - -infinity infinity"),
             format!("198.51.100.20 instance us-east-1 - -infinity infinity"),
-            format!("203.0.113.10 task us-east-1 {TASK_A} 2026-11-20 09:57:58.101 2026-11-20 10:30:00"),
+            format!("203.0.113.10 task us-east-1 {TASK_A} 2026-11-20 09:57:58.101 infinity"),
             format!(
-                "2600:1f18:4a3:6902:8c5e:7d12:aa0b:1e2f task us-east-1 {TASK_A} 2026-11-20 09:57:58.101 2026-11-20 10:30:00"
+                "2600:1f18:4a3:6902:8c5e:7d12:aa0b:1e2f task us-east-1 {TASK_A} 2026-11-20 09:57:58.101 infinity"
             ),
         ]
     );
