@@ -121,17 +121,14 @@ impl Config {
         Duration::from_secs(self.incomplete_grace_secs)
     }
 
-    /// The `host` provenance value: the flag, else the kernel's hostname.
+    /// The `host` provenance value: the flag, else the kernel's host name from `gethostname(2)`
+    /// (the systemd unit's `ProcSubset=pid` hides `/proc/sys/kernel/hostname`, and
+    /// `/etc/hostname` may name another machine in a container image).
     pub fn host_name(&self) -> String {
         if let Some(host) = &self.host {
             return host.clone();
         }
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-            .map(|s| s.trim().to_string())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown-host".to_string())
+        crate::sys::hostname().unwrap_or_else(|| "unknown-host".to_string())
     }
 }
 
