@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_SEGMENT_SECS", default_value_t = 300)]
     pub segment_secs: u64,
 
+    /// Milliseconds between two extensions of the current coverage interval
+    /// (`collector_coverage`), also when no line is written.
+    #[arg(long, env = "CREDTRAIL_HEARTBEAT_MS", default_value_t = 60_000)]
+    pub heartbeat_ms: u64,
+
     /// A rolled file whose last line has no newline and that has not changed for this many
     /// seconds has that line stored, flagged `incomplete`.
     #[arg(long, env = "CREDTRAIL_INCOMPLETE_GRACE_SECS", default_value_t = 60)]
@@ -115,6 +120,10 @@ impl Config {
 
     pub fn segment_interval(&self) -> Duration {
         Duration::from_secs(self.segment_secs.max(1))
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(10))
     }
 
     pub fn incomplete_grace(&self) -> Duration {
