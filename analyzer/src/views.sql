@@ -406,3 +406,153 @@ SELECT t.task_arn, t.task_id, t.cluster_arn, i.ip, i.host,
        coalesce(t.stopped_at, t.observed_stopped, i.last_observed + INTERVAL 10 MINUTE) AS owned_until,
        'inventory' AS source
 FROM inventory i JOIN tasks t ON t.task_arn = i.task_arn;
+
+-- Coverage (detections.md, Terms: "covered"): when a host's audit log was being collected, so
+-- that a fetch missing there means something. Nothing outside coverage is evidence of a missing
+-- fetch.
+
+-- Which container instances each host name stood for (from the audit lines and the collector's
+-- coverage rows). A name can repeat across container instances (an instance replaced by one
+-- with the same private address): such names are never merged and never matched on alone.
+CREATE OR REPLACE VIEW host_instances AS
+SELECT host,
+       list_sort(list(DISTINCT container_instance_arn)) AS container_instance_arns,
+       count(DISTINCT container_instance_arn) AS instances
+FROM (SELECT DISTINCT host, container_instance_arn FROM credential_requests
+      WHERE container_instance_arn IS NOT NULL
+      UNION ALL
+      SELECT DISTINCT host, container_instance_arn FROM collector_coverage
+      WHERE container_instance_arn IS NOT NULL)
+GROUP BY host;
+
+-- Every coverage interval as recorded, before merging. `source`: `collector` (a collector
+-- following the log), `backlog` (a collector run with --once, e.g. over copied logs) or
+-- `raw_file` (audit files given to `ingest audit`).
+CREATE OR REPLACE VIEW coverage_intervals AS
+WITH collector AS (
+    -- Segments publish an interval again each time it is extended: its latest row counts.
+    SELECT host, run_id, interval_no, container_instance_arn, cluster, covered_from,
+           covered_until, CASE WHEN mode = 'once' THEN 'backlog' ELSE 'collector' END AS source
+    FROM collector_coverage
+    QUALIFY row_number() OVER (PARTITION BY host, run_id, interval_no
+                               ORDER BY covered_until DESC, seq DESC) = 1
+),
+in_lines AS (
+    -- The container instance the lines of a collector interval name, when the agent could not
+    -- be asked and they name exactly one.
+    SELECT c.host, c.run_id, c.interval_no,
+           CASE WHEN count(DISTINCT r.container_instance_arn) = 1
+                THEN any_value(r.container_instance_arn) END AS container_instance_arn
+    FROM collector c
+    JOIN credential_requests r
+      ON r.host = c.host AND r.event_time >= c.covered_from AND r.event_time <= c.covered_until
+     AND r.container_instance_arn IS NOT NULL
+    WHERE c.container_instance_arn IS NULL
+    GROUP BY ALL
+),
+raw AS (
+    -- Raw audit files (no collector): from the first record of the host's earliest file to its
+    -- last record. When a copied file's end was read is unknown, so its last record's time
+    -- stands for it; and no gap between copied files can be seen (an hour without requests has
+    -- no file), so the files of one host count as one stretch.
+    SELECT r.host,
+           coalesce(r.container_instance_arn,
+                    CASE WHEN h.instances = 1 THEN h.container_instance_arns[1] END)
+               AS container_instance_arn,
+           any_value(r.cluster) AS cluster,
+           min(r.event_time) AS covered_from, max(r.event_time) AS covered_until
+    FROM credential_requests r
+    LEFT JOIN host_instances h ON h.host = r.host
+    WHERE r.source_id LIKE 'file-%'
+    GROUP BY ALL
+)
+SELECT c.host,
+       coalesce(c.container_instance_arn, l.container_instance_arn,
+                CASE WHEN h.instances = 1 THEN h.container_instance_arns[1] END)
+           AS container_instance_arn,
+       c.cluster, c.covered_from, c.covered_until, c.source, c.run_id, c.interval_no
+FROM collector c
+LEFT JOIN in_lines l
+  ON l.host = c.host AND l.run_id = c.run_id AND l.interval_no = c.interval_no
+LEFT JOIN host_instances h ON h.host = c.host
+UNION ALL
+SELECT host, container_instance_arn, cluster, covered_from, covered_until, 'raw_file', NULL, NULL
+FROM raw;
+
+-- Each host's coverage: intervals of one (host, container instance) that overlap or lie within
+-- two minutes of each other merged into one. `source` lists where the merged intervals came
+-- from (collector, backlog, raw_file), comma-separated.
+CREATE OR REPLACE VIEW host_coverage AS
+WITH ordered AS (
+    SELECT *,
+           max(covered_until) OVER (PARTITION BY host, container_instance_arn
+                                    ORDER BY covered_from, covered_until
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach_before
+    FROM coverage_intervals
+),
+islands AS (
+    SELECT *,
+           sum(CASE WHEN reach_before IS NULL
+                     OR covered_from > reach_before + INTERVAL 2 MINUTE THEN 1 ELSE 0 END)
+               OVER (PARTITION BY host, container_instance_arn
+                     ORDER BY covered_from, covered_until ROWS UNBOUNDED PRECEDING) AS island
+    FROM ordered
+)
+SELECT host, container_instance_arn, any_value(cluster) AS cluster,
+       min(covered_from) AS covered_from, max(covered_until) AS covered_until,
+       array_to_string(list_sort(list(DISTINCT source)), ',') AS source
+FROM islands
+GROUP BY host, container_instance_arn, island;
+
+-- Each task with every merged coverage interval of its host: matched by container instance
+-- ARN where both sides know it, by host name only where one side does not and that name
+-- stands for one container instance at most (never merging instances that share a name).
+CREATE OR REPLACE VIEW task_host_coverage AS
+WITH t AS (
+    SELECT task_arn, host, container_instance_arn, started_at,
+           coalesce(stopped_at, observed_stopped) AS stopped_at
+    FROM tasks
+),
+hc AS (
+    SELECT c.*, coalesce(h.instances, 0) AS name_instances
+    FROM host_coverage c LEFT JOIN host_instances h ON h.host = c.host
+)
+SELECT t.task_arn, t.started_at, t.stopped_at, c.host, c.container_instance_arn,
+       c.covered_from, c.covered_until
+FROM t JOIN hc c ON t.container_instance_arn = c.container_instance_arn
+UNION ALL
+SELECT t.task_arn, t.started_at, t.stopped_at, c.host, c.container_instance_arn,
+       c.covered_from, c.covered_until
+FROM t JOIN hc c ON t.host = c.host
+WHERE (t.container_instance_arn IS NULL OR c.container_instance_arn IS NULL)
+  AND c.name_instances <= 1;
+
+-- When each task was covered: from its `started_at` when it started inside its host's
+-- coverage; when it was already running as coverage began (or its start is unknown), only from
+-- its first successful fetch (either role) inside that coverage (SDKs refresh lazily, so such a
+-- task may not fetch for hours); until the coverage ends or the task stops. One row per covered
+-- stretch; `covered_since` says which rule set its start (started_at | first_fetch).
+CREATE OR REPLACE VIEW task_coverage AS
+WITH first_fetch AS (
+    SELECT m.task_arn, m.host, m.covered_from, min(r.event_time) AS fetched_at
+    FROM task_host_coverage m
+    JOIN credential_requests r
+      ON r.task_arn = m.task_arn AND r.status = 200
+     AND r.event_type IN ('GetCredentials', 'GetCredentialsExecutionRole')
+     AND r.event_time >= m.covered_from AND r.event_time <= m.covered_until
+    GROUP BY ALL
+),
+spans AS (
+    SELECT m.task_arn, m.host, m.container_instance_arn,
+           CASE WHEN m.started_at >= m.covered_from AND m.started_at <= m.covered_until
+                THEN m.started_at ELSE f.fetched_at END AS covered_from,
+           least(m.covered_until, coalesce(m.stopped_at, m.covered_until)) AS covered_until,
+           CASE WHEN m.started_at >= m.covered_from AND m.started_at <= m.covered_until
+                THEN 'started_at' ELSE 'first_fetch' END AS covered_since
+    FROM task_host_coverage m
+    LEFT JOIN first_fetch f
+      ON f.task_arn = m.task_arn AND f.host = m.host AND f.covered_from = m.covered_from
+)
+SELECT task_arn, covered_from, covered_until, covered_since, host, container_instance_arn
+FROM spans
+WHERE covered_from IS NOT NULL AND covered_from <= covered_until;

@@ -443,7 +443,16 @@ fn views_have_the_documented_columns() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_read_only(&fixture_store(dir.path())).unwrap();
     let readme = std::fs::read_to_string(queries().join("README.md")).unwrap();
-    for view in ["fetches", "calls", "task_addresses"] {
+    for view in [
+        "fetches",
+        "calls",
+        "task_addresses",
+        "host_instances",
+        "coverage_intervals",
+        "host_coverage",
+        "task_host_coverage",
+        "task_coverage",
+    ] {
         let mut stmt = store
             .conn()
             .prepare(&format!(
