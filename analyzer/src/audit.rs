@@ -1,8 +1,13 @@
 //! `credtrail ingest audit PATH…`: the collector's Parquet segments, and raw ECS agent audit log
 //! files (an incident responder's copy of `/var/log/ecs`), into `credential_requests`,
-//! `rejected_lines` and `task_inventory` with the collector's schema. Idempotent: a row is
-//! identified by (host, source_id, byte_offset) — inventory rows by (host, seq, task_arn,
-//! observed_at, container_name, ipv4_address) — and stored at most once.
+//! `rejected_lines`, `task_inventory` and `collector_coverage` with the collector's schema.
+//! Idempotent: a row is identified by (host, source_id, byte_offset) — inventory rows by (host,
+//! seq, task_arn, observed_at, container_name, ipv4_address) — and stored at most once. A
+//! coverage interval (host, run_id, interval_no) is published again each time the collector
+//! extends it: one row per interval is kept, the one with the latest `covered_until` (then seq),
+//! so segments read twice, out of order or overlapping neither double an interval nor shorten it.
+//! Raw files need no table of their own for coverage: the `coverage_intervals` view derives it
+//! from their rows.
 //!
 //! Raw files are parsed with the collector's own parser. Their `source_id` is
 //! `file-<xxh3 of the first line>` (the collector's content fingerprint, so a file copied or
@@ -29,8 +34,9 @@ use crate::store::{AUDIT_TABLES, Store, now_us, sql_string, ts};
 pub struct Summary {
     pub segment_files: u64,
     pub raw_files: u64,
-    /// Rows added per table, in [`AUDIT_TABLES`] order.
-    pub added: [u64; 3],
+    /// Rows added per table, in [`AUDIT_TABLES`] order (for `collector_coverage`: intervals
+    /// added or extended).
+    pub added: [u64; 4],
     /// Raw lines already stored.
     pub duplicates: u64,
     /// Raw lines stored in `rejected_lines` by this run.
@@ -41,12 +47,13 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "audit: {} segment files, {} raw files; {} credential requests, {} rejected lines, {} inventory rows added; {} raw lines already stored",
+            "audit: {} segment files, {} raw files; {} credential requests, {} rejected lines, {} inventory rows added; {} coverage intervals added or extended; {} raw lines already stored",
             self.segment_files,
             self.raw_files,
             self.added[0],
             self.added[1],
             self.added[2],
+            self.added[3],
             self.duplicates
         )
     }
@@ -106,7 +113,7 @@ fn find(paths: &[PathBuf]) -> Result<Vec<Found>> {
         if name.ends_with(".parquet") && !name.starts_with('.') {
             let table = segment_table(&path).with_context(|| {
                 format!(
-                    "{}: a Parquet file outside credential_requests/, rejected_lines/ or task_inventory/",
+                    "{}: a Parquet file outside credential_requests/, rejected_lines/, task_inventory/ or collector_coverage/",
                     path.display()
                 )
             })?;
@@ -199,15 +206,10 @@ fn key_of(table: &str) -> &'static [&'static str] {
 
 fn load_segments(store: &Store, table: &str, files: &[&PathBuf]) -> Result<u64> {
     let cols = columns(store, table)?;
-    let list = files
-        .iter()
-        .map(|p| {
-            p.to_str()
-                .map(sql_string)
-                .with_context(|| format!("path {} is not UTF-8", p.display()))
-        })
-        .collect::<Result<Vec<_>>>()?
-        .join(", ");
+    let list = parquet_list(files)?;
+    if table == "collector_coverage" {
+        return load_coverage(store, &cols, &list, files.len());
+    }
     let key = key_of(table);
     let on = key
         .iter()
@@ -227,6 +229,49 @@ fn load_segments(store: &Store, table: &str, files: &[&PathBuf]) -> Result<u64> 
         .transaction(|conn| Ok(conn.execute(&sql, [])?))
         .with_context(|| format!("loading {} segment files into {table}", files.len()))
         .map(|n| n as u64)
+}
+
+/// The files as a DuckDB list literal's elements.
+fn parquet_list(files: &[&PathBuf]) -> Result<String> {
+    Ok(files
+        .iter()
+        .map(|p| {
+            p.to_str()
+                .map(sql_string)
+                .with_context(|| format!("path {} is not UTF-8", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join(", "))
+}
+
+/// Coverage intervals: per (host, run_id, interval_no), the row with the latest `covered_until`
+/// (then seq) among the files and the store replaces an older one. Returns the intervals added
+/// or extended.
+fn load_coverage(store: &Store, cols: &[String], list: &str, files: usize) -> Result<u64> {
+    let cols = cols.join(", ");
+    let key = "s.host = t.host AND s.run_id = t.run_id AND s.interval_no = t.interval_no";
+    let newer = "(s.covered_until > t.covered_until
+                  OR (s.covered_until = t.covered_until AND s.seq > t.seq))";
+    store
+        .transaction(|conn| {
+            conn.execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE coverage_in AS
+                 SELECT {cols} FROM read_parquet([{list}], union_by_name = true)
+                 QUALIFY row_number() OVER (PARTITION BY host, run_id, interval_no
+                                            ORDER BY covered_until DESC, seq DESC) = 1;
+                 DELETE FROM coverage_in s
+                 WHERE EXISTS (SELECT 1 FROM collector_coverage t WHERE {key} AND NOT {newer});
+                 DELETE FROM collector_coverage t
+                 WHERE EXISTS (SELECT 1 FROM coverage_in s WHERE {key});"
+            ))?;
+            let n = conn.execute(
+                &format!("INSERT INTO collector_coverage ({cols}) SELECT {cols} FROM coverage_in"),
+                [],
+            )?;
+            conn.execute_batch("DROP TABLE coverage_in")?;
+            Ok(n as u64)
+        })
+        .with_context(|| format!("loading {files} segment files into collector_coverage"))
 }
 
 /// The host a raw file's rows are stored under: the option, else the first container

@@ -35,6 +35,10 @@ pub enum Command {
     Ingest(crate::ingest::IngestArgs),
     /// Print the built-in IAM action catalog's version, source and counts.
     Catalog,
+    /// What the store can and cannot judge: each host's covered intervals, tasks on no covered
+    /// host, host names shared by several container instances, missing inputs, and CloudTrail's
+    /// time range against the audit log's. Opens the store read-only.
+    Coverage(crate::coverage::CoverageArgs),
     /// Run the detections over the store and print findings; exit status 3 with `--fail-on`.
     Analyze(crate::detect::AnalyzeArgs),
     /// Least privilege per task and execution role: granted vs used vs unverifiable actions,
@@ -133,6 +137,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => {
             let store = crate::store::Store::open(&cli.store)?;
             crate::report::run(&store, &a, &mut std::io::stdout().lock())
+        }
+        Command::Coverage(a) => {
+            let store = crate::store::Store::open_read_only(&cli.store)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::coverage::command(&store, &a, &mut out)?;
+            out.flush()?;
+            Ok(())
         }
         Command::Catalog => {
             writeln!(

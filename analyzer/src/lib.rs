@@ -7,6 +7,7 @@ pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod cloudtrail;
+pub mod coverage;
 pub mod demo;
 pub mod detect;
 pub mod ecs;

@@ -22,7 +22,12 @@ const COLLECTOR_SCHEMA: &str = concat!(
     include_str!("../../collector/src/segments.sql")
 );
 /// The collector tables the analyzer holds (the ones the collector publishes as segments).
-pub const AUDIT_TABLES: [&str; 3] = ["credential_requests", "rejected_lines", "task_inventory"];
+pub const AUDIT_TABLES: [&str; 4] = [
+    "credential_requests",
+    "rejected_lines",
+    "task_inventory",
+    "collector_coverage",
+];
 
 /// Why the store could not be opened; the caller matches on `Locked`.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +130,8 @@ impl Store {
         };
         let current = store.meta(VIEWS_KEY).ok().flatten() == Some(views_stamp());
         if !current {
+            // A store from an older version: missing tables (an audit table such as
+            // `collector_coverage` included) and columns get temporary stand-ins.
             store
                 .conn
                 .execute_batch(&schema_stand_ins(&store.conn).map_err(other)?)
@@ -341,18 +348,18 @@ fn schema_stand_ins(conn: &Connection) -> Result<String> {
     Ok(sql)
 }
 
-/// The `CREATE TABLE` statements of the collector's schema for [`AUDIT_TABLES`].
+/// The `CREATE TABLE` statements of the collector's schema for [`AUDIT_TABLES`], in its order.
 fn collector_tables() -> Vec<String> {
     let without_comments: String = COLLECTOR_SCHEMA
         .lines()
         .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
         .collect::<Vec<_>>()
         .join("\n");
-    without_comments
-        .split(';')
-        .map(str::trim)
-        .filter(|s| {
-            AUDIT_TABLES.iter().any(|t| {
+    let statements: Vec<&str> = without_comments.split(';').map(str::trim).collect();
+    AUDIT_TABLES
+        .iter()
+        .filter_map(|t| {
+            statements.iter().find(|s| {
                 s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {t} "))
                     || s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {t}("))
             })
@@ -421,11 +428,16 @@ mod tests {
             // As if an older version had written the store: its views are stale.
             store
                 .conn()
-                .execute_batch("DROP VIEW calls; UPDATE analyzer_meta SET value = 'old' WHERE key = 'views_version'")
+                .execute_batch("DROP VIEW calls; DROP TABLE collector_coverage; UPDATE analyzer_meta SET value = 'old' WHERE key = 'views_version'")
                 .unwrap();
         }
         let store = Store::open_read_only(&path).unwrap();
         assert_eq!(store.count("SELECT count(*) FROM calls").unwrap(), 0);
+        // A store from before collector_coverage existed: the coverage views read it as empty.
+        assert_eq!(
+            store.count("SELECT count(*) FROM task_coverage").unwrap(),
+            0
+        );
         let err = store
             .conn()
             .execute_batch("DELETE FROM credential_requests")

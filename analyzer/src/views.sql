@@ -135,17 +135,36 @@ LEFT JOIN td t
 LEFT JOIN audit a ON a.task_arn = m.task_arn
 LEFT JOIN net n ON n.task_arn = m.task_arn;
 
+-- What the ECS agent and Docker do with a task's execution role before its containers start:
+-- image pulls and registry tokens, log streams, the secrets and parameters injected.
+CREATE OR REPLACE MACRO agent_execution_call(src, name) AS
+    (src = 'ecr.amazonaws.com' AND name IN ('GetAuthorizationToken', 'BatchGetImage',
+                                            'GetDownloadUrlForLayer', 'BatchCheckLayerAvailability'))
+    OR (src = 'logs.amazonaws.com' AND name IN ('CreateLogStream', 'CreateLogGroup'))
+    OR (src = 'secretsmanager.amazonaws.com' AND name = 'GetSecretValue')
+    OR (src = 'ssm.amazonaws.com' AND name IN ('GetParameters', 'GetParameter'))
+    OR (src = 'kms.amazonaws.com' AND name = 'Decrypt');
+
 -- Calls made with a task's own task-role credentials: CloudTrail sessions named with the task's ID
 -- and issued by that task's task role. Execution-role sessions carry the same name but are the
 -- agent's and Docker's (image pulls, log streams), never the task's, so they are not here. The
--- detections of credential use read this view.
+-- detections of credential use read this view. When one role is both the task role and the
+-- execution role, the agent's calls for the task (agent_execution_call) from pullStartedAt to
+-- startedAt, both ends included at CloudTrail's one-second resolution, are execution-side and
+-- not here either; where describe-tasks gave no pull or start time they cannot be placed, and
+-- are left out too (never evidence of misuse).
 CREATE OR REPLACE VIEW task_session_calls AS
 SELECT t.task_arn, t.task_id, t.cluster_arn, t.task_role_arn, t.container_instance_arn,
        t.started_at, t.stopped_at, e.*
 FROM cloudtrail_events e
 JOIN tasks t
   ON e.session_name = t.task_id
- AND e.session_issuer_arn = t.task_role_arn;
+ AND e.session_issuer_arn = t.task_role_arn
+WHERE NOT (t.execution_role_arn IS NOT DISTINCT FROM t.task_role_arn
+           AND agent_execution_call(e.event_source, e.event_name)
+           AND (t.pull_started_at IS NULL OR t.started_at IS NULL
+                OR (e.event_time >= date_trunc('second', t.pull_started_at)
+                    AND e.event_time <= date_trunc('second', t.started_at + INTERVAL 999999 MICROSECOND))));
 
 -- The one definition of an authorization error (detections.md, Terms), shared by
 -- `access_denied_burst` and least privilege: any errorCode AWS uses for a refused authorization
@@ -731,3 +750,153 @@ SELECT g.address, g.family, g.region, g.account_id, g.kind, g.eni_id, g.vpc_id,
             WHEN g.kind = 'task' THEN g.last_snapshot
             ELSE g.last_snapshot END AS vouched_until
 FROM g LEFT JOIN tk ON tk.attachment_id = g.task_attachment_id;
+
+-- Coverage (detections.md, Terms: "covered"): when a host's audit log was being collected, so
+-- that a fetch missing there means something. Nothing outside coverage is evidence of a missing
+-- fetch.
+
+-- Which container instances each host name stood for (from the audit lines and the collector's
+-- coverage rows). A name can repeat across container instances (an instance replaced by one
+-- with the same private address): such names are never merged and never matched on alone.
+CREATE OR REPLACE VIEW host_instances AS
+SELECT host,
+       list_sort(list(DISTINCT container_instance_arn)) AS container_instance_arns,
+       count(DISTINCT container_instance_arn) AS instances
+FROM (SELECT DISTINCT host, container_instance_arn FROM credential_requests
+      WHERE container_instance_arn IS NOT NULL
+      UNION ALL
+      SELECT DISTINCT host, container_instance_arn FROM collector_coverage
+      WHERE container_instance_arn IS NOT NULL)
+GROUP BY host;
+
+-- Every coverage interval as recorded, before merging. `source`: `collector` (a collector
+-- following the log), `backlog` (a collector run with --once, e.g. over copied logs) or
+-- `raw_file` (audit files given to `ingest audit`).
+CREATE OR REPLACE VIEW coverage_intervals AS
+WITH collector AS (
+    -- Segments publish an interval again each time it is extended: its latest row counts.
+    SELECT host, run_id, interval_no, container_instance_arn, cluster, covered_from,
+           covered_until, CASE WHEN mode = 'once' THEN 'backlog' ELSE 'collector' END AS source
+    FROM collector_coverage
+    QUALIFY row_number() OVER (PARTITION BY host, run_id, interval_no
+                               ORDER BY covered_until DESC, seq DESC) = 1
+),
+in_lines AS (
+    -- The container instance the lines of a collector interval name, when the agent could not
+    -- be asked and they name exactly one.
+    SELECT c.host, c.run_id, c.interval_no,
+           CASE WHEN count(DISTINCT r.container_instance_arn) = 1
+                THEN any_value(r.container_instance_arn) END AS container_instance_arn
+    FROM collector c
+    JOIN credential_requests r
+      ON r.host = c.host AND r.event_time >= c.covered_from AND r.event_time <= c.covered_until
+     AND r.container_instance_arn IS NOT NULL
+    WHERE c.container_instance_arn IS NULL
+    GROUP BY ALL
+),
+raw AS (
+    -- Raw audit files (no collector): from the first record of the host's earliest file to its
+    -- last record. When a copied file's end was read is unknown, so its last record's time
+    -- stands for it; and no gap between copied files can be seen (an hour without requests has
+    -- no file), so the files of one host count as one stretch.
+    SELECT r.host,
+           coalesce(r.container_instance_arn,
+                    CASE WHEN h.instances = 1 THEN h.container_instance_arns[1] END)
+               AS container_instance_arn,
+           any_value(r.cluster) AS cluster,
+           min(r.event_time) AS covered_from, max(r.event_time) AS covered_until
+    FROM credential_requests r
+    LEFT JOIN host_instances h ON h.host = r.host
+    WHERE r.source_id LIKE 'file-%'
+    GROUP BY ALL
+)
+SELECT c.host,
+       coalesce(c.container_instance_arn, l.container_instance_arn,
+                CASE WHEN h.instances = 1 THEN h.container_instance_arns[1] END)
+           AS container_instance_arn,
+       c.cluster, c.covered_from, c.covered_until, c.source, c.run_id, c.interval_no
+FROM collector c
+LEFT JOIN in_lines l
+  ON l.host = c.host AND l.run_id = c.run_id AND l.interval_no = c.interval_no
+LEFT JOIN host_instances h ON h.host = c.host
+UNION ALL
+SELECT host, container_instance_arn, cluster, covered_from, covered_until, 'raw_file', NULL, NULL
+FROM raw;
+
+-- Each host's coverage: intervals of one (host, container instance) that overlap or lie within
+-- two minutes of each other merged into one. `source` lists where the merged intervals came
+-- from (collector, backlog, raw_file), comma-separated.
+CREATE OR REPLACE VIEW host_coverage AS
+WITH ordered AS (
+    SELECT *,
+           max(covered_until) OVER (PARTITION BY host, container_instance_arn
+                                    ORDER BY covered_from, covered_until
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach_before
+    FROM coverage_intervals
+),
+islands AS (
+    SELECT *,
+           sum(CASE WHEN reach_before IS NULL
+                     OR covered_from > reach_before + INTERVAL 2 MINUTE THEN 1 ELSE 0 END)
+               OVER (PARTITION BY host, container_instance_arn
+                     ORDER BY covered_from, covered_until ROWS UNBOUNDED PRECEDING) AS island
+    FROM ordered
+)
+SELECT host, container_instance_arn, any_value(cluster) AS cluster,
+       min(covered_from) AS covered_from, max(covered_until) AS covered_until,
+       array_to_string(list_sort(list(DISTINCT source)), ',') AS source
+FROM islands
+GROUP BY host, container_instance_arn, island;
+
+-- Each task with every merged coverage interval of its host: matched by container instance
+-- ARN where both sides know it, by host name only where one side does not and that name
+-- stands for one container instance at most (never merging instances that share a name).
+CREATE OR REPLACE VIEW task_host_coverage AS
+WITH t AS (
+    SELECT task_arn, host, container_instance_arn, started_at,
+           coalesce(stopped_at, observed_stopped) AS stopped_at
+    FROM tasks
+),
+hc AS (
+    SELECT c.*, coalesce(h.instances, 0) AS name_instances
+    FROM host_coverage c LEFT JOIN host_instances h ON h.host = c.host
+)
+SELECT t.task_arn, t.started_at, t.stopped_at, c.host, c.container_instance_arn,
+       c.covered_from, c.covered_until
+FROM t JOIN hc c ON t.container_instance_arn = c.container_instance_arn
+UNION ALL
+SELECT t.task_arn, t.started_at, t.stopped_at, c.host, c.container_instance_arn,
+       c.covered_from, c.covered_until
+FROM t JOIN hc c ON t.host = c.host
+WHERE (t.container_instance_arn IS NULL OR c.container_instance_arn IS NULL)
+  AND c.name_instances <= 1;
+
+-- When each task was covered: from its `started_at` when it started inside its host's
+-- coverage; when it was already running as coverage began (or its start is unknown), only from
+-- its first successful fetch (either role) inside that coverage (SDKs refresh lazily, so such a
+-- task may not fetch for hours); until the coverage ends or the task stops. One row per covered
+-- stretch; `covered_since` says which rule set its start (started_at | first_fetch).
+CREATE OR REPLACE VIEW task_coverage AS
+WITH first_fetch AS (
+    SELECT m.task_arn, m.host, m.covered_from, min(r.event_time) AS fetched_at
+    FROM task_host_coverage m
+    JOIN credential_requests r
+      ON r.task_arn = m.task_arn AND r.status = 200
+     AND r.event_type IN ('GetCredentials', 'GetCredentialsExecutionRole')
+     AND r.event_time >= m.covered_from AND r.event_time <= m.covered_until
+    GROUP BY ALL
+),
+spans AS (
+    SELECT m.task_arn, m.host, m.container_instance_arn,
+           CASE WHEN m.started_at >= m.covered_from AND m.started_at <= m.covered_until
+                THEN m.started_at ELSE f.fetched_at END AS covered_from,
+           least(m.covered_until, coalesce(m.stopped_at, m.covered_until)) AS covered_until,
+           CASE WHEN m.started_at >= m.covered_from AND m.started_at <= m.covered_until
+                THEN 'started_at' ELSE 'first_fetch' END AS covered_since
+    FROM task_host_coverage m
+    LEFT JOIN first_fetch f
+      ON f.task_arn = m.task_arn AND f.host = m.host AND f.covered_from = m.covered_from
+)
+SELECT task_arn, covered_from, covered_until, covered_since, host, container_instance_arn
+FROM spans
+WHERE covered_from IS NOT NULL AND covered_from <= covered_until;

@@ -84,6 +84,8 @@ struct World {
     /// has a network inventory of every region it uses.
     nats: Vec<(&'static str, &'static str)>,
     inventory: bool,
+    /// Audit lines before this time are not written: the collector was installed then.
+    audit_from: i64,
     next_port: u32,
     next_event: u32,
 }
@@ -168,6 +170,9 @@ impl World {
     }
 
     fn line(&mut self, host: &str, at: i64, text: String) {
+        if at < self.audit_from {
+            return;
+        }
         self.audit
             .entry(host.to_string())
             .or_default()
@@ -977,4 +982,139 @@ fn two_regions_and_a_neighbour_using_a_tasks_key() {
         )]
     );
     assert_eq!(f[0]["evidence"]["other_task_arns"], json!([east.arn()]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks already running when the collector was installed
+
+/// The collector is installed two hours in: the tasks started earlier hold cached credentials
+/// and call on; one of them refreshes lazily at 2.5 h, the other never fetches in the window.
+fn late_collector() -> (World, Task) {
+    let mut w = World::default();
+    w.nat("us-east-1", NAT);
+    w.audit_from = 2 * HOURS;
+    let a = w.task(80, "api", Some(9), "172.17.0.2", 60, None);
+    let b = w.task(81, "worker", Some(9), "172.17.0.3", 60, None);
+    let c = w.task(82, "web", Some(9), "172.17.0.4", 60, None);
+    for t in [&a, &b, &c] {
+        w.ordinary(t, 4 * HOURS, 300, NAT, BOTO3);
+    }
+    w.fetch(&a, 2 * HOURS + 1800, a.ip, BOTO3);
+    // a task started after the collector: it fetches at start like any other
+    let d = w.task(83, "api", Some(9), "172.17.0.5", 3 * HOURS, None);
+    w.ordinary(&d, 4 * HOURS, 300, NAT, BOTO3);
+    (w, d)
+}
+
+#[test]
+fn tasks_already_running_when_the_collector_was_installed() {
+    let (w, _) = late_collector();
+    assert_none(&w);
+}
+
+#[test]
+fn a_task_started_under_the_collector_whose_key_is_used_before_any_fetch() {
+    let (mut w, _) = late_collector();
+    // a task started under the collector, whose credentials someone else uses before its own
+    // first fetch (taken from the agent's memory, or replayed from another host)
+    let e = w.task(84, "billing", Some(9), "172.17.0.6", 3 * HOURS, None);
+    let exec = e.exec_role.clone();
+    w.call_as(
+        &e,
+        &exec,
+        e.started - 20,
+        NAT,
+        ("ecr.amazonaws.com", "GetAuthorizationToken"),
+        json!({}),
+    );
+    w.call(
+        &e,
+        3 * HOURS + 10,
+        NAT,
+        ("sts.amazonaws.com", "GetCallerIdentity"),
+        json!({}),
+    );
+    w.fetch(&e, 3 * HOURS + 600, e.ip, BOTO3);
+    w.call(
+        &e,
+        3 * HOURS + 700,
+        NAT,
+        ("s3.amazonaws.com", "ListBuckets"),
+        json!({}),
+    );
+    assert_exactly(&w, &[("use_without_fetch", "medium", &e.arn())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One role as both the task role and the execution role
+
+fn shared_role() -> (World, Task) {
+    let mut w = World::default();
+    w.nat("us-east-1", NAT);
+    w.audit_from = 0;
+    let mut tasks = Vec::new();
+    for (n, ip) in [(90, "172.17.0.2"), (91, "172.17.0.3"), (92, "172.17.0.4")] {
+        w.task(n, "legacy", Some(10), ip, 600 * i64::from(n - 89), None);
+        let t = w.tasks.last_mut().unwrap();
+        t.exec_role = t.role.clone();
+        let t = t.clone();
+        // the agent, with the same role and the task's session name: image pull, the secret
+        // injected before the containers start, the log stream
+        let role = t.role.clone();
+        for (at, event) in [
+            (
+                t.started - 28,
+                ("ecr.amazonaws.com", "GetAuthorizationToken"),
+            ),
+            (t.started - 25, ("ecr.amazonaws.com", "BatchGetImage")),
+            (
+                t.started - 8,
+                ("secretsmanager.amazonaws.com", "GetSecretValue"),
+            ),
+            (t.started, ("logs.amazonaws.com", "CreateLogStream")),
+        ] {
+            w.call_as(&t, &role, at, NAT, event, json!({}));
+        }
+        let host = t.instance.clone().unwrap();
+        w.next_port += 1;
+        let line = format!(
+            "{} 200 172.17.0.1:{} \"/v2/credentials\" \"Go-http-client/1.1\" {} GetCredentialsExecutionRole 2 prod {host}",
+            iso(t.started - 1),
+            40000 + w.next_port,
+            t.arn()
+        );
+        w.line(&host, t.started - 1, line);
+        w.ordinary(&t, 3 * HOURS, 300, NAT, BOTO3);
+        tasks.push(t);
+    }
+    (w, tasks[0].clone())
+}
+
+#[test]
+fn one_role_as_task_and_execution_role() {
+    let (w, _) = shared_role();
+    assert_none(&w);
+}
+
+#[test]
+fn one_role_as_task_and_execution_role_and_a_key_used_after_the_stop() {
+    let (mut w, _) = shared_role();
+    let s = w.task(93, "legacy", Some(10), "172.17.0.5", 1200, Some(2 * HOURS));
+    {
+        let t = w.tasks.last_mut().unwrap();
+        t.exec_role = t.role.clone();
+    }
+    let s = Task {
+        exec_role: s.role.clone(),
+        ..s
+    };
+    w.ordinary(&s, 3 * HOURS, 300, NAT, BOTO3);
+    w.call(
+        &s,
+        2 * HOURS + 1200,
+        NAT,
+        ("ecr.amazonaws.com", "BatchGetImage"),
+        json!({}),
+    );
+    assert_exactly(&w, &[("use_after_stop", "critical", &s.arn())]);
 }

@@ -741,7 +741,7 @@ fn raw_audit_files_load_once_and_grow() {
         &audit::Options::default(),
     )
     .unwrap();
-    assert_eq!((again.added, again.duplicates), ([0, 0, 0], 9));
+    assert_eq!((again.added, again.duplicates), ([0, 0, 0, 0], 9));
 
     // The live file grew, and a copy of it sits elsewhere under another name: only the new
     // line is added, once.
@@ -791,7 +791,7 @@ fn collector_segments_load_once() {
     )
     .unwrap();
     assert!(s.segment_files >= 2, "{s}");
-    assert_eq!(s.added, [200, 1, 0], "{s}");
+    assert_eq!(s.added, [200, 1, 0, 1], "{s}");
     assert_eq!(
         count(
             &store,
@@ -805,7 +805,7 @@ fn collector_segments_load_once() {
         &audit::Options::default(),
     )
     .unwrap();
-    assert_eq!(again.added, [0, 0, 0]);
+    assert_eq!(again.added, [0, 0, 0, 0]);
 
     // A second collector run publishes more; only the new rows arrive.
     let mut f = std::fs::OpenOptions::new()
@@ -816,7 +816,7 @@ fn collector_segments_load_once() {
     drop(f);
     common::collect_once(tmp.path());
     let more = audit::ingest(&store, &[segments], &audit::Options::default()).unwrap();
-    assert_eq!(more.added, [1, 0, 0]);
+    assert_eq!(more.added, [1, 0, 0, 1], "a new run: a new interval");
     assert_eq!(
         count(&store, "SELECT count(*) FROM credential_requests"),
         201
@@ -942,7 +942,7 @@ fn collector_inventory_and_describe_tasks_merge_into_the_tasks_view() {
         &audit::Options::default(),
     )
     .unwrap();
-    assert_eq!(s.added, [1, 0, 4], "{s}");
+    assert_eq!(s.added, [1, 0, 4, 1], "{s}");
     // The task definition names A's role; describe-tasks knows B (another address too).
     let d = tmp.path().join("ecs-out");
     std::fs::create_dir_all(&d).unwrap();
@@ -998,5 +998,353 @@ fn collector_inventory_and_describe_tasks_merge_into_the_tasks_view() {
     assert_eq!(
         q("observed_stopped", b).as_deref(),
         Some("2025-11-20 09:35:00")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coverage (detections.md, Terms: "covered")
+
+/// 2026-11-20T10:00:00Z, the time of `audit_line(0)`, in seconds.
+const T10: i64 = 1_795_168_800;
+
+/// A successful fetch line at `T10 + secs` for `task` on container instance `ci`.
+fn fetch_line(secs: i64, task: &str, event_type: &str, ci: &str) -> String {
+    let t = T10 + secs;
+    format!(
+        "2026-11-20T{:02}:{:02}:{:02}Z 200 172.17.0.5:40000 \"/v2/credentials\" \"aws-sdk-go-v2/1.30.3\" {task} {event_type} 2 prod {ci}\n",
+        t / 3600 % 24,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
+fn task_arn(n: u32) -> String {
+    format!("arn:aws:ecs:us-east-1:111122223333:task/prod/{n:032x}")
+}
+
+fn credtrail(store: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_credtrail"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "credtrail {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn coverage_segments_load_once_keeping_each_intervals_latest_extension() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit_dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    std::fs::write(
+        audit_dir.join("audit.log"),
+        format!("{}{}", audit_line(0), audit_line(5)),
+    )
+    .unwrap();
+    let segments = tmp.path().join("segments");
+    let mut config =
+        credtrail_collector::Config::new(&audit_dir, tmp.path().join("collector.duckdb"));
+    config.host = Some("ip-10-0-1-5".into());
+    config.segments_dir = Some(segments.clone());
+    config.notify = false;
+    config.min_free_mb = 0;
+    let mut c =
+        credtrail_collector::Collector::open(&config, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+    c.drain(false).unwrap();
+    c.publish().unwrap();
+    let early = tmp.path().join("early");
+    copy_dir(&segments, &early);
+    // The collector extends the interval and publishes it again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    c.poll(true, true).unwrap();
+    c.publish().unwrap();
+    c.finish();
+    let published = credtrail_collector::segment::files_of(&segments, "collector_coverage");
+    assert_eq!(published.len(), 2, "{published:?}");
+
+    let store = Store::open_in_memory().unwrap();
+    let s = audit::ingest(
+        &store,
+        std::slice::from_ref(&early),
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(s.added, [2, 0, 0, 1], "{s}");
+    let until = |store: &Store| {
+        count(
+            store,
+            "SELECT epoch_us(max(covered_until)) FROM collector_coverage",
+        )
+    };
+    let first = until(&store);
+    let s = audit::ingest(
+        &store,
+        std::slice::from_ref(&segments),
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(s.added, [0, 0, 0, 1], "the interval is extended: {s}");
+    assert!(until(&store) > first);
+    assert_eq!(count(&store, "SELECT count(*) FROM collector_coverage"), 1);
+    // Again, and the older copy once more: nothing is added, nothing shrinks.
+    let latest = until(&store);
+    let s = audit::ingest(
+        &store,
+        &[segments.clone(), early],
+        &audit::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(s.added, [0, 0, 0, 0], "{s}");
+    assert_eq!(until(&store), latest);
+    assert_eq!(count(&store, "SELECT count(*) FROM collector_coverage"), 1);
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT host || ' ' || strftime(covered_from, '%H:%M:%S') || ' ' || source FROM host_coverage"
+        ),
+        vec![Some("ip-10-0-1-5 10:00:00 collector".into())]
+    );
+    assert_eq!(
+        strings(&store, "SELECT container_instance_arn FROM host_coverage"),
+        vec![Some(CI.into())],
+        "no agent: the instance the interval's lines name"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::create_dir_all(to).unwrap();
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn raw_files_cover_their_host_from_the_first_record_to_the_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = task_arn(1);
+    std::fs::write(
+        dir.join("audit.log.2026-11-20-10"),
+        format!(
+            "{}{}",
+            fetch_line(60, &t, "GetCredentials", CI),
+            fetch_line(600, &t, "GetCredentials", CI)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("audit.log"),
+        format!(
+            "2026-11-20T11:10:00Z 503 - \"/v2/credentials\" \"\" - \n{}",
+            fetch_line(4000, &t, "GetCredentialsExecutionRole", CI)
+        ),
+    )
+    .unwrap();
+    let store = tmp.path().join("s.duckdb");
+    credtrail(&store, &["ingest", "audit", dir.to_str().unwrap()]);
+    credtrail(&store, &["ingest", "audit", dir.to_str().unwrap()]);
+    let store = Store::open(&store).unwrap();
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT concat_ws(' ', host, container_instance_arn, strftime(covered_from, '%H:%M:%S'),
+                              strftime(covered_until, '%H:%M:%S'), source) FROM host_coverage"
+        ),
+        vec![Some(format!("{CI} {CI} 10:01:00 11:10:00 raw_file"))],
+        "from the earliest file's first record to the last record (the error line too)"
+    );
+}
+
+/// A describe-tasks task: EC2 on `ci` (or Fargate without one), started `started` seconds after
+/// 10:00.
+fn described(n: u32, ci: Option<&str>, started: i64) -> Value {
+    let mut t = json!({"taskArn": task_arn(n), "lastStatus": "RUNNING", "startedAt": T10 + started,
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:111122223333:task-definition/api:1",
+        "launchType": if ci.is_some() { "EC2" } else { "FARGATE" }});
+    if let Some(ci) = ci {
+        t["containerInstanceArn"] = json!(ci);
+    }
+    t
+}
+
+#[test]
+fn tasks_are_covered_from_their_start_or_from_their_first_fetch_inside_coverage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The host's audit log covers 10:00–10:50.
+    let lines = [
+        fetch_line(0, &task_arn(9), "GetCredentials", CI),
+        fetch_line(600, &task_arn(1), "GetCredentials", CI), // started 10:10, inside
+        fetch_line(1200, &task_arn(2), "GetCredentialsExecutionRole", CI), // running since 09:00
+        fetch_line(1500, &task_arn(2), "GetCredentials", CI),
+        fetch_line(3000, &task_arn(9), "GetCredentials", CI),
+    ];
+    std::fs::write(dir.join("audit.log"), lines.concat()).unwrap();
+    let d = tmp.path().join("describe");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("tasks.json"),
+        json!({"tasks": [
+            described(1, Some(CI), 600),
+            described(2, Some(CI), -3600),
+            described(3, Some(CI), -3600), // running since 09:00, never fetched inside coverage
+            described(4, Some(CI), 7200),  // started after coverage ended
+            described(5, None, 600),       // Fargate
+        ], "failures": []})
+        .to_string(),
+    )
+    .unwrap();
+    let store_path = tmp.path().join("s.duckdb");
+    credtrail(&store_path, &["ingest", "audit", dir.to_str().unwrap()]);
+    credtrail(&store_path, &["ingest", "ecs", d.to_str().unwrap()]);
+    let store = Store::open(&store_path).unwrap();
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT concat_ws(' ', right(task_arn, 1), strftime(covered_from, '%H:%M:%S'),
+                              strftime(covered_until, '%H:%M:%S'), covered_since)
+             FROM task_coverage ORDER BY task_arn"
+        ),
+        vec![
+            Some("1 10:10:00 10:50:00 started_at".into()),
+            Some("2 10:20:00 10:50:00 first_fetch".into()),
+        ]
+    );
+    drop(store);
+    let report: Value =
+        serde_json::from_str(&credtrail(&store_path, &["coverage", "--format", "json"])).unwrap();
+    assert_eq!(report["tasks"]["total"], 5);
+    assert_eq!(report["tasks"]["covered"], 2);
+    assert_eq!(report["tasks"]["on_covered_host_never_covered"], 2);
+    assert_eq!(report["tasks"]["on_no_covered_host"], 1);
+    let uncovered = report["tasks_on_no_covered_host"].as_array().unwrap();
+    assert_eq!(uncovered.len(), 1);
+    assert_eq!(uncovered[0]["task_arn"], task_arn(5));
+    assert!(
+        uncovered[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fargate")
+    );
+    let missing: Vec<&str> = report["missing_inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["input"].as_str().unwrap())
+        .collect();
+    assert!(
+        missing.iter().any(|m| m.starts_with("network inventory"))
+            && missing.iter().any(|m| m.starts_with("event selectors"))
+            && missing.iter().any(|m| m.starts_with("CloudTrail"))
+            && !missing.iter().any(|m| m.starts_with("task descriptions")),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn one_host_name_on_two_container_instances_stays_two_hosts() {
+    use credtrail_collector::agent::AgentMetadata;
+    let tmp = tempfile::tempdir().unwrap();
+    let ci =
+        |n: u32| format!("arn:aws:ecs:us-east-1:111122223333:container-instance/prod/{n:032x}");
+    let mut segment_dirs = Vec::new();
+    // An instance, then its replacement with the same private address, hence the same name.
+    for (n, start) in [(1u32, 0i64), (2, 7200)] {
+        let root = tmp.path().join(format!("i{n}"));
+        let audit_dir = root.join("ecs");
+        std::fs::create_dir_all(&audit_dir).unwrap();
+        std::fs::write(
+            audit_dir.join("audit.log"),
+            format!(
+                "{}{}",
+                fetch_line(start, &task_arn(n), "GetCredentials", &ci(n)),
+                fetch_line(start + 60, &task_arn(n), "GetCredentials", &ci(n))
+            ),
+        )
+        .unwrap();
+        let mut config =
+            credtrail_collector::Config::new(&audit_dir, root.join("collector.duckdb"));
+        config.host = Some("ip-10-0-1-5".into());
+        config.segments_dir = Some(root.join("segments"));
+        config.notify = false;
+        config.min_free_mb = 0;
+        config.once = true;
+        let mut c =
+            credtrail_collector::Collector::open(&config, Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+        c.set_agent_metadata(&AgentMetadata {
+            cluster: Some("prod".into()),
+            container_instance_arn: Some(ci(n)),
+            version: None,
+        });
+        c.drain(false).unwrap();
+        c.publish().unwrap();
+        c.finish();
+        segment_dirs.push(root.join("segments").display().to_string());
+    }
+    let store = tmp.path().join("s.duckdb");
+    let mut args = vec!["ingest", "audit"];
+    args.extend(segment_dirs.iter().map(String::as_str));
+    credtrail(&store, &args);
+    let d = tmp.path().join("describe");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("tasks.json"),
+        json!({"tasks": [described(1, Some(ci(1).as_str()), 0), described(2, Some(ci(2).as_str()), 7200)],
+               "failures": []})
+        .to_string(),
+    )
+    .unwrap();
+    credtrail(&store, &["ingest", "ecs", d.to_str().unwrap()]);
+
+    let report: Value =
+        serde_json::from_str(&credtrail(&store, &["coverage", "--format", "json"])).unwrap();
+    let hosts = report["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    for (h, n) in hosts.iter().zip([1, 2]) {
+        assert_eq!(h["host"], "ip-10-0-1-5");
+        assert_eq!(h["container_instance_arn"], ci(n));
+        assert_eq!(h["source"], "backlog");
+    }
+    assert_eq!(hosts[0]["covered_from"], "2026-11-20T10:00:00Z");
+    assert_eq!(hosts[1]["covered_from"], "2026-11-20T12:00:00Z");
+    assert_eq!(
+        report["shared_host_names"],
+        json!([{"host": "ip-10-0-1-5", "container_instance_arns": [ci(1), ci(2)]}])
+    );
+    let table = credtrail(&store, &["coverage"]);
+    assert!(
+        table.contains(&ci(1)) && table.contains(&ci(2)),
+        "both instances are listed: {table}"
+    );
+    assert!(
+        table.contains("Host names shared by several container instances"),
+        "{table}"
+    );
+    // Each task is covered on its own instance only.
+    let store = Store::open(&store).unwrap();
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT right(task_arn, 1) || ' ' || right(container_instance_arn, 1)
+             FROM task_coverage ORDER BY task_arn"
+        ),
+        vec![Some("1 1".into()), Some("2 2".into())]
     );
 }

@@ -449,6 +449,11 @@ fn views_have_the_documented_columns() {
         "task_addresses",
         "owned_addresses",
         "egress_addresses",
+        "host_instances",
+        "coverage_intervals",
+        "host_coverage",
+        "task_host_coverage",
+        "task_coverage",
     ] {
         let mut stmt = store
             .conn()

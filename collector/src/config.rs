@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_SEGMENT_SECS", default_value_t = 300)]
     pub segment_secs: u64,
 
+    /// Milliseconds between two extensions of the current coverage interval
+    /// (`collector_coverage`), also when no line is written.
+    #[arg(long, env = "CREDTRAIL_HEARTBEAT_MS", default_value_t = 60_000)]
+    pub heartbeat_ms: u64,
+
     /// A rolled file whose last line has no newline and that has not changed for this many
     /// seconds has that line stored, flagged `incomplete`.
     #[arg(long, env = "CREDTRAIL_INCOMPLETE_GRACE_SECS", default_value_t = 60)]
@@ -117,21 +122,22 @@ impl Config {
         Duration::from_secs(self.segment_secs.max(1))
     }
 
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(10))
+    }
+
     pub fn incomplete_grace(&self) -> Duration {
         Duration::from_secs(self.incomplete_grace_secs)
     }
 
-    /// The `host` provenance value: the flag, else the kernel's hostname.
+    /// The `host` provenance value: the flag, else the kernel's host name from `gethostname(2)`
+    /// (the systemd unit's `ProcSubset=pid` hides `/proc/sys/kernel/hostname`, and
+    /// `/etc/hostname` may name another machine in a container image).
     pub fn host_name(&self) -> String {
         if let Some(host) = &self.host {
             return host.clone();
         }
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-            .map(|s| s.trim().to_string())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown-host".to_string())
+        crate::sys::hostname().unwrap_or_else(|| "unknown-host".to_string())
     }
 }
 

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tracing::{error, info, warn};
 
-use crate::agent::InventoryRow;
+use crate::agent::{AgentMetadata, InventoryRow};
 use crate::config::Config;
+use crate::coverage::{Coverage, Pending};
 use crate::segment;
 use crate::store::{Batch, OpenError, Store};
 use crate::sys;
@@ -64,6 +65,12 @@ pub struct Collector {
     commit_failed: bool,
     /// A large batch was committed since free memory was last handed back.
     holding_memory: bool,
+    /// This run's coverage intervals, as committed.
+    coverage: Coverage,
+    /// Coverage rows in the open batch, applied when it commits.
+    coverage_pending: Option<Pending>,
+    /// When the last directory scan started (µs since the epoch).
+    scanned_at_us: Option<i64>,
     summary: RunSummary,
 }
 
@@ -99,6 +106,24 @@ impl Collector {
             }
         };
         let host = config.host_name();
+        let run_started_us = crate::store::now_us();
+        let run_id = format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(
+                format!(
+                    "{host}:{}:{run_started_us}:{}",
+                    config.store.display(),
+                    std::process::id()
+                )
+                .as_bytes()
+            )
+        );
+        let coverage = Coverage::new(
+            run_id,
+            if config.once { "once" } else { "follow" },
+            run_started_us,
+            config.heartbeat(),
+        );
         let states = store.load_states()?;
         let next_seq = store.next_seq()?;
         let dicts = store.dictionaries()?;
@@ -121,8 +146,22 @@ impl Collector {
             last_checkpoint: Instant::now(),
             commit_failed: false,
             holding_memory: false,
+            coverage,
+            coverage_pending: None,
+            scanned_at_us: None,
             summary: RunSummary::default(),
         })
+    }
+
+    /// This run's id in `collector_coverage`.
+    pub fn run_id(&self) -> &str {
+        self.coverage.run_id()
+    }
+
+    /// The agent's `/v1/metadata` answer: coverage rows name its container instance and cluster.
+    pub fn set_agent_metadata(&mut self, meta: &AgentMetadata) {
+        self.coverage
+            .set_agent(meta.container_instance_arn.clone(), meta.cluster.clone());
     }
 
     pub fn host(&self) -> &str {
@@ -160,11 +199,20 @@ impl Collector {
         let due = self
             .last_rescan
             .is_none_or(|t| t.elapsed() >= self.config.rescan_interval());
-        if rescan || due {
+        // A heartbeat records coverage up to the start of a scan after which everything was read:
+        // it rescans, at most once a heartbeat (or a second) while coverage cannot be recorded yet.
+        let heartbeat = self.coverage_pending.is_none() && self.coverage.due();
+        let scan_for_heartbeat = heartbeat
+            && self
+                .last_rescan
+                .is_none_or(|t| t.elapsed() >= self.config.heartbeat().min(Duration::from_secs(1)));
+        if rescan || due || scan_for_heartbeat {
+            let started = crate::store::now_us();
             self.tailer
                 .scan(&mut self.batch)
                 .with_context(|| format!("scanning {}", self.config.audit_dir.display()))?;
             self.last_rescan = Some(Instant::now());
+            self.scanned_at_us = Some(started);
         }
         loop {
             if self.space_is_low() {
@@ -185,10 +233,22 @@ impl Collector {
             }
             break;
         }
+        // Every file is read to its end: the host is covered up to the last scan's start.
+        let mut cover = false;
+        if (heartbeat || force_commit)
+            && self.coverage_pending.is_none()
+            && self.tailer.settled()
+            && let Some(read_end) = self.scanned_at_us
+        {
+            let pending = self.coverage.advance(self.tailer.reach(), read_end);
+            self.batch.push_coverage(pending.rows.clone());
+            self.coverage_pending = Some(pending);
+            cover = true;
+        }
         let old_enough = self
             .batch_since
             .is_some_and(|t| t.elapsed() >= self.config.commit_interval());
-        if force_commit || old_enough {
+        if force_commit || old_enough || cover {
             self.commit();
         }
         if self.holding_memory && self.batch.is_empty() {
@@ -248,6 +308,10 @@ impl Collector {
                 self.commit_failed = false;
                 self.holding_memory |= rows >= 10_000;
                 self.tailer.committed();
+                if let Some(pending) = self.coverage_pending.take() {
+                    self.coverage.applied(pending);
+                    self.tailer.clear_reach();
+                }
                 self.summary.lines += requests as u64;
                 self.summary.rejected += rejected as u64;
                 self.summary.inventory_rows += inventory as u64;
@@ -259,6 +323,7 @@ impl Collector {
             }
             Err(e) => {
                 self.commit_failed = true;
+                self.coverage_pending = None;
                 error!(error = %format!("{e:#}"), rows, "commit failed; reopening the store and reading these lines again");
                 let inventory = self.batch.take_inventory();
                 let seq_guess = self.batch.next_seq();

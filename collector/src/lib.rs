@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod coverage;
 pub mod ingest;
 pub mod parse;
 pub mod segment;
@@ -30,6 +31,8 @@ pub enum Wake {
     Fs,
     /// An inventory snapshot: observed-at (µs since the epoch) and its rows.
     Inventory(i64, Vec<agent::InventoryRow>),
+    /// The agent's `/v1/metadata` (its container instance ARN and cluster), when it changed.
+    Metadata(agent::AgentMetadata),
     /// Stop: commit what was read, publish, exit.
     Shutdown,
 }
@@ -37,9 +40,20 @@ pub enum Wake {
 /// Ingests everything present once, publishes segments if configured, and returns.
 pub fn run_once(config: &Config) -> Result<RunSummary> {
     sys::tune_allocator();
+    let config = &Config {
+        once: true, // coverage rows say `once`, also for library callers
+        ..config.clone()
+    };
     let mut collector = Collector::open(config, Some(Duration::from_secs(30)))?;
     if let Some(url) = &config.agent_url {
-        match agent::AgentClient::new(url, Duration::from_secs(5)).tasks() {
+        let client = agent::AgentClient::new(url, Duration::from_secs(5));
+        match client.metadata() {
+            Ok(meta) => collector.set_agent_metadata(&meta),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "agent metadata unreachable: coverage is recorded without a container instance ARN");
+            }
+        }
+        match client.tasks() {
             Ok(rows) => collector.add_inventory(store::now_us(), rows),
             Err(e) => warn!(error = %format!("{e:#}"), "agent inventory not recorded"),
         }
@@ -90,6 +104,7 @@ pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Re
             match wake.recv_timeout(left) {
                 Ok(Wake::Fs) => fs_event = true,
                 Ok(Wake::Inventory(at, rows)) => collector.add_inventory(at, rows),
+                Ok(Wake::Metadata(meta)) => collector.set_agent_metadata(&meta),
                 Ok(Wake::Shutdown) => shutdown = true,
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => shutdown = true,
@@ -147,7 +162,17 @@ fn spawn_agent_poller(url: String, every: Duration, sender: Sender<Wake>) {
         .spawn(move || {
             let client = agent::AgentClient::new(&url, Duration::from_secs(5));
             let mut failing = false;
+            let mut metadata: Option<agent::AgentMetadata> = None;
             loop {
+                // Asked at every poll: an agent that re-registers names another instance.
+                if let Ok(meta) = client.metadata()
+                    && metadata.as_ref() != Some(&meta)
+                {
+                    metadata = Some(meta.clone());
+                    if sender.send(Wake::Metadata(meta)).is_err() {
+                        return;
+                    }
+                }
                 match client.tasks() {
                     Ok(rows) => {
                         if failing {

@@ -132,6 +132,26 @@ CREATE TABLE IF NOT EXISTS ingest_events (
     detail    VARCHAR NOT NULL
 );
 
+-- When the host was covered (detections.md, Terms): this collector running and tailing the
+-- agent's log. One row per interval, named by (host, run_id, interval_no) and extended in place
+-- (with a new seq, so segments publish it again) at every heartbeat, also when no line arrives.
+-- A collector start begins a new interval; so does a gap in ingest_gaps, or the agent naming
+-- another container instance. Every line written from covered_from to covered_until is stored.
+-- Readers of the segments keep each interval's row with the latest covered_until (and seq).
+CREATE TABLE IF NOT EXISTS collector_coverage (
+    host                   VARCHAR NOT NULL,
+    run_id                 VARCHAR NOT NULL,   -- one per collector start
+    interval_no            INTEGER NOT NULL,   -- 1, 2, … within the run
+    mode                   VARCHAR NOT NULL,   -- follow | once
+    container_instance_arn VARCHAR,            -- from the agent's /v1/metadata; NULL when unreachable
+    cluster                VARCHAR,            -- likewise
+    covered_from           TIMESTAMP NOT NULL, -- a backlog: its first record (after any gap)
+    covered_until          TIMESTAMP NOT NULL, -- when the end of the log was last read
+    run_started_at         TIMESTAMP NOT NULL,
+    updated_at             TIMESTAMP NOT NULL,
+    seq                    BIGINT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS collector_meta (
     key   VARCHAR NOT NULL,
     value VARCHAR

@@ -14,10 +14,14 @@ use anyhow::{Context, Result, bail};
 use crate::store::Store;
 
 /// The tables published, each with the timestamp column that partitions it.
-pub const TABLES: [(&str, &str); 3] = [
+/// `collector_coverage` rows are extended in place under a new seq: an interval is published
+/// again with every extension (under the hour of its `covered_until`), and readers keep its row
+/// with the latest `covered_until`.
+pub const TABLES: [(&str, &str); 4] = [
     ("credential_requests", "event_time"),
     ("rejected_lines", "ingested_at"),
     ("task_inventory", "observed_at"),
+    ("collector_coverage", "covered_until"),
 ];
 
 const EXPORTED_UPTO: &str = "exported_upto";

@@ -19,6 +19,7 @@ use duckdb::{Connection, params};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::agent::InventoryRow;
+use crate::coverage::CoverageRow;
 use crate::parse::AuditLine;
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -125,6 +126,8 @@ pub struct Batch {
     new_sources: Vec<(i64, String, String)>,
     rejected: Vec<RejectedRow>,
     inventory: Vec<(i64, i64, InventoryRow)>,
+    /// (seq, row): coverage intervals recorded or extended by this batch.
+    coverage: Vec<(i64, CoverageRow)>,
     pub states: Vec<SourceState>,
     pub gaps: Vec<Gap>,
     pub events: Vec<Event>,
@@ -524,6 +527,7 @@ impl Batch {
             new_sources: Vec::new(),
             rejected: Vec::new(),
             inventory: Vec::new(),
+            coverage: Vec::new(),
             states: Vec::new(),
             gaps: Vec::new(),
             events: Vec::new(),
@@ -552,7 +556,11 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows() == 0 && self.states.is_empty() && self.gaps.is_empty() && self.events.is_empty()
+        self.rows() == 0
+            && self.states.is_empty()
+            && self.gaps.is_empty()
+            && self.events.is_empty()
+            && self.coverage.is_empty()
     }
 
     /// The seq the next row will get (what to start from after this batch commits).
@@ -705,6 +713,14 @@ impl Batch {
         for row in rows {
             let seq = self.take_seq();
             self.inventory.push((observed_at_us, seq, row));
+        }
+    }
+
+    /// Coverage intervals to record (or extend) with this batch, each under a new seq.
+    pub fn push_coverage(&mut self, rows: Vec<CoverageRow>) {
+        for row in rows {
+            let seq = self.take_seq();
+            self.coverage.push((seq, row));
         }
     }
 
@@ -876,6 +892,7 @@ impl Store {
                 SELECT max(seq) AS s FROM request_rows
                 UNION ALL SELECT max(seq) FROM rejected_lines
                 UNION ALL SELECT max(seq) FROM task_inventory
+                UNION ALL SELECT max(seq) FROM collector_coverage
                 UNION ALL SELECT TRY_CAST(value AS BIGINT) FROM collector_meta WHERE key = 'exported_upto')",
             [],
             |r| r.get(0),
@@ -1040,6 +1057,29 @@ impl Store {
                 ])?;
             }
             app.flush()?;
+        }
+        for (seq, c) in &batch.coverage {
+            // An interval is one row: extending it replaces the row, under a new seq.
+            self.conn.execute(
+                "DELETE FROM collector_coverage WHERE host = ? AND run_id = ? AND interval_no = ?",
+                params![batch.host, c.run_id, c.interval_no],
+            )?;
+            self.conn.execute(
+                "INSERT INTO collector_coverage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    batch.host,
+                    c.run_id,
+                    c.interval_no,
+                    c.mode,
+                    c.container_instance_arn,
+                    c.cluster,
+                    ts(c.covered_from_us),
+                    ts(c.covered_until_us),
+                    ts(c.run_started_us),
+                    ts(now),
+                    seq
+                ],
+            )?;
         }
         for s in &batch.states {
             self.conn.execute(

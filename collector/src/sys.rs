@@ -1,5 +1,5 @@
 //! The few operating-system facts the collector needs that std does not give.
-#![allow(unsafe_code)] // reason: statvfs and getrusage have no safe std equivalent
+#![allow(unsafe_code)] // reason: statvfs, getrusage and gethostname have no safe std equivalent
 
 use std::ffi::CString;
 use std::io;
@@ -20,6 +20,23 @@ pub fn available_bytes(path: &Path) -> io::Result<u64> {
     // SAFETY: rc == 0, so statvfs initialised the struct.
     let st = unsafe { st.assume_init() };
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The kernel's host name (`gethostname(2)`, the UTS name `uname -n` prints); `None` when it is
+/// empty or the call fails. Unlike `/proc/sys/kernel/hostname` it needs no file system, so it
+/// works under systemd's `ProcSubset=pid`.
+pub fn hostname() -> Option<String> {
+    // Linux allows 64 bytes (HOST_NAME_MAX); POSIX names are at most 255.
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for `buf.len()` bytes; gethostname writes at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    // A name that filled the buffer may lack its NUL: take what is there.
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!name.is_empty()).then_some(name)
 }
 
 /// Makes glibc keep freed heap memory instead of unmapping it after every batch: each batch's
@@ -184,5 +201,15 @@ mod tests {
         assert!(super::available_bytes(std::path::Path::new("/")).unwrap() > 0);
         assert!(super::usage().max_rss_bytes > 0);
         assert!(super::available_bytes(std::path::Path::new("/no/such/dir")).is_err());
+    }
+
+    #[test]
+    fn host_name_is_the_kernels() {
+        let out = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .unwrap();
+        let expected = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert_eq!(super::hostname(), Some(expected));
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::coverage::Reach;
 use crate::parse::parse_line;
 use crate::source::{
     FileName, Fingerprint, check_hash, fingerprint, fingerprint_matches, read_full_at,
@@ -61,6 +62,10 @@ struct Tracked {
     last_change: Instant,
     /// Set once a reading pass found no complete line left to read.
     at_end: bool,
+    /// First seen by this process (not resumed from an earlier run's state).
+    new_in_run: bool,
+    /// A gap lies just before this file's first line (rolls missing before it).
+    gap_before: bool,
 }
 
 impl Tracked {
@@ -92,6 +97,15 @@ pub struct Tailer {
     unreadable: HashMap<PathBuf, Instant>,
     buf: Vec<u8>,
     source_counter: u64,
+    /// Size-mode roll indices right after missing ones: a gap lies before their first line.
+    gap_before_numbered: Vec<u64>,
+    /// What was read since coverage was last recorded, and as of the last commit.
+    reach: Reach,
+    reach_committed: Reach,
+    /// The directory was listed at least once.
+    scanned: bool,
+    /// The directory was missing at the last scan (warned once).
+    dir_missing: bool,
 }
 
 impl Tailer {
@@ -117,7 +131,30 @@ impl Tailer {
             unreadable: HashMap::new(),
             buf: vec![0; CHUNK],
             source_counter: 0,
+            gap_before_numbered: Vec::new(),
+            reach: Reach::default(),
+            reach_committed: Reach::default(),
+            scanned: false,
+            dir_missing: false,
         }
+    }
+
+    /// What was read (line times, gaps) since coverage was last recorded.
+    pub fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    /// True once every file known to an earlier run is found again or its loss recorded: only
+    /// then is it known whether a gap lies before what was read (an absent file counts as gone
+    /// only after several scans).
+    pub fn settled(&self) -> bool {
+        self.scanned && self.orphans.iter().all(|(_, misses)| *misses == 0)
+    }
+
+    /// Coverage up to now was recorded (and committed): start over.
+    pub fn clear_reach(&mut self) {
+        self.reach = Reach::default();
+        self.reach_committed = Reach::default();
     }
 
     /// Files currently held open (tracked plus not yet identified).
@@ -127,6 +164,7 @@ impl Tailer {
 
     /// The batch committed: what it held of each file is now durable.
     pub fn committed(&mut self) {
+        self.reach_committed = self.reach.clone();
         for t in &mut self.tracked {
             if let Some(next) = t.next.take() {
                 t.committed = next;
@@ -150,6 +188,7 @@ impl Tailer {
 
     /// After the store was reopened: its states are the truth for every file's offset.
     pub fn resync(&mut self, states: Vec<SourceState>) {
+        self.reach.rolled_back(&self.reach_committed);
         for t in &mut self.tracked {
             t.next = None;
             t.at_end = false;
@@ -186,6 +225,7 @@ impl Tailer {
 
     /// The batch was thrown away: read its lines again from the committed offsets.
     pub fn rolled_back(&mut self) {
+        self.reach.rolled_back(&self.reach_committed);
         for t in &mut self.tracked {
             t.next = None;
             t.at_end = false;
@@ -212,7 +252,10 @@ impl Tailer {
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                warn!(dir = %self.dir.display(), "audit directory does not exist (yet)");
+                if !self.dir_missing {
+                    warn!(dir = %self.dir.display(), "audit directory does not exist (yet)");
+                }
+                self.dir_missing = true;
                 for t in &mut self.tracked {
                     t.present = false;
                 }
@@ -220,6 +263,7 @@ impl Tailer {
             }
             Err(e) => return Err(e),
         };
+        self.dir_missing = false;
         for entry in rd {
             let entry = entry?;
             let name = entry.file_name();
@@ -306,6 +350,7 @@ impl Tailer {
         }
         self.resolve_orphans(batch, &present_ids);
         self.tracked.sort_by_key(order_key);
+        self.scanned = true;
         Ok(())
     }
 
@@ -329,6 +374,7 @@ impl Tailer {
                     n - 1
                 );
                 warn!(gap = %detail, "lines lost before collection");
+                self.gap_before_numbered.push(n);
                 batch.gaps.push(Gap {
                     kind: "missing_rolls",
                     source_id: None,
@@ -380,6 +426,7 @@ impl Tailer {
                     u.path.display()
                 );
                 warn!("{detail}");
+                self.reach.lost();
                 batch.gaps.push(Gap {
                     kind: "unterminated_file",
                     source_id: None,
@@ -440,6 +487,10 @@ impl Tailer {
                 };
             if still_same {
                 info!(path = %path.display(), offset = state.committed_offset, "resuming");
+                if let Some(t) = state.last_event_us {
+                    // Every line after it is read now: coverage continues from it.
+                    self.reach.line(t, false);
+                }
                 let name = file_name_of(&path);
                 self.tracked.push(Tracked {
                     committed: state,
@@ -452,10 +503,13 @@ impl Tailer {
                     absent_scans: 0,
                     last_size: size,
                     at_end: false,
+                    new_in_run: false,
+                    gap_before: false,
                 });
                 return Ok(());
             }
             if let Some(gap) = lost_while_stopped(&state, "was replaced or rewritten") {
+                self.reach.lost();
                 batch.gaps.push(gap);
             }
             let mut done = state;
@@ -528,6 +582,14 @@ impl Tailer {
         info!(path = %path.display(), source_id = %state.source_id, "new audit file");
         let name = file_name_of(&path);
         let last_change = changed_at(&file);
+        let gap_before = match name {
+            Some(FileName::Numbered(n)) => {
+                let found = self.gap_before_numbered.contains(&n);
+                self.gap_before_numbered.retain(|m| *m != n);
+                found
+            }
+            _ => false,
+        };
         self.tracked.push(Tracked {
             committed: state.clone(),
             next: Some(state),
@@ -539,6 +601,8 @@ impl Tailer {
             last_size: size,
             last_change,
             at_end: false,
+            new_in_run: true,
+            gap_before,
         });
     }
 
@@ -558,6 +622,7 @@ impl Tailer {
                 continue;
             }
             if let Some(gap) = lost_while_stopped(&s, "was rolled away and deleted") {
+                self.reach.lost();
                 batch.gaps.push(gap);
             }
             s.status = SourceStatus::Done;
@@ -663,6 +728,8 @@ impl Tailer {
             t.path.display()
         );
         warn!("{detail}");
+        // Bytes written between the last read and the truncation are gone, unseen.
+        self.reach.lost();
         batch.events.push(Event {
             kind: "truncated",
             source_id: Some(t.committed.source_id.clone()),
@@ -691,6 +758,7 @@ impl Tailer {
             tracked,
             buf,
             limits,
+            reach,
             ..
         } = self;
         let t = &mut tracked[i];
@@ -698,6 +766,10 @@ impl Tailer {
             return Ok(ReadOutcome::CaughtUp);
         }
         let mut offset = t.view().committed_offset;
+        if t.gap_before && offset == 0 {
+            reach.gap_before_next();
+        }
+        let new_source = t.new_in_run;
         let source_file = t.path.display().to_string();
         let source_id = t.committed.source_id.clone();
         let mut read_any = false;
@@ -717,6 +789,7 @@ impl Tailer {
                 emit(
                     batch,
                     t.view_mut(),
+                    (&mut *reach, new_source),
                     line,
                     Provenance {
                         source_file: &source_file,
@@ -745,6 +818,7 @@ impl Tailer {
                         emit(
                             batch,
                             t.view_mut(),
+                            (&mut *reach, new_source),
                             &kept,
                             Provenance {
                                 source_file: &source_file,
@@ -780,6 +854,7 @@ impl Tailer {
     /// Stores the bytes after the last newline of a rolled file as one line flagged incomplete.
     fn flush_tail(&mut self, batch: &mut Batch, i: usize, size: u64) -> io::Result<()> {
         let max = self.limits.max_line_bytes;
+        let reach = &mut self.reach;
         let t = &mut self.tracked[i];
         let offset = t.view().committed_offset;
         let len = size - offset;
@@ -790,9 +865,11 @@ impl Tailer {
         let source_file = t.path.display().to_string();
         let source_id = t.committed.source_id.clone();
         warn!(path = %source_file, offset, "storing the unterminated last line of a rolled file, flagged incomplete");
+        let new_source = t.new_in_run;
         emit(
             batch,
             t.view_mut(),
+            (reach, new_source),
             &raw,
             Provenance {
                 source_file: &source_file,
@@ -907,6 +984,7 @@ fn long_line(file: &File, offset: u64, max: usize) -> io::Result<LongLine> {
 fn emit(
     batch: &mut Batch,
     state: &mut SourceState,
+    (reach, new_source): (&mut Reach, bool),
     line: &[u8],
     at: Provenance<'_>,
     truncated_to: Option<usize>,
@@ -928,6 +1006,7 @@ fn emit(
         Ok(parsed) => {
             let us = parsed.event_time * 1_000_000;
             state.last_event_us = Some(state.last_event_us.map_or(us, |l| l.max(us)));
+            reach.line(us, new_source);
             if parsed.lossy {
                 state.lossy += 1;
             }

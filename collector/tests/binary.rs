@@ -395,3 +395,211 @@ fn help_names_every_flag_and_its_environment_variable() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+/// A stand-in for the ECS agent's introspection API on 127.0.0.1: `/v1/metadata` and an empty
+/// `/v1/tasks`. Returns its base URL.
+fn fake_agent() -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let body: &[u8] = if request.contains("/v1/metadata") {
+                include_bytes!("fixtures/agent/v1_metadata.json")
+            } else {
+                br#"{"Tasks":[]}"#
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The latest row of every coverage interval in the published segments: (run_id, interval_no,
+/// mode, container instance, covered_from, covered_until), as µs.
+type Interval = (String, i32, String, Option<String>, i64, i64);
+
+fn published_coverage(segments: &Path) -> Vec<Interval> {
+    let files = credtrail_collector::segment::files_of(segments, "collector_coverage");
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let list = files
+        .iter()
+        .map(|f| format!("'{}'", f.display()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT run_id, interval_no, mode, container_instance_arn, epoch_us(covered_from),
+                    epoch_us(covered_until)
+             FROM read_parquet([{list}])
+             QUALIFY row_number() OVER (PARTITION BY host, run_id, interval_no
+                                        ORDER BY covered_until DESC, seq DESC) = 1
+             ORDER BY run_started_at, interval_no"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn now_us() -> i64 {
+    credtrail_collector::store::now_us()
+}
+
+#[test]
+fn once_over_copied_logs_is_covered_from_the_first_line_to_the_read_time() {
+    let env = Env::new();
+    env.lines("audit.log.2026-11-20-09", 5, 20);
+    env.lines("audit.log", 20, 30);
+    let before = now_us();
+    // No --host: the name is the kernel's (gethostname), as `uname -n` prints it.
+    let out = Command::new(BIN)
+        .arg("--audit-dir")
+        .arg(&env.audit)
+        .arg("--store")
+        .arg(&env.store)
+        .arg("--segments-dir")
+        .arg(&env.segments)
+        .args(["--once", "--min-free-mb", "0", "--agent-url", &fake_agent()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let after = now_us();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = published_coverage(&env.segments);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (_, no, mode, arn, from, until) = rows[0].clone();
+    assert_eq!((no, mode.as_str()), (1, "once"));
+    assert_eq!(
+        arn.as_deref(),
+        Some(
+            "arn:aws:ecs:us-east-1:111122223333:container-instance/prod/6f1e2d3c4b5a4968a7b6c5d4e3f2a1b0"
+        ),
+        "the container instance the agent's /v1/metadata names"
+    );
+    assert_eq!(from, 1_795_168_805_000_000, "line 5: 2026-11-20T10:00:05Z");
+    assert!(
+        (before..=after).contains(&until),
+        "covered until the end was read: {until} not in {before}..{after}"
+    );
+    let uname = Command::new("uname").arg("-n").output().unwrap();
+    let host = String::from_utf8(uname.stdout).unwrap().trim().to_string();
+    let conn = duckdb::Connection::open(&env.store).unwrap();
+    let stored: String = conn
+        .query_row("SELECT DISTINCT host FROM collector_coverage", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, host);
+}
+
+#[test]
+fn a_quiet_follower_heartbeats_and_a_restart_starts_a_new_interval() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 3);
+    // The agent is unreachable: coverage is recorded all the same, without an instance ARN.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let spawn = || {
+        collector(
+            &env,
+            &[
+                "--tick-ms",
+                "20",
+                "--heartbeat-ms",
+                "200",
+                "--segment-secs",
+                "1",
+                "--agent-url",
+                &closed,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let mut child = spawn();
+    let wait_for = |what: &str, done: &dyn Fn(&[Interval]) -> bool| -> Vec<Interval> {
+        for _ in 0..200 {
+            let rows = published_coverage(&env.segments);
+            if done(&rows) {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what}: {:?}", published_coverage(&env.segments));
+    };
+    let first = wait_for("a first interval", &|r| r.len() == 1);
+    // No line is written from here on; the interval must still grow.
+    let grown = wait_for("the quiet interval extended by 2 s", &|r| {
+        r.len() == 1 && r[0].5 >= first[0].5 + 2_000_000
+    });
+    assert_eq!(
+        (&grown[0].0, grown[0].1),
+        (&first[0].0, 1),
+        "the same interval"
+    );
+    assert_eq!(
+        grown[0].3, None,
+        "no container instance ARN without the agent"
+    );
+    assert_eq!(grown[0].4, 1_795_168_800_000_000, "from the first line");
+    child.kill().unwrap(); // SIGKILL: the interval ends at its last heartbeat
+    child.wait().unwrap();
+    let killed = published_coverage(&env.segments);
+
+    let mut child = spawn();
+    let both = wait_for("a second interval after the restart", &|r| r.len() == 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        (&both[0].0, both[0].1, both[0].4),
+        (&killed[0].0, killed[0].1, killed[0].4),
+        "the first run's interval stays"
+    );
+    assert!(
+        both[0].5 >= killed[0].5,
+        "heartbeats committed after the last publication are published by the next run"
+    );
+    assert_ne!(both[1].0, both[0].0, "another run");
+    assert_eq!(both[1].1, 1);
+    assert!(
+        both[1].4 <= both[0].5,
+        "the restart reads on from the last line read: no hole between the runs"
+    );
+}

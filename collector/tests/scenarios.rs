@@ -873,3 +873,197 @@ fn retention_prunes_only_published_rows_and_never_reuses_a_seq() {
     c.finish();
     assert_eq!(segment_numbers(&env.segments), (0..20).collect::<Vec<_>>());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Coverage (detections.md, Terms: "covered"): `collector_coverage` intervals.
+
+/// (run_id, interval_no, covered_from, covered_until as µs) of every coverage row, in order.
+fn coverage(c: &Collector) -> Vec<(String, i32, i64, i64)> {
+    let conn = c.store().unwrap().conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT run_id, interval_no, epoch_us(covered_from), epoch_us(covered_until)
+             FROM collector_coverage ORDER BY run_started_at, interval_no",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The time of `line(n)`, in µs since the epoch.
+fn line_us(n: u64) -> i64 {
+    let base = 1_795_168_800i64; // 2026-11-20T10:00:00Z
+    (base + (n % 3600) as i64) * 1_000_000
+}
+
+fn now_us() -> i64 {
+    credtrail_collector::store::now_us()
+}
+
+#[test]
+fn coverage_of_a_backlog_runs_from_its_first_line_to_the_read_end() {
+    let env = Env::new();
+    env.lines("audit.log.2026-11-20-09", 0, 10);
+    env.lines("audit.log", 10, 20);
+    let mut c = open(&env.config());
+    let before = now_us();
+    drain(&mut c);
+    let after = now_us();
+    let rows = coverage(&c);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (run, no, from, until) = rows[0].clone();
+    assert_eq!((run.as_str(), no), (c.run_id(), 1));
+    assert_eq!(from, line_us(0), "the first record of the earliest file");
+    assert!(
+        (before..=after).contains(&until),
+        "until {until} is when the end was read ({before}..{after})"
+    );
+    // Nothing is written: the same interval is extended.
+    c.poll(true, true).unwrap();
+    let again = coverage(&c);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].3 > until);
+}
+
+#[test]
+fn coverage_heartbeats_while_the_log_is_quiet() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 3);
+    let mut config = env.config();
+    config.heartbeat_ms = 50;
+    config.commit_interval_ms = 3_600_000; // only the heartbeat commits
+    let mut c = open(&config);
+    c.poll(true, false).unwrap();
+    let first = coverage(&c);
+    assert_eq!(first.len(), 1);
+    std::thread::sleep(Duration::from_millis(120));
+    c.poll(false, false).unwrap();
+    let second = coverage(&c);
+    assert_eq!(second.len(), 1, "the interval is extended, not repeated");
+    assert!(
+        second[0].3 >= first[0].3 + 100_000,
+        "a quiet log still moves covered_until: {first:?} → {second:?}"
+    );
+    let seqs = sql(&c, "SELECT count(DISTINCT seq) FROM collector_coverage");
+    assert_eq!(seqs, 1, "one row, under its latest seq");
+}
+
+#[test]
+fn coverage_restart_starts_a_new_interval_resuming_from_the_last_line_read() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 10);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    let first_run = c.run_id().to_string();
+    c.finish();
+    env.lines("audit.log", 10, 20);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    let rows = coverage(&c);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, first_run);
+    assert_eq!(rows[1].0, c.run_id());
+    assert_ne!(rows[0].0, rows[1].0);
+    assert_eq!(rows[0].2, line_us(0));
+    assert_eq!(
+        rows[1].2,
+        line_us(9),
+        "the resumed file was read on from its last line read before"
+    );
+    invariants(&c);
+}
+
+#[test]
+fn coverage_is_split_by_missing_rolls() {
+    let env = Env::new();
+    env.lines("audit.log.1", 0, 10);
+    // audit.log.2 was deleted before anyone read it
+    env.lines("audit.log.3", 100, 110);
+    env.lines("audit.log", 200, 205);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_gaps WHERE kind = 'missing_rolls'"
+        ),
+        1
+    );
+    let rows = coverage(&c);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0].1, rows[0].2, rows[0].3),
+        (1, line_us(0), line_us(9)),
+        "before the gap: the first file's lines"
+    );
+    assert_eq!((rows[1].1, rows[1].2), (2, line_us(100)), "after it");
+    assert!(rows[1].3 > line_us(204));
+}
+
+#[test]
+fn coverage_after_files_lost_while_stopped_starts_at_the_first_new_line() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 10);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    c.finish();
+    // While stopped: the live file grows, rolls, and the roll is deleted unread.
+    env.lines("audit.log", 10, 20);
+    env.rename("audit.log", "audit.log.2026-11-20-10");
+    env.remove("audit.log.2026-11-20-10");
+    env.lines("audit.log", 300, 310);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_gaps WHERE kind = 'source_lost'"
+        ),
+        1
+    );
+    let rows = coverage(&c);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1].0, c.run_id());
+    assert_eq!(
+        rows[1].2,
+        line_us(300),
+        "lines 10..20 are lost: coverage resumes at the first line after them"
+    );
+}
+
+#[test]
+fn coverage_segments_publish_every_extension_of_an_interval() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 5);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    c.publish().unwrap();
+    c.poll(true, true).unwrap();
+    c.publish().unwrap();
+    let files = credtrail_collector::segment::files_of(&env.segments, "collector_coverage");
+    assert_eq!(files.len(), 2, "{files:?}");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let list = files
+        .iter()
+        .map(|f| format!("'{}'", f.display()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (rows, intervals, until): (i64, i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*), count(DISTINCT (run_id, interval_no)), epoch_us(max(covered_until))
+                 FROM read_parquet([{list}])"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, intervals), (2, 1), "one interval, published twice");
+    assert_eq!(
+        until,
+        coverage(&c)[0].3,
+        "the latest extension is published"
+    );
+}

@@ -1,8 +1,8 @@
 -- id: unused_role
 -- title: Role named by task definitions but never used by their tasks
 -- severity: low
--- description: A role that task definitions name (as task role, or as execution role) whose tasks ran in the observation window, but no session of the role made an authorized API call in the window; or, for a task role, its tasks ran on hosts the collector covers and none of them ever fetched the role's credentials. The role (and its grants) can likely be removed from the task definition. Execution roles are judged only by their calls (the agent fetches their credentials itself), and only when one of their tasks started in the window.
--- reads: task_roles, cloudtrail_events, credential_requests
+-- description: A role that task definitions name (as task role, or as execution role) whose tasks ran in the observation window, but no session of the role made an authorized API call in the window, unless every action the role grants is unverifiable in the trail that was read (never logged, data events the trail does not hold, sources or regions it does not cover): such a role may be busy where CloudTrail cannot see. Or, for a task role, some of its tasks started inside their host's coverage (task_coverage) and none of those ever fetched the role's credentials; tasks already running when coverage began say nothing (SDKs refresh lazily). The role (and its grants) can likely be removed from the task definition. Execution roles are judged only by their calls (the agent fetches their credentials itself), and only when one of their tasks started in the window.
+-- reads: task_roles, cloudtrail_events, credential_requests, task_coverage, role_action_status
 -- key: role_arn
 -- params:
 WITH win AS (
@@ -36,17 +36,11 @@ calls AS (
       AND e.event_time >= win.window_start AND e.event_time <= win.window_end
     GROUP BY e.session_issuer_arn
 ),
-hosts AS (
-    SELECT container_instance_arn, min(event_time) AS covered_from
-    FROM credential_requests WHERE container_instance_arn IS NOT NULL
-    GROUP BY container_instance_arn
-),
-task_hosts AS (
-    SELECT r.role_arn, r.task_arn, t.container_instance_arn,
-           h.covered_from IS NOT NULL AND h.covered_from <= r.ran_until AS covered
+started_covered AS (
+    -- task-role tasks that started inside their host's coverage: each should fetch
+    SELECT DISTINCT r.role_arn, r.task_arn
     FROM runs r
-    JOIN tasks t ON t.task_arn = r.task_arn
-    LEFT JOIN hosts h ON h.container_instance_arn = t.container_instance_arn
+    JOIN task_coverage v ON v.task_arn = r.task_arn AND v.covered_since = 'started_at'
     WHERE r.role_kind = 'task'
 ),
 task_fetches AS (
@@ -54,16 +48,21 @@ task_fetches AS (
     FROM credential_requests
     WHERE status BETWEEN 200 AND 299
       AND coalesce(event_type, 'GetCredentials') = 'GetCredentials'
-      AND task_arn IN (SELECT task_arn FROM task_hosts)
+      AND task_arn IN (SELECT task_arn FROM started_covered)
     GROUP BY task_arn
 ),
 fetches AS (
-    SELECT th.role_arn,
-           bool_or(th.covered) AS any_covered,
-           count(DISTINCT th.task_arn) FILTER (WHERE th.covered) AS covered_tasks,
+    SELECT s.role_arn,
+           count(DISTINCT s.task_arn) AS covered_tasks,
            coalesce(sum(tf.n), 0) AS fetched
-    FROM task_hosts th LEFT JOIN task_fetches tf ON tf.task_arn = th.task_arn
-    GROUP BY th.role_arn
+    FROM started_covered s LEFT JOIN task_fetches tf ON tf.task_arn = s.task_arn
+    GROUP BY s.role_arn
+),
+visibility AS (
+    -- a role whose every granted action the trail could not show is not judged by its calls
+    SELECT role_arn, count(*) AS granted,
+           count(*) FILTER (WHERE status = 'unverifiable') AS unverifiable
+    FROM role_action_status GROUP BY role_arn
 )
 SELECT
     'unused_role' AS kind,
@@ -71,7 +70,7 @@ SELECT
     CASE WHEN coalesce(c.authorized, 0) = 0
          THEN format('{} is named by {} but no session of it made an authorized call',
                      regexp_extract(r.role_arn, '[^/]+$'), array_to_string(r.families, ', '))
-         ELSE format('{} is named by {} but its tasks never fetched its credentials',
+         ELSE format('{} is named by {} but its tasks that started while their hosts were covered never fetched its credentials',
                      regexp_extract(r.role_arn, '[^/]+$'), array_to_string(r.families, ', '))
     END AS title,
     w.window_start AS first_seen,
@@ -93,12 +92,16 @@ SELECT
         'authorized_calls', coalesce(c.authorized, 0),
         'denied_calls', coalesce(c.denied, 0),
         'last_authorized_call', strftime(c.last_call, '%Y-%m-%dT%H:%M:%SZ'),
-        'tasks_on_covered_hosts', coalesce(f.covered_tasks, 0),
-        'credential_fetches', f.fetched
+        'tasks_started_in_coverage', coalesce(f.covered_tasks, 0),
+        'credential_fetches', f.fetched,
+        'granted_actions', v.granted,
+        'unverifiable_actions', v.unverifiable
     ) AS evidence
 FROM roles r
 CROSS JOIN win w
 LEFT JOIN calls c ON c.role_arn = r.role_arn
 LEFT JOIN fetches f ON f.role_arn = r.role_arn
-WHERE coalesce(c.authorized, 0) = 0
-   OR (r.is_task_role AND coalesce(f.any_covered, false) AND f.fetched = 0)
+LEFT JOIN visibility v ON v.role_arn = r.role_arn
+WHERE (coalesce(c.authorized, 0) = 0
+       AND NOT (coalesce(v.granted, 0) > 0 AND v.granted = v.unverifiable))
+   OR (r.is_task_role AND coalesce(f.covered_tasks, 0) > 0 AND f.fetched = 0)

@@ -64,6 +64,11 @@ fn simulated_fleet_is_collected_and_ingested_exactly_once() {
     credtrail::audit::ingest(&store, std::slice::from_ref(&segments), &options).unwrap();
     assert_eq!(stored(&store) as u64, written, "every simulated line, once");
     let again = credtrail::audit::ingest(&store, &[segments], &options).unwrap();
-    assert_eq!(again.added, [0, 0, 0], "a second ingest adds nothing");
+    assert_eq!(again.added, [0, 0, 0, 0], "a second ingest adds nothing");
     assert_eq!(stored(&store) as u64, written);
+    // Every collected host is covered, by its --once run (a backlog).
+    let covered = store
+        .count("SELECT count(DISTINCT host) FROM host_coverage WHERE source = 'backlog'")
+        .unwrap();
+    assert_eq!(covered as usize, summary.hosts.len());
 }

@@ -331,7 +331,7 @@ fn audit_segments_from_s3_match_the_local_ingest() {
         &audit::Options::default(),
     )
     .unwrap();
-    assert_eq!(ls.added, [300, 1, 0], "{ls}");
+    assert_eq!(ls.added, [300, 1, 0, 1], "{ls}");
 
     let root = tmp.path().join("s3");
     let prefix = root.join("segments-bucket/fleet/prod");
