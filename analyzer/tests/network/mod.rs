@@ -329,8 +329,8 @@ fn describe_tasks_network_fields_and_the_task_eni_map_to_the_task() {
              FROM egress_addresses ORDER BY address"
         ),
         [
-            format!("198.51.100.10 nat_gateway us-east-1 - -infinity infinity"),
-            format!("198.51.100.20 instance us-east-1 - -infinity infinity"),
+            "198.51.100.10 nat_gateway us-east-1 - -infinity infinity".to_string(),
+            "198.51.100.20 instance us-east-1 - -infinity infinity".to_string(),
             format!("203.0.113.10 task us-east-1 {TASK_A} 2026-11-20 09:57:58.101 infinity"),
             format!(
                 "2600:1f18:4a3:6902:8c5e:7d12:aa0b:1e2f task us-east-1 {TASK_A} 2026-11-20 09:57:58.101 infinity"
