@@ -138,8 +138,14 @@ pub fn write(w: &World, out: &Path) -> Result<u64> {
         let path = dir.join("metadata.json");
         fs::write(&path, serde_json::to_vec(&meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        let on_host: Vec<&Task> = w.tasks.iter().filter(|t| t.host == hi).collect();
-        let mut at = w.start + PERIOD;
+        let on_host: Vec<&Task> = w
+            .tasks
+            .iter()
+            .filter(|t| t.host == hi && !t.fargate)
+            .collect();
+        // The collector polls the agent from the moment it was installed.
+        let first = w.start + PERIOD * ((host.audit_from - w.start) / PERIOD + 1);
+        let mut at = first;
         while at <= w.end {
             let tasks = on_host
                 .iter()

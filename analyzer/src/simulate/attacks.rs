@@ -151,9 +151,16 @@ pub fn prepare(w: &mut World) -> Result<Prepared> {
             let created = t.created_ms / 1000;
             uses_aws(w, i)
                 && !t.profile.behavior().healthcheck
+                && !t.fargate
+                && !t.profile.shares_execution_role()
+                && matches!(
+                    t.profile.behavior().clients[0].mode,
+                    super::calls::Mode::Cached { .. }
+                )
                 && !w.services[t.service].scheduled
                 && t.profile != Profile::Migration
                 && created >= w.start + 30 * 60
+                && created >= w.hosts[t.host].audit_from + 10 * 60
                 && t.last_call >= created + 50 * 60
         })
         .collect();
@@ -193,9 +200,13 @@ impl Ctx<'_> {
             let cands: Vec<usize> = (0..self.w.tasks.len())
                 .filter(|&i| {
                     let task = &self.w.tasks[i];
+                    // Inside the host's audit log, away from agent restarts and throttling.
                     !self.used.contains(&i)
                         && task.app_start() + 60 <= t
                         && t + span <= task.last_call
+                        && t >= self.w.hosts[task.host].audit_from + 600
+                        && !self.w.faulty(task.host, t - 300, t + span + 300)
+                        && self.w.stale.is_none_or(|s| s.task != i)
                         && pred(self.w, i, t)
                 })
                 .collect();
@@ -239,15 +250,20 @@ impl Ctx<'_> {
     }
 }
 
+/// A task on a container instance whose application fetches and caches credentials.
 fn active(w: &World, i: usize) -> bool {
-    uses_aws(w, i) && !w.tasks[i].procs.is_empty()
+    uses_aws(w, i) && !w.tasks[i].fargate && !w.tasks[i].procs.is_empty()
 }
 
 /// The APIs a task's application calls on its own.
 fn own_apis(w: &World, i: usize) -> Vec<Api> {
     let b = w.tasks[i].profile.behavior();
-    let mut v: Vec<Api> = b.steady.iter().map(|s| s.0).collect();
-    v.extend(b.boot.iter().copied());
+    let mut v: Vec<Api> = b
+        .clients
+        .iter()
+        .flat_map(|c| c.steady.iter().map(|s| s.0))
+        .collect();
+    v.extend(b.clients.iter().flat_map(|c| c.boot.iter().copied()));
     v
 }
 
@@ -314,7 +330,8 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                         .iter()
                         .find_map(|c| c.bridge_ip)
                         .unwrap_or_default();
-                    let u = ua("python-requests/2.31.0");
+                    let agent = "curl/8.5.0";
+                    let u = ua(agent);
                     let n = 40;
                     let mut last = t0;
                     for k in 0..n {
@@ -356,7 +373,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                         host: Some(b.host),
                         source_ip: Some(ip_str(ip)),
                         evidence: json!({"scenario": a.name(), "statuses": {"400": n},
-                            "user_agent": "python-requests/2.31.0",
+                            "user_agent": agent,
                             "container_of_task": b.task_arn}),
                     });
                     newly_used.push(v);
@@ -430,8 +447,8 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     let (v, thief, t0) = found.ok_or_else(|| err_no_candidate(a))?;
                     let th = &cx.w.tasks[thief];
                     let ip = th.fetch_ip().unwrap_or_default();
-                    let agent = th.profile.behavior().lang.fetch_user_agent();
-                    let u = ua(&agent);
+                    let agent = th.profile.behavior().lang().fetch_user_agent();
+                    let u = ua(agent);
                     audit.push((
                         th.host,
                         AuditEntry::fetch(
@@ -467,12 +484,20 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     newly_used.push(thief);
                 }
                 Attack::FetchBurst => {
+                    // A family whose own fetch rate is low (no health check fetching every 30 s)
+                    // and with enough tasks that the burst cannot make the family's median
+                    // 5-minute bucket: 45 fetches in 4 minutes stand far above it.
                     let (v, t0) = cx
-                        .pick(0.2, 0.8, 600, |w, i, _| active(w, i))
+                        .pick(0.2, 0.8, 600, |w, i, _| {
+                            let svc = w.tasks[i].service;
+                            active(w, i)
+                                && !w.tasks[i].profile.behavior().healthcheck
+                                && w.tasks.iter().filter(|t| t.service == svc).count() >= 3
+                        })
                         .ok_or_else(|| err_no_candidate(a))?;
                     let task = &cx.w.tasks[v];
                     let ip = task.fetch_ip().unwrap_or_default();
-                    let u = ua(&task.profile.behavior().lang.fetch_user_agent());
+                    let u = ua(task.profile.behavior().lang().fetch_user_agent());
                     let n = 45;
                     let mut last = t0;
                     for k in 0..n {
@@ -610,7 +635,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     let agent = cx.w.tasks[thief]
                         .profile
                         .behavior()
-                        .lang
+                        .lang()
                         .call_user_agent(api.spec().service);
                     let u = ua(&agent);
                     let mut t = t0;
@@ -677,7 +702,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     let u = ua(&task
                         .profile
                         .behavior()
-                        .lang
+                        .lang()
                         .call_user_agent(api.spec().service));
                     let n = 5;
                     let mut t = stopped + 10 * 60 + cx.rng.range(0, 120);
@@ -788,7 +813,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                         let u = ua(&task
                             .profile
                             .behavior()
-                            .lang
+                            .lang()
                             .call_user_agent(api.spec().service));
                         let err = if api == Api::Ec2DescribeInstances {
                             CallError::UnauthorizedOperation
@@ -860,6 +885,24 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                             .filter(|t| t.role_override == Some(cx.w.migration_role))
                             .map(|t| t.arn.as_str())
                             .collect();
+                    // A role that is also its family's execution role carries the managed
+                    // execution policy, whose push-side ECR action nothing uses either.
+                    let shared: Vec<(bool, usize, &[&str], Option<String>)> =
+                        cx.w.services
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.profile.shares_execution_role())
+                            .filter_map(|(si, s)| {
+                                let role = s.task_role?;
+                                let ran = cx.w.tasks.iter().any(|t| t.service == si);
+                                Some((
+                                    ran,
+                                    role,
+                                    &["ecr:BatchCheckLayerAvailability"][..],
+                                    Some(cx.w.clusters[s.cluster].arn.clone()),
+                                ))
+                            })
+                            .collect();
                     let emergent: [(bool, usize, &[&str], Option<String>); 2] = [
                         (
                             exec_ran,
@@ -878,7 +921,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                             }),
                         ),
                     ];
-                    for (ran, role, actions, cluster) in emergent {
+                    for (ran, role, actions, cluster) in emergent.into_iter().chain(shared) {
                         if !ran {
                             continue;
                         }

@@ -22,46 +22,17 @@ pub struct Stats {
     pub errors: u64,
 }
 
-/// Benign error lines every fleet has: 503s while credentials are pending after an agent
-/// restart, and a metrics sidecar throttled (429) on the metadata endpoint — never five
-/// within ten minutes from one address, so they stay below `fetch_denied_burst`.
+/// A metrics sidecar polling task stats gets throttled (429) on the metadata endpoint now and
+/// then: three lines, never five within ten minutes from one address. (Agent restarts,
+/// throttling of credential requests and stale credential IDs are the clients' own, in
+/// `clients`.)
 fn near_misses(w: &World, host: usize, out: &mut Vec<AuditEntry>) {
     let mut rng = Rng::derive(w.seed, &[stream::HOST_AUDIT, host as u64]);
-    let dur = w.end - w.start;
     let on_host: Vec<usize> = (0..w.tasks.len())
-        .filter(|&i| w.tasks[i].host == host && !w.tasks[i].procs.is_empty())
+        .filter(|&i| w.tasks[i].host == host && !w.tasks[i].fargate && !w.tasks[i].procs.is_empty())
         .collect();
     if on_host.is_empty() {
         return;
-    }
-    if host.is_multiple_of(4) {
-        // Agent restart: the next fetch of one task first gets two 503s.
-        let t0 = w.start + dur * 2 / 5 + rng.range(0, 600);
-        let fetch = on_host.iter().find_map(|&i| {
-            let tl = w.tasks[i].procs.first()?;
-            let f = tl.iter().find(|f| f.0 > t0)?;
-            Some((i, f.0))
-        });
-        if let Some((i, at)) = fetch {
-            let task = &w.tasks[i];
-            let ua = out
-                .iter()
-                .find(|e| e.task == Some(i as u32) && !e.exec)
-                .map_or(0, |e| e.ua);
-            for d in [2, 1] {
-                out.push(AuditEntry {
-                    time: at - d,
-                    status: 503,
-                    src: task
-                        .fetch_ip()
-                        .map(|ip| (ip, rng.range(32768, 61000) as u16)),
-                    path: "/v2/credentials".to_string(),
-                    ua,
-                    task: None,
-                    exec: false,
-                });
-            }
-        }
     }
     if host % 3 == 1 {
         // A metrics sidecar polling task stats gets throttled now and then (three 429s).
@@ -100,6 +71,8 @@ fn render_lines(w: &World, host: usize) -> Vec<(i64, Vec<u8>)> {
     let cluster = &w.clusters[h.cluster];
     let mut entries = w.audit[host].clone();
     near_misses(w, host, &mut entries);
+    // The log begins when the collector was installed: older rolls are gone.
+    entries.retain(|e| e.time >= h.audit_from);
     entries.sort_by_key(|e| e.time);
     let mut lines = Vec::with_capacity(entries.len());
     for e in &entries {

@@ -286,50 +286,101 @@ impl Api {
     }
 }
 
-/// The SDK a service is written with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A client of the agent's credential endpoint: an AWS SDK, or an HTTP library an application
+/// uses itself. What each sends and how it retries is measured for the SDKs that
+/// `shared/data/sdk-credential-fetches/` captured (botocore, AWS CLI v1, JS v2 and v3); the
+/// others (Java, Go v2, .NET, Ruby, PHP) are not measured, only kept plausible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Lang {
+    /// AWS SDK for Java v2 (not measured).
     Java,
-    Node,
+    /// AWS SDK for JavaScript v3, default provider chain (measured: 3.1178.0).
+    NodeV3,
+    /// AWS SDK for JavaScript v2 (measured: 2.1693.0 on Node 20.20.2).
+    NodeV2,
+    /// boto3 1.35 / botocore on a current image: urllib3 2.8.0 (measured).
     Python,
+    /// boto3 1.28 / botocore 1.31 on an older image: urllib3 2.0.7 (measured).
+    PythonLegacy,
+    /// AWS CLI v1 1.46 (bundled botocore 1.43; measured): one fetch per command.
+    AwsCliV1,
+    /// AWS SDK for Go v2 (not measured).
     GoV2,
+    /// AWS SDK for Go v1 (issue aws-sdk-go#1780 shows its user agent).
     GoV1,
+    /// AWS SDK for .NET (not measured).
     DotNet,
+    /// AWS SDK for Ruby v3 (not measured).
     Ruby,
+    /// A PHP application fetching credentials itself with Guzzle 7 (not measured).
+    PhpGuzzle,
+    /// A PHP (Zend Framework 1) application fetching credentials itself (formats.md §1's real line).
+    PhpZend,
+    /// The AWS CLI v2 of the health-check sidecar: botocore on its bundled urllib3 1.26 (not measured).
+    AwsCliV2,
 }
 
 const KERNEL: &str = "5.10.228-219.884.amzn2.x86_64";
 
+/// One attempt of a failed credential resolution: milliseconds after the first attempt, and
+/// whether it opens a new connection (a new source port).
+pub type Attempt = (i64, bool);
+
 impl Lang {
-    /// User agent of the SDK's container-credentials provider (what the audit log shows).
-    pub fn fetch_user_agent(self) -> String {
+    /// User agent the client sends to the credential endpoint (what the audit log shows); `""`
+    /// when it sends none.
+    pub fn fetch_user_agent(self) -> &'static str {
         match self {
-            Lang::Java => format!(
-                "aws-sdk-java/2.29.9 Linux/{KERNEL} OpenJDK_64-Bit_Server_VM/21.0.5+11-LTS Java/21.0.5 vendor/Amazon.com_Inc. io/sync http/Apache cfg/retry-mode/legacy"
-            ),
-            Lang::Node => "aws-sdk-js/3.693.0".to_string(),
-            Lang::Python => "python-urllib3/2.2.3 Botocore/1.35.63".to_string(),
-            Lang::GoV2 => "aws-sdk-go-v2/1.32.4 os/linux lang/go#1.23.3 md/GOOS#linux md/GOARCH#amd64 exec-env/AWS_ECS_EC2".to_string(),
-            Lang::GoV1 => "aws-sdk-go/1.55.5 (go1.22.9; linux; amd64)".to_string(),
-            Lang::DotNet => format!(
-                "aws-sdk-dotnet-coreclr/3.7.400.54 aws-sdk-dotnet-core/3.7.400.54 .NET_Core/8.0.11 OS/Linux_{KERNEL}_#1_SMP_Tue_Nov_5_2024 ClientSync"
-            ),
-            Lang::Ruby => "aws-sdk-ruby3/3.213.0 ruby/3.3.6 x86_64-linux".to_string(),
+            Lang::Java => {
+                "aws-sdk-java/2.29.9 Linux/5.10.228-219.884.amzn2.x86_64 OpenJDK_64-Bit_Server_VM/21.0.5+11-LTS Java/21.0.5 vendor/Amazon.com_Inc. io/sync http/UrlConnection cfg/retry-mode/legacy"
+            }
+            // JS v3 sends no User-Agent header at all; the agent logs `""`.
+            Lang::NodeV3 => "",
+            Lang::NodeV2 => "aws-sdk-nodejs/2.1693.0 linux/v20.20.2 exec-env/AWS_ECS_EC2",
+            Lang::Python | Lang::AwsCliV1 => "python-urllib3/2.8.0",
+            Lang::PythonLegacy => "python-urllib3/2.0.7",
+            Lang::AwsCliV2 => "python-urllib3/1.26.20",
+            Lang::GoV2 => {
+                "aws-sdk-go-v2/1.32.4 os/linux lang/go#1.23.3 md/GOOS#linux md/GOARCH#amd64 exec-env/AWS_ECS_EC2"
+            }
+            Lang::GoV1 => "aws-sdk-go/1.55.5 (go1.22.9; linux; amd64)",
+            Lang::DotNet => {
+                "aws-sdk-dotnet-coreclr/3.7.400.54 aws-sdk-dotnet-core/3.7.400.54 .NET_Core/8.0.11 OS/Linux_5.10.228-219.884.amzn2.x86_64_#1_SMP_Tue_Nov_5_2024 ClientSync"
+            }
+            Lang::Ruby => "aws-sdk-ruby3/3.213.0 ruby/3.3.6 x86_64-linux",
+            Lang::PhpGuzzle => "GuzzleHttp/7",
+            Lang::PhpZend => "Zend_Http_Client",
         }
     }
 
-    /// User agent of the SDK's API calls (what CloudTrail shows).
+    /// User agent of the client's API calls (what CloudTrail shows): SDK-like for every SDK.
     pub fn call_user_agent(self, service: &str) -> String {
         match self {
             Lang::Java => format!(
                 "aws-sdk-java/2.29.9 ua/2.1 os/Linux#{KERNEL} lang/java#21.0.5 md/OpenJDK_64-Bit_Server_VM#21.0.5+11-LTS md/vendor#Amazon.com_Inc. exec-env/AWS_ECS_EC2 md/internal io/sync http/Apache cfg/retry-mode#legacy"
             ),
-            Lang::Node => format!(
+            Lang::NodeV3 => format!(
                 "aws-sdk-js/3.693.0 ua/2.1 os/linux#{KERNEL} lang/js md/nodejs#20.18.0 api/{service}#3.693.0 m/E exec-env/AWS_ECS_EC2"
             ),
+            Lang::NodeV2 => {
+                "aws-sdk-nodejs/2.1693.0 linux/v20.20.2 exec-env/AWS_ECS_EC2 promise".to_string()
+            }
             Lang::Python => format!(
                 "Boto3/1.35.63 md/Botocore#1.35.63 ua/2.0 os/linux#{KERNEL} md/arch#x86_64 lang/python#3.12.7 md/pyimpl#CPython exec-env/AWS_ECS_EC2 cfg/retry-mode#legacy Botocore/1.35.63"
             ),
+            Lang::PythonLegacy => format!(
+                "Boto3/1.28.85 md/Botocore#1.31.85 ua/2.0 os/linux#{KERNEL} md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython exec-env/AWS_ECS_EC2 cfg/retry-mode#legacy Botocore/1.31.85"
+            ),
+            Lang::AwsCliV1 => {
+                let command = match service {
+                    "sqs" => "sqs.get-queue-attributes",
+                    _ => "s3.cp",
+                };
+                format!(
+                    "aws-cli/1.46.3 md/Botocore#1.43.62 ua/2.1 os/linux#{KERNEL} md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython exec-env/AWS_ECS_EC2 cfg/retry-mode#legacy botocore/1.43.62 md/command#{command}"
+                )
+            }
+            Lang::AwsCliV2 => HEALTHCHECK_USER_AGENT.to_string(),
             Lang::GoV2 => format!(
                 "aws-sdk-go-v2/1.32.4 ua/2.1 os/linux lang/go#1.23.3 md/GOOS#linux md/GOARCH#amd64 exec-env/AWS_ECS_EC2 api/{service}#1.37.6 m/E"
             ),
@@ -342,16 +393,116 @@ impl Lang {
             Lang::Ruby => format!(
                 "aws-sdk-ruby3/3.213.0 ua/2.1 api/{service}#1.0 os/linux md/x86_64 lang/ruby#3.3.6 md/3.3.6 exec-env/AWS_ECS_EC2"
             ),
+            Lang::PhpGuzzle => format!(
+                "aws-sdk-php/3.325.2 ua/2.1 os/linux#{KERNEL} lang/php#8.3.13 GuzzleHttp/7 exec-env/AWS_ECS_EC2 api/{service}#3.325.2"
+            ),
+            Lang::PhpZend => "Zend_Http_Client".to_string(),
         }
     }
 
-    /// How long before expiry the SDK fetches fresh credentials (seconds).
+    /// Seconds before expiry from which the next API call fetches new credentials (the SDK's
+    /// refresh window): botocore and the CLI 900 s, JS v3 300 s, JS v2 15 s (measured); the
+    /// others from their sources.
     pub fn refresh_margin(self) -> i64 {
         match self {
-            Lang::Python => 15 * 60,
-            Lang::Java | Lang::DotNet => 5 * 60,
-            Lang::Node | Lang::Ruby => 5 * 60,
+            Lang::Python | Lang::PythonLegacy | Lang::AwsCliV1 | Lang::AwsCliV2 => 15 * 60,
+            Lang::NodeV3 | Lang::Java | Lang::DotNet | Lang::Ruby => 5 * 60,
+            Lang::NodeV2 => 15,
             Lang::GoV2 | Lang::GoV1 => 10 * 60,
+            Lang::PhpGuzzle | Lang::PhpZend => 60,
+        }
+    }
+
+    /// JS v3 refreshes in the background: the call that triggers a refresh is still signed with
+    /// the old key. Every other client blocks the call until the fetch is done.
+    pub fn refreshes_in_background(self) -> bool {
+        self == Lang::NodeV3
+    }
+
+    /// A failed refresh fails the API call (JS v2 fails at once although its key has 15 s
+    /// left); botocore and JS v3 keep using the old key inside their refresh window.
+    pub fn refresh_failure_fails_call(self) -> bool {
+        matches!(self, Lang::NodeV2 | Lang::Java | Lang::GoV1 | Lang::GoV2)
+    }
+
+    /// The client keeps its connection to the agent open between requests (the agent closes it
+    /// after 5 s idle). JS v2 sends `Connection: close`; the PHP apps and Ruby open one each time.
+    pub fn keeps_alive(self) -> bool {
+        !matches!(
+            self,
+            Lang::NodeV2 | Lang::Ruby | Lang::PhpGuzzle | Lang::PhpZend
+        )
+    }
+
+    /// The attempts one credential resolution makes when the agent answers `status`:
+    /// botocore and the CLI 3 attempts 1 s apart on one connection (also for 400); JS v3's
+    /// default chain 4 attempts 1 s apart on a new connection, then one by its next provider on
+    /// a connection of its own (also for 400); JS v2 1 + 3 retries within about 0.5 s, each on a new connection, and no
+    /// retry on 400. The others are not measured: Java retries 5xx 5 times at once, Go v1 and v2
+    /// use their default retryers, Ruby retries with exponential backoff; none retries a 400.
+    pub fn failed_round(
+        self,
+        status: u16,
+        jitter: &mut impl FnMut(i64, i64) -> i64,
+    ) -> Vec<Attempt> {
+        let retryable = status != 400;
+        match self {
+            Lang::Python | Lang::PythonLegacy | Lang::AwsCliV1 | Lang::AwsCliV2 => {
+                vec![
+                    (0, false),
+                    (1000 + jitter(0, 12), false),
+                    (2000 + jitter(0, 25), false),
+                ]
+            }
+            Lang::NodeV3 => {
+                let last = 3000 + jitter(0, 20);
+                vec![
+                    (0, true),
+                    (1000 + jitter(0, 8), false),
+                    (2000 + jitter(0, 12), false),
+                    (last, false),
+                    (last + jitter(2, 15), true),
+                ]
+            }
+            _ if !retryable => vec![(0, self == Lang::NodeV2)],
+            Lang::NodeV2 => {
+                let mut at = 0;
+                let mut v = vec![(0, true)];
+                for _ in 0..3 {
+                    at += jitter(10, 390).min(500 - at - 1).max(1);
+                    v.push((at, true));
+                }
+                v
+            }
+            Lang::Java => (0..6).map(|k| (k * jitter(2, 20), false)).collect(),
+            Lang::GoV1 => {
+                let a = jitter(30, 120);
+                let b = a + jitter(60, 240);
+                vec![
+                    (0, false),
+                    (a, false),
+                    (b, false),
+                    (b + jitter(120, 480), false),
+                ]
+            }
+            Lang::GoV2 => {
+                let a = jitter(0, 1000);
+                vec![(0, false), (a, false), (a + jitter(0, 2000), false)]
+            }
+            Lang::DotNet => {
+                let a = jitter(100, 300);
+                vec![(0, false), (a, false), (a + jitter(100, 300), false)]
+            }
+            Lang::Ruby => {
+                let mut at = 0;
+                let mut v = vec![(0, true)];
+                for k in 0..5 {
+                    at += 100 << k;
+                    v.push((at, true));
+                }
+                v
+            }
+            Lang::PhpGuzzle | Lang::PhpZend => vec![(0, true)],
         }
     }
 
@@ -363,6 +514,35 @@ impl Lang {
             _ => (2, 12),
         }
     }
+}
+
+/// How a client holds credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Long-lived processes, each caching its credentials and refreshing lazily: on the first
+    /// API call inside the SDK's refresh window. An idle process makes no request.
+    Cached {
+        procs: u8,
+        /// Credential providers per process (Java apps that build one provider per service
+        /// client fetch once per client, back to back on one connection).
+        providers: u8,
+    },
+    /// A new process or SDK session per API call (a new boto3 `Session` per request, a PHP-FPM
+    /// request): one fetch per call, each on a new connection.
+    PerCall,
+    /// A shell loop of AWS CLI commands, one every `period` seconds or so: one fetch per command.
+    Loop { period: i64 },
+}
+
+/// One credential client of a task definition's containers.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub lang: Lang,
+    pub mode: Mode,
+    /// Calls each process makes right after its first credential fetch.
+    pub boot: &'static [Api],
+    /// Steady calls: (api, calls per task-hour; for `Loop`, the share of commands).
+    pub steady: &'static [(Api, f64)],
 }
 
 /// What a service does: one usage profile per kind of workload.
@@ -384,6 +564,14 @@ pub enum Profile {
     ReportBuilder,
     /// A service that never calls AWS although its task definition names a task role.
     LegacySidekick,
+    /// A shell loop of AWS CLI v1 commands draining a queue into S3: one fetch per command.
+    QueueDrainer,
+    /// A Flask API creating a new boto3 `Session` for every request: one fetch per call.
+    WebhooksApi,
+    /// A mostly idle Node (JS v2) notifier whose one role is both task and execution role.
+    Notifier,
+    /// A PHP storefront: Guzzle fetching credentials per request, and a legacy Zend module.
+    Storefront,
     /// A one-off `run-task` of the orders-api image with an overridden task role.
     Migration,
 }
@@ -391,20 +579,48 @@ pub enum Profile {
 /// Calls per task-hour and the shape of one service's traffic.
 #[derive(Debug, Clone, Copy)]
 pub struct Behavior {
-    pub lang: Lang,
-    /// Calls each application process makes right after its first credential fetch.
-    pub boot: &'static [Api],
-    /// Steady calls: (api, calls per task-hour).
-    pub steady: &'static [(Api, f64)],
-    /// Application processes in the app container (each caches its own credentials).
-    pub procs: u8,
+    pub clients: &'static [Client],
     /// A health-check sidecar runs `aws sts get-caller-identity` every 30 s.
     pub healthcheck: bool,
     pub uses_aws: bool,
 }
 
+impl Behavior {
+    /// The main client's SDK.
+    pub fn lang(&self) -> Lang {
+        self.clients.first().map_or(Lang::Ruby, |c| c.lang)
+    }
+
+    /// Every API the application calls on its own (boot calls first).
+    pub fn apis(&self) -> Vec<Api> {
+        let mut v = Vec::new();
+        for c in self.clients {
+            v.extend(c.boot.iter().copied());
+            v.extend(c.steady.iter().map(|s| s.0));
+        }
+        v
+    }
+}
+
+const fn cached(
+    lang: Lang,
+    procs: u8,
+    boot: &'static [Api],
+    steady: &'static [(Api, f64)],
+) -> Client {
+    Client {
+        lang,
+        mode: Mode::Cached {
+            procs,
+            providers: 1,
+        },
+        boot,
+        steady,
+    }
+}
+
 impl Profile {
-    pub const TEMPLATES: [Profile; 8] = [
+    pub const TEMPLATES: [Profile; 12] = [
         Profile::OrdersApi,
         Profile::CatalogApi,
         Profile::OrdersWorker,
@@ -413,6 +629,10 @@ impl Profile {
         Profile::IngestGateway,
         Profile::ReportBuilder,
         Profile::LegacySidekick,
+        Profile::QueueDrainer,
+        Profile::WebhooksApi,
+        Profile::Notifier,
+        Profile::Storefront,
     ];
 
     pub fn family(self) -> &'static str {
@@ -425,6 +645,10 @@ impl Profile {
             Profile::IngestGateway => "ingest-gateway",
             Profile::ReportBuilder => "report-builder",
             Profile::LegacySidekick => "legacy-sidekick",
+            Profile::QueueDrainer => "queue-drainer",
+            Profile::WebhooksApi => "webhooks-api",
+            Profile::Notifier => "notifier",
+            Profile::Storefront => "storefront",
         }
     }
 
@@ -436,6 +660,7 @@ impl Profile {
                 | Profile::BillingApi
                 | Profile::ReportBuilder
                 | Profile::Migration
+                | Profile::WebhooksApi
         )
     }
 
@@ -445,107 +670,199 @@ impl Profile {
             Profile::OrdersApi | Profile::CatalogApi => 1.5,
             Profile::OrdersWorker | Profile::MediaWorker => 2.0,
             Profile::BillingApi | Profile::IngestGateway => 1.0,
+            Profile::WebhooksApi | Profile::Storefront => 0.5,
+            Profile::QueueDrainer | Profile::Notifier => 0.2,
             _ => 0.0,
         }
+    }
+
+    /// Runs on Fargate (the scheduled report job): no container instance and no audit log.
+    pub fn fargate(self) -> bool {
+        self == Profile::ReportBuilder
+    }
+
+    /// The task definition names its task role as its execution role too.
+    pub fn shares_execution_role(self) -> bool {
+        self == Profile::Notifier
     }
 
     pub fn behavior(self) -> Behavior {
         use Api::*;
         match self {
             Profile::OrdersApi => Behavior {
-                lang: Lang::Java,
-                boot: &[DdbDescribeTable, SmGetSecretValue, SsmGetParameters],
-                steady: &[
-                    (SmGetSecretValue, 12.0),
-                    (S3GetObject, 300.0),
-                    (SmDescribeSecret, 0.15),
-                ],
-                procs: 1,
+                clients: &[Client {
+                    lang: Lang::Java,
+                    mode: Mode::Cached {
+                        procs: 1,
+                        providers: 4,
+                    },
+                    boot: &[DdbDescribeTable, SmGetSecretValue, SsmGetParameters],
+                    steady: &[
+                        (SmGetSecretValue, 12.0),
+                        (S3GetObject, 300.0),
+                        (SmDescribeSecret, 0.15),
+                    ],
+                }],
                 healthcheck: true,
                 uses_aws: true,
             },
             Profile::CatalogApi => Behavior {
-                lang: Lang::Node,
-                boot: &[DdbDescribeTable, SmGetSecretValue],
-                steady: &[
-                    (S3GetObject, 480.0),
-                    (SmGetSecretValue, 6.0),
-                    (DdbDescribeTable, 2.0),
-                ],
-                procs: 2,
+                clients: const {
+                    &[cached(
+                        Lang::NodeV3,
+                        2,
+                        &[DdbDescribeTable, SmGetSecretValue],
+                        &[
+                            (S3GetObject, 480.0),
+                            (SmGetSecretValue, 6.0),
+                            (DdbDescribeTable, 2.0),
+                        ],
+                    )]
+                },
                 healthcheck: false,
                 uses_aws: true,
             },
             Profile::OrdersWorker => Behavior {
-                lang: Lang::Python,
-                boot: &[SqsGetQueueUrl, SqsGetQueueAttributes],
-                steady: &[
-                    (S3PutObject, 350.0),
-                    (S3GetObject, 80.0),
-                    (SqsGetQueueAttributes, 6.0),
-                ],
-                procs: 3,
+                clients: const {
+                    &[cached(
+                        Lang::Python,
+                        3,
+                        &[SqsGetQueueUrl, SqsGetQueueAttributes],
+                        &[
+                            (S3PutObject, 350.0),
+                            (S3GetObject, 80.0),
+                            (SqsGetQueueAttributes, 6.0),
+                        ],
+                    )]
+                },
                 healthcheck: false,
                 uses_aws: true,
             },
             Profile::MediaWorker => Behavior {
-                lang: Lang::GoV2,
-                boot: &[S3HeadObject],
-                steady: &[
-                    (S3GetObject, 250.0),
-                    (S3PutObject, 250.0),
-                    (S3HeadObject, 100.0),
-                ],
-                procs: 1,
+                clients: const {
+                    &[cached(
+                        Lang::GoV2,
+                        1,
+                        &[S3HeadObject],
+                        &[
+                            (S3GetObject, 250.0),
+                            (S3PutObject, 250.0),
+                            (S3HeadObject, 100.0),
+                        ],
+                    )]
+                },
                 healthcheck: false,
                 uses_aws: true,
             },
             Profile::BillingApi => Behavior {
-                lang: Lang::GoV1,
-                boot: &[SsmGetParameters, KmsGetPublicKey],
-                steady: &[(KmsSign, 600.0), (SsmGetParameters, 4.0), (KmsVerify, 0.1)],
-                procs: 1,
+                clients: const {
+                    &[cached(
+                        Lang::GoV1,
+                        1,
+                        &[SsmGetParameters, KmsGetPublicKey],
+                        &[(KmsSign, 600.0), (SsmGetParameters, 4.0), (KmsVerify, 0.1)],
+                    )]
+                },
                 healthcheck: false,
                 uses_aws: true,
             },
             Profile::IngestGateway => Behavior {
-                lang: Lang::DotNet,
-                boot: &[SsmGetParameter, SmGetSecretValue],
-                steady: &[
-                    (KmsEncrypt, 400.0),
-                    (KmsGenerateDataKey, 200.0),
-                    (SmGetSecretValue, 6.0),
-                ],
-                procs: 1,
+                clients: const {
+                    &[cached(
+                        Lang::DotNet,
+                        1,
+                        &[SsmGetParameter, SmGetSecretValue],
+                        &[
+                            (KmsEncrypt, 400.0),
+                            (KmsGenerateDataKey, 200.0),
+                            (SmGetSecretValue, 6.0),
+                        ],
+                    )]
+                },
                 healthcheck: true,
                 uses_aws: true,
             },
             Profile::ReportBuilder => Behavior {
-                lang: Lang::Python,
-                boot: &[StsGetCallerIdentity],
-                steady: &[
-                    (AthenaStartQueryExecution, 60.0),
-                    (AthenaGetQueryExecution, 900.0),
-                    (AthenaGetQueryResults, 60.0),
-                    (S3PutObject, 30.0),
-                ],
-                procs: 1,
+                clients: const {
+                    &[cached(
+                        Lang::PythonLegacy,
+                        1,
+                        &[StsGetCallerIdentity],
+                        &[
+                            (AthenaStartQueryExecution, 60.0),
+                            (AthenaGetQueryExecution, 900.0),
+                            (AthenaGetQueryResults, 60.0),
+                            (S3PutObject, 30.0),
+                        ],
+                    )]
+                },
                 healthcheck: false,
                 uses_aws: true,
             },
             Profile::LegacySidekick => Behavior {
-                lang: Lang::Ruby,
-                boot: &[],
-                steady: &[],
-                procs: 1,
+                clients: const { &[cached(Lang::Ruby, 1, &[], &[])] },
                 healthcheck: false,
                 uses_aws: false,
             },
+            Profile::QueueDrainer => Behavior {
+                clients: &[Client {
+                    lang: Lang::AwsCliV1,
+                    mode: Mode::Loop { period: 6 },
+                    boot: &[],
+                    steady: &[(SqsGetQueueAttributes, 3.0), (S3PutObject, 1.0)],
+                }],
+                healthcheck: false,
+                uses_aws: true,
+            },
+            Profile::WebhooksApi => Behavior {
+                clients: &[Client {
+                    lang: Lang::PythonLegacy,
+                    mode: Mode::PerCall,
+                    boot: &[],
+                    steady: &[(S3PutObject, 90.0), (SqsGetQueueUrl, 30.0)],
+                }],
+                healthcheck: false,
+                uses_aws: true,
+            },
+            Profile::Notifier => Behavior {
+                clients: const {
+                    &[cached(
+                        Lang::NodeV2,
+                        1,
+                        &[SqsGetQueueUrl, SmGetSecretValue],
+                        &[(SqsGetQueueAttributes, 3.0), (SmGetSecretValue, 0.5)],
+                    )]
+                },
+                healthcheck: false,
+                uses_aws: true,
+            },
+            Profile::Storefront => Behavior {
+                clients: &[
+                    Client {
+                        lang: Lang::PhpGuzzle,
+                        mode: Mode::PerCall,
+                        boot: &[],
+                        steady: &[(S3GetObject, 60.0), (SmGetSecretValue, 10.0)],
+                    },
+                    Client {
+                        lang: Lang::PhpZend,
+                        mode: Mode::PerCall,
+                        boot: &[],
+                        steady: &[(S3PutObject, 8.0)],
+                    },
+                ],
+                healthcheck: false,
+                uses_aws: true,
+            },
             Profile::Migration => Behavior {
-                lang: Lang::Java,
-                boot: &[DdbDescribeTable, DdbUpdateTable],
-                steady: &[(DdbDescribeTable, 120.0), (DdbUpdateTable, 12.0)],
-                procs: 1,
+                clients: const {
+                    &[cached(
+                        Lang::Java,
+                        1,
+                        &[DdbDescribeTable, DdbUpdateTable],
+                        &[(DdbDescribeTable, 120.0), (DdbUpdateTable, 12.0)],
+                    )]
+                },
                 healthcheck: false,
                 uses_aws: true,
             },

@@ -16,7 +16,10 @@ use anyhow::{Context, Result, anyhow};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::calls::{AGENT_USER_AGENT, Api, DOCKER_USER_AGENT, HEALTHCHECK_USER_AGENT, Profile};
+use super::calls::{
+    AGENT_USER_AGENT, Api, Client, DOCKER_USER_AGENT, HEALTHCHECK_USER_AGENT, Lang, Mode, Profile,
+};
+use super::clients::{client_calls, proc_calls};
 use super::clock;
 use super::cluster::{
     Call, CallError, HEALTHCHECK_PERIOD, Network, REGIONS, Src, Task, Who, World, healthcheck_base,
@@ -67,8 +70,8 @@ struct Pre {
     ua_console: u16,
     ua_ci: u16,
     ua_lambda: u16,
-    /// Call user agent per (task profile, API service) as index into `uas`.
-    call_ua: Vec<(Profile, &'static str, u16)>,
+    /// Call user agent per (client, API service) as index into `uas`.
+    call_ua: Vec<(Lang, &'static str, u16)>,
     layers: Vec<Vec<String>>,
 }
 
@@ -81,18 +84,17 @@ impl Pre {
         (self.uas.len() - 1) as u16
     }
 
-    fn call_ua(&self, p: Profile, service: &str) -> u16 {
+    fn call_ua(&self, lang: Lang, service: &str) -> u16 {
         self.call_ua
             .iter()
-            .find(|(pp, s, _)| *pp == p && *s == service)
+            .find(|(l, s, _)| *l == lang && *s == service)
             .map_or(0, |x| x.2)
     }
 }
 
-fn all_apis(p: Profile) -> Vec<Api> {
-    let b = p.behavior();
-    let mut v: Vec<Api> = b.boot.to_vec();
-    v.extend(b.steady.iter().map(|s| s.0));
+fn all_apis(c: &Client) -> Vec<Api> {
+    let mut v: Vec<Api> = c.boot.to_vec();
+    v.extend(c.steady.iter().map(|s| s.0));
     let follow: Vec<Api> = v
         .iter()
         .filter_map(|a| a.follow_up().map(|f| f.0))
@@ -126,12 +128,18 @@ fn prepare(w: &World) -> Pre {
     let mut profiles: Vec<Profile> = Profile::TEMPLATES.to_vec();
     profiles.push(Profile::Migration);
     for p in profiles {
-        for api in all_apis(p) {
-            let svc = api.spec().service;
-            if !pre.call_ua.iter().any(|(pp, s, _)| *pp == p && *s == svc) {
-                let ua = p.behavior().lang.call_user_agent(svc);
-                let i = pre.intern(&ua);
-                pre.call_ua.push((p, svc, i));
+        for c in p.behavior().clients {
+            for api in all_apis(c) {
+                let svc = api.spec().service;
+                if !pre
+                    .call_ua
+                    .iter()
+                    .any(|(l, s, _)| *l == c.lang && *s == svc)
+                {
+                    let ua = c.lang.call_user_agent(svc);
+                    let i = pre.intern(&ua);
+                    pre.call_ua.push((c.lang, svc, i));
+                }
             }
         }
     }
@@ -499,8 +507,10 @@ fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {
                 );
             }
         }
+        // Docker's awslogs driver creates each container's log stream as it creates the
+        // container: after the pull, no later than startedAt.
         for (ci, _) in task.containers.iter().enumerate() {
-            let t = task.started() + ci as i64;
+            let t = (task.pull_stopped_ms.div_euclid(1000) + ci as i64).min(task.started());
             if g.in_hour(t) {
                 g.push(
                     t,
@@ -514,6 +524,28 @@ fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {
                     (ti as u32) | ((ci as u32) << 24),
                 );
             }
+        }
+    }
+    // Athena finishing the last query of a report run after the task stopped: it reads the
+    // table with the task's session on its behalf (`invokedBy`), minutes after stoppedAt.
+    if task.profile == Profile::ReportBuilder
+        && let Some(stopped) = task.stopped()
+        && let Some(key) = w.latest_key(&task.task_keys, task.last_call)
+    {
+        let mut rng = Rng::derive(w.seed, &[stream::TASK_CALLS, ti as u64, u64::MAX - 1]);
+        let t = stopped + rng.range(60, 900);
+        if g.in_hour(t) {
+            g.push(
+                t,
+                region,
+                Who::Key(key),
+                Api::GlueGetTable,
+                Src::Service("athena.amazonaws.com"),
+                0,
+                0,
+                None,
+                ti as u32,
+            );
         }
     }
     // The ECS service-linked role managing the task's ENI.
@@ -542,10 +574,13 @@ fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {
             }
         }
     }
-    // The agent reporting state changes with the instance role.
+    // The agent reporting state changes with the instance role (Fargate's agent is AWS's own).
     let mut ev = vec![(task.started() + 1, 0u32)];
     if let Some(s) = task.stopped() {
         ev.push((s + 1, 1));
+    }
+    if task.fargate {
+        ev.clear();
     }
     for (t, stopped) in ev {
         if g.in_hour(t) {
@@ -577,43 +612,68 @@ fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {
 
 fn app_calls(g: &mut Gen, ti: usize, task: &Task) {
     let w = g.w;
-    if task.procs.is_empty() {
+    let b = task.profile.behavior();
+    if !b.uses_aws || task.task_keys.is_empty() {
         return;
     }
-    let b = task.profile.behavior();
-    // Calls trail their fetch by at least two seconds, so a host clock off by one second never
-    // makes a call look earlier than the fetch that preceded it.
-    let a = g.hs.max(task.app_start() + 2);
-    let z = g.he.min(task.last_call + 1);
-    // Boot calls right after each process's first fetch.
-    for p in 0..task.procs.len() {
-        let Some(&(first, key)) = task.procs[p].first() else {
+    let h = (g.hs - w.start) / 3600;
+    // Cached processes: boot calls right after the first fetch, then their steady calls, each
+    // signed with the key the process holds (JS v3 refreshes in the background, so the call
+    // that triggers a refresh still carries the old key).
+    for (pi, &(c, p)) in task.proc_ids.iter().enumerate() {
+        let client = &b.clients[c as usize];
+        let Some(&(first, key)) = task.procs[pi].first() else {
             continue;
         };
-        for (j, &api) in b.boot.iter().enumerate() {
+        // Calls trail their first fetch by at least two seconds, so a host clock off by one
+        // second never makes a call look earlier than the fetch that preceded it.
+        for (j, &api) in client.boot.iter().enumerate() {
             let t = first + 2 + j as i64;
             if g.in_hour(t) && t <= task.last_call {
-                let ua = g.pre.call_ua(task.profile, api.spec().service);
+                let ua = g.pre.call_ua(client.lang, api.spec().service);
                 g.task_call(ti, key, api, t, ua);
             }
         }
-    }
-    if a < z {
-        for &(api, rate) in b.steady {
-            let ua = g.pre.call_ua(task.profile, api.spec().service);
-            let mean = 3600.0 / rate;
-            let mut t = a as f64 + g.rng.exp(mean);
-            while (t as i64) < z {
-                let ts = t as i64;
-                let p = g.rng.below(task.procs.len() as u64) as usize;
-                if let Some(key) = task.key_at(p, ts - 2) {
-                    g.task_call(ti, key, api, ts, ua);
-                }
-                t += g.rng.exp(mean);
+        let a = g.hs.max(first + 2);
+        let z = g.he.min(task.last_call + 1);
+        if a >= z {
+            continue;
+        }
+        let background = client.lang.refreshes_in_background();
+        for (ts, api) in proc_calls(w, ti, c as usize, p as usize, h) {
+            if ts < a || ts >= z {
+                continue;
+            }
+            if task
+                .lost
+                .iter()
+                .any(|&(lp, from, to)| lp as usize == pi && from <= ts && ts < to)
+            {
+                continue;
+            }
+            let probe = if background { ts - 1 } else { ts };
+            if let Some(key) = task.key_at(pi, probe) {
+                let ua = g.pre.call_ua(client.lang, api.spec().service);
+                g.task_call(ti, key, api, ts, ua);
             }
         }
     }
-    if b.healthcheck && !task.task_keys.is_empty() {
+    // Per-call and loop clients: each call fetched one second before; none while the agent failed.
+    for (c, client) in b.clients.iter().enumerate() {
+        if matches!(client.mode, Mode::Cached { .. }) {
+            continue;
+        }
+        for (ts, api) in client_calls(w, ti, c, h) {
+            if w.fault_at(w.agent_host(ti), ts - 1).is_some() {
+                continue;
+            }
+            if let Some(key) = w.latest_key(&task.task_keys, ts - 1) {
+                let ua = g.pre.call_ua(client.lang, api.spec().service);
+                g.task_call(ti, key, api, ts, ua);
+            }
+        }
+    }
+    if b.healthcheck {
         let base = healthcheck_base(task);
         let mut k = ((g.hs - base) / HEALTHCHECK_PERIOD - 1).max(0);
         loop {
@@ -624,6 +684,7 @@ fn app_calls(g: &mut Gen, ti: usize, task: &Task) {
             let t = run + 2;
             if g.in_hour(t)
                 && t <= task.last_call
+                && w.fault_at(w.agent_host(ti), run).is_none()
                 && let Some(key) = w.latest_key(&task.task_keys, run)
             {
                 let (src, vpce) = w.route(ti, Api::StsGetCallerIdentity);

@@ -11,7 +11,9 @@ use std::net::Ipv4Addr;
 use anyhow::{Result, bail};
 
 use super::attacks::{self, Attack};
-use super::calls::{AWSLOGS_USER_AGENT, Api, HEALTHCHECK_USER_AGENT, Profile};
+use super::calls::{AWSLOGS_USER_AGENT, Api, Lang, Profile};
+use super::clients::{Conn, task_requests};
+pub use super::clients::{Fault, StaleClient};
 use super::clock;
 use super::rng::{KEY_ALPHABET, Rng, UPPER_ALNUM, stream};
 use super::truth::Truth;
@@ -152,6 +154,11 @@ pub struct Host {
     pub agent_version: &'static str,
     /// Host clock minus true time (seconds), applied to audit-log times.
     pub skew: i64,
+    /// Agent restarts (503/500) and throttling windows (429), in time order, never overlapping.
+    pub faults: Vec<Fault>,
+    /// First second of the host's audit log and snapshots: the collector was installed then, and
+    /// the agent had already rolled older lines away (tasks may have been running for hours).
+    pub audit_from: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,8 +282,14 @@ pub struct Task {
     pub last_call: i64,
     pub task_keys: Vec<u32>,
     pub exec_keys: Vec<u32>,
-    /// Per application process: (fetch time, key index) in time order.
+    /// Per cached application process: (fetch time, key index) in time order.
     pub procs: Vec<Vec<(i64, u32)>>,
+    /// Per cached process: (client index in the profile's behaviour, process index).
+    pub proc_ids: Vec<(u8, u8)>,
+    /// (process, from, to): the process's calls fail in `[from, to)` (its refresh failed).
+    pub lost: Vec<(u8, i64, i64)>,
+    /// Launched on Fargate: no container instance, no audit log (`host` only names its AZ).
+    pub fargate: bool,
 }
 
 impl Task {
@@ -468,6 +481,8 @@ pub struct World {
     pub alice_id: String,
     pub office_ip: u32,
     pub lambda_ip: u32,
+    /// The benign misconfigured client holding an unknown credential ID, if any task fits.
+    pub stale: Option<StaleClient>,
 }
 
 pub fn ip_str(ip: u32) -> String {
@@ -523,6 +538,26 @@ impl World {
         t.eni
             .as_ref()
             .map_or(self.hosts[t.host].private_ip, |e| e.ip)
+    }
+
+    /// The host whose agent serves a task's credentials (`usize::MAX`, no host, on Fargate).
+    pub fn agent_host(&self, task: usize) -> usize {
+        let t = &self.tasks[task];
+        if t.fargate { usize::MAX } else { t.host }
+    }
+
+    /// The agent's answer to every credential request on `host` at `t`, while it fails.
+    pub fn fault_at(&self, host: usize, t: i64) -> Option<u16> {
+        let faults = &self.hosts.get(host)?.faults;
+        let i = faults.partition_point(|f| f.to <= t);
+        faults.get(i).filter(|f| f.from <= t).map(|f| f.status)
+    }
+
+    /// Whether any fault on `host` overlaps `[a, b]`.
+    pub fn faulty(&self, host: usize, a: i64, b: i64) -> bool {
+        self.hosts
+            .get(host)
+            .is_some_and(|h| h.faults.iter().any(|f| f.from <= b && a < f.to))
     }
 
     /// Latest key of `keys` issued at or before `t`.
@@ -604,6 +639,7 @@ pub fn build(cfg: &SimConfig) -> Result<World> {
         alice_key: format!("AKIA{}", rng.chars(KEY_ALPHABET, 16)),
         alice_id: iam_id(&mut rng, "AIDA"),
         office_ip: ip4(192, 0, 2, 10 + rng.below(100) as u8),
+        stale: None,
         lambda_ip: ip4(
             3,
             80 + rng.below(10) as u8,
@@ -612,10 +648,12 @@ pub fn build(cfg: &SimConfig) -> Result<World> {
         ),
     };
     build_clusters(&mut w, cfg, &mut rng);
+    plan_faults(&mut w);
     build_roles(&mut w, &mut rng);
     build_services(&mut w, &mut rng);
     let intents = plan_lifecycles(&mut w, &mut rng);
     place_tasks(&mut w, intents, &mut rng);
+    w.stale = pick_stale_client(&w);
     let prepared = attacks::prepare(&mut w)?;
     issue_keys(&mut w);
     schedule_fetches(&mut w);
@@ -712,6 +750,8 @@ fn build_clusters(w: &mut World, cfg: &SimConfig, rng: &mut Rng) {
             rollover,
             agent_version,
             skew: rng.range(-1, 2),
+            faults: Vec::new(),
+            audit_from: w.start,
         });
         w.clusters[c].hosts.push(i);
     }
@@ -795,7 +835,10 @@ fn build_services(w: &mut World, rng: &mut Rng) {
                 Network::Bridge
             },
             task_role,
-            exec_role: w.exec_role,
+            exec_role: match task_role {
+                Some(r) if profile.shares_execution_role() => r,
+                _ => w.exec_role,
+            },
             taskdefs: Vec::new(),
             scheduled: profile == Profile::ReportBuilder,
             desired,
@@ -1124,7 +1167,7 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
         let pull_started_ms = intent.created_ms + rng.range(400, 2_000);
         let pull_stopped_ms = pull_started_ms + rng.range(2_000, 25_000);
         let started_ms = pull_stopped_ms + rng.range(800, 3_000);
-        let lang = intent.profile.behavior().lang;
+        let lang = intent.profile.behavior().lang();
         let (blo, bhi) = lang.boot_range();
         let boot_delay = rng.range(blo, bhi);
         let (stopping_ms, stopped_ms, last_call, stop_code, reason, exit_code) = match &intent.stop
@@ -1203,6 +1246,9 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
             task_keys: Vec::new(),
             exec_keys: Vec::new(),
             procs: Vec::new(),
+            proc_ids: Vec::new(),
+            lost: Vec::new(),
+            fargate: intent.profile.fargate(),
         });
     }
     let mut events: Vec<(i64, u8, usize)> = Vec::new();
@@ -1230,7 +1276,9 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
         let cluster = w.tasks[i].cluster;
         if kind == 0 {
             let h = w.tasks[i].host;
-            load[h] -= 1;
+            if !w.tasks[i].fargate {
+                load[h] -= 1;
+            }
             for c in &w.tasks[i].containers {
                 if let Some(ip) = c.bridge_ip {
                     docker[h].remove(&(ip & 0xffff));
@@ -1245,10 +1293,19 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
             continue;
         }
         let hosts = &w.clusters[cluster].hosts;
-        let min = hosts.iter().map(|&h| load[h]).min().unwrap_or(0);
-        let candidates: Vec<usize> = hosts.iter().copied().filter(|&h| load[h] == min).collect();
-        let h = *rng.pick(&candidates);
-        load[h] += 1;
+        let fargate = w.tasks[i].fargate;
+        let h = if fargate {
+            // Fargate: no container instance; the host only stands for the task's subnet (AZ).
+            *rng.pick(hosts)
+        } else {
+            let min = hosts.iter().map(|&h| load[h]).min().unwrap_or(0);
+            let candidates: Vec<usize> =
+                hosts.iter().copied().filter(|&h| load[h] == min).collect();
+            *rng.pick(&candidates)
+        };
+        if !fargate {
+            load[h] += 1;
+        }
         let network = w.taskdefs[w.tasks[i].taskdef].network;
         let host_az = w.hosts[h].az;
         let octet = w.clusters[cluster].vpc_octet;
@@ -1263,8 +1320,10 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
                 }
             }
             Network::Awsvpc => {
-                let n = lowest_free(&mut ecs_bridge[h]);
-                t.ecs_bridge_ip = Some(ip4(169, 254, 172 + (n >> 8) as u8, (n & 0xff) as u8));
+                if !t.fargate {
+                    let n = lowest_free(&mut ecs_bridge[h]);
+                    t.ecs_bridge_ip = Some(ip4(169, 254, 172 + (n >> 8) as u8, (n & 0xff) as u8));
+                }
                 let ip = loop {
                     let third = host_az as u8 * 32 + rng.below(32) as u8;
                     let ip = ip4(10, octet, third, 4 + rng.below(250) as u8);
@@ -1369,26 +1428,130 @@ pub fn healthcheck_base(t: &Task) -> i64 {
     t.started() + HEALTHCHECK_PERIOD
 }
 
+/// Agent restarts and throttling windows per host, and where each host's audit log begins.
+fn plan_faults(w: &mut World) {
+    let dur = w.end - w.start;
+    let days = i64::from(w.hours) / 24;
+    for hi in 0..w.hosts.len() {
+        let mut rng = Rng::derive(w.seed, &[stream::HOST_FAULTS, hi as u64]);
+        // Every third host's collector was installed after the simulation began.
+        let audit_from = if hi % 3 == 2 {
+            w.start + rng.range(90 * 60, 150 * 60).min(dur / 2)
+        } else {
+            w.start
+        };
+        let mut faults: Vec<Fault> = Vec::new();
+        // Agent restarts: on every other host, plus one a day on every host. Every credential
+        // request gets 503 (sometimes 500) until the agent has its credentials again.
+        let restarts = i64::from(hi % 2 == 0) + days;
+        for k in 0..restarts {
+            let (lo, hi_) = if k == 0 && hi % 2 == 0 {
+                (dur * 3 / 10, dur * 7 / 10)
+            } else {
+                (dur / 10, dur * 9 / 10)
+            };
+            let from = w.start + rng.range(lo, hi_);
+            let status = if rng.chance(0.8) { 503 } else { 500 };
+            faults.push(Fault {
+                from,
+                to: from + rng.range(25, 90),
+                status,
+            });
+        }
+        // Throttling windows (429) on every third host, inside its audit log.
+        let windows = i64::from(hi % 3 == 1) + days;
+        for _ in 0..windows {
+            let lo = (audit_from - w.start).max(dur / 5);
+            let from = w.start + rng.range(lo, (dur * 9 / 10).max(lo + 1));
+            faults.push(Fault {
+                from,
+                to: from + rng.range(10, 30),
+                status: 429,
+            });
+        }
+        faults.sort_by_key(|f| f.from);
+        let mut kept: Vec<Fault> = Vec::new();
+        for f in faults {
+            if kept.last().is_none_or(|l| l.to + 600 < f.from) {
+                kept.push(f);
+            }
+        }
+        w.hosts[hi].faults = kept;
+        w.hosts[hi].audit_from = audit_from;
+    }
+}
+
+/// The benign misconfigured client: a script in an orders-api task (whose health check fetches
+/// every 30 s from the same address) started with a credential ID copied from an older task.
+fn pick_stale_client(w: &World) -> Option<StaleClient> {
+    let mut rng = Rng::derive(w.seed, &[stream::HOST_FAULTS, u64::MAX]);
+    let cands: Vec<usize> = (0..w.tasks.len())
+        .filter(|&i| {
+            let t = &w.tasks[i];
+            t.profile == Profile::OrdersApi
+                && !t.fargate
+                && t.created_ms / 1000 >= w.hosts[t.host].audit_from
+                && t.last_call - t.app_start() >= 2 * 3600
+        })
+        .collect();
+    if cands.is_empty() {
+        return None;
+    }
+    let task = *rng.pick(&cands);
+    let lang = *rng.pick(&[Lang::Python, Lang::NodeV3, Lang::NodeV2]);
+    Some(StaleClient {
+        task,
+        lang,
+        from: w.tasks[task].app_start() + rng.range(300, 1800),
+        period: 60,
+    })
+}
+
 fn ephemeral_port(rng: &mut Rng) -> u16 {
     rng.range(32768, 61000) as u16
 }
 
-/// When every SDK process fetches credentials from the agent, and the audit lines that makes.
+/// When every client fetches credentials from the agent, and the audit lines that makes.
 fn schedule_fetches(w: &mut World) {
     w.audit = vec![Vec::new(); w.hosts.len()];
     let awslogs = w.intern_ua(AWSLOGS_USER_AGENT);
-    let health = w.intern_ua(HEALTHCHECK_USER_AGENT);
+    let health = w.intern_ua(Lang::AwsCliV2.fetch_user_agent());
     for ti in 0..w.tasks.len() {
         let mut rng = Rng::derive(w.seed, &[stream::FETCH, ti as u64, u64::MAX]);
         let behavior = w.tasks[ti].profile.behavior();
-        let fetch_ua = w.intern_ua(&behavior.lang.fetch_user_agent());
+        let mut uas: Vec<u16> = behavior
+            .clients
+            .iter()
+            .map(|c| w.intern_ua(c.lang.fetch_user_agent()))
+            .collect();
+        if let Some(s) = w.stale.filter(|s| s.task == ti) {
+            uas.push(w.intern_ua(s.lang.fetch_user_agent()));
+        }
         let t = w.tasks[ti].clone();
         let host_ip = w.hosts[t.host].private_ip;
         let mut out = Vec::new();
-        // Docker's awslogs driver: execution-role credentials per container at start, then on expiry.
+        // Docker's awslogs driver: execution-role credentials per container as it is created
+        // (between pullStoppedAt and startedAt), then on expiry.
         for (ci, _) in t.containers.iter().enumerate() {
-            let mut at = t.started() - 1 + ci as i64;
+            let mut at = (t.pull_stopped_ms.div_euclid(1000) + ci as i64).min(t.started());
             while at < t.last_call {
+                if let Some(status) = w.fault_at(t.host, at) {
+                    out.push(AuditEntry {
+                        time: at,
+                        status,
+                        src: Some((host_ip, ephemeral_port(&mut rng))),
+                        path: "/v2/credentials".to_string(),
+                        ua: awslogs,
+                        task: None,
+                        exec: false,
+                    });
+                    at = w.hosts[t.host]
+                        .faults
+                        .iter()
+                        .find(|f| f.from <= at && at < f.to)
+                        .map_or(at + 1, |f| f.to);
+                    continue;
+                }
                 let Some(k) = w.latest_key(&t.exec_keys, at) else {
                     break;
                 };
@@ -1402,30 +1565,16 @@ fn schedule_fetches(w: &mut World) {
                 at = w.keys[k as usize].expires - 60 + rng.range(0, 30);
             }
         }
-        let mut procs = Vec::new();
         if behavior.uses_aws && !t.task_keys.is_empty() {
-            let src_ip = t.fetch_ip();
-            for p in 0..behavior.procs {
-                let mut timeline = Vec::new();
-                let mut at = t.app_start() + i64::from(p) * rng.range(0, 4);
-                while at < t.last_call {
-                    let Some(k) = w.latest_key(&t.task_keys, at) else {
-                        break;
-                    };
-                    timeline.push((at, k));
-                    out.push(AuditEntry::fetch(
-                        at,
-                        src_ip.map(|ip| (ip, ephemeral_port(&mut rng))),
-                        fetch_ua,
-                        ti as u32,
-                        false,
-                    ));
-                    at = w.keys[k as usize].expires - behavior.lang.refresh_margin()
-                        + rng.range(0, 60);
-                }
-                procs.push(timeline);
-            }
+            let r = task_requests(w, ti, &mut rng, &uas);
+            out.extend(r.entries);
+            let task = &mut w.tasks[ti];
+            task.procs = r.procs;
+            task.proc_ids = r.proc_ids;
+            task.lost = r.lost;
             if behavior.healthcheck {
+                // `aws sts get-caller-identity` every 30 s: a new CLI process, so one fetch on a
+                // new connection per run; while the agent fails, 3 attempts and no call.
                 let base = healthcheck_base(&t);
                 let ip = t.healthcheck_ip();
                 let mut k = 0;
@@ -1434,18 +1583,39 @@ fn schedule_fetches(w: &mut World) {
                     if at >= t.last_call {
                         break;
                     }
-                    out.push(AuditEntry::fetch(
-                        at,
-                        ip.map(|ip| (ip, ephemeral_port(&mut rng))),
-                        health,
-                        ti as u32,
-                        false,
-                    ));
+                    let mut conn = Conn::new(Lang::AwsCliV2);
+                    let ms = at * 1000 + rng.range(0, 1000);
+                    match w.fault_at(t.host, at) {
+                        None => out.push(AuditEntry::fetch(
+                            at,
+                            ip.map(|ip| (ip, conn.port(&mut rng, ms, true))),
+                            health,
+                            ti as u32,
+                            false,
+                        )),
+                        Some(status) => {
+                            let mut jitter = |lo: i64, hi: i64| rng.range(lo, hi);
+                            let round = Lang::AwsCliV2.failed_round(status, &mut jitter);
+                            for (off, new) in round {
+                                out.push(AuditEntry {
+                                    time: (ms + off).div_euclid(1000),
+                                    status,
+                                    src: ip.map(|ip| (ip, conn.port(&mut rng, ms + off, new))),
+                                    path: "/v2/credentials".to_string(),
+                                    ua: health,
+                                    task: None,
+                                    exec: false,
+                                });
+                            }
+                        }
+                    }
                     k += 1;
                 }
             }
         }
-        w.tasks[ti].procs = procs;
-        w.audit[t.host].extend(out);
+        // Fargate's agent writes no audit log anyone can read.
+        if !t.fargate {
+            w.audit[t.host].extend(out);
+        }
     }
 }

@@ -126,7 +126,6 @@ fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
         "clusterArn": w.clusters[t.cluster].arn,
         "connectivity": "CONNECTED",
         "connectivityAt": epoch_fraction(t.created_ms + 150),
-        "containerInstanceArn": host.container_instance_arn,
         "containers": containers,
         "cpu": "512",
         "createdAt": epoch_fraction(t.created_ms),
@@ -135,7 +134,7 @@ fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
         "group": t.group,
         "healthStatus": "UNKNOWN",
         "lastStatus": last_status,
-        "launchType": "EC2",
+        "launchType": if t.fargate { "FARGATE" } else { "EC2" },
         "memory": "1024",
         "overrides": overrides,
         "pullStartedAt": epoch_fraction(t.pull_started_ms),
@@ -146,6 +145,17 @@ fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
         "version": if stopped.is_some() { 5 } else if stopping.is_some() { 4 } else { 3 },
     });
     if let Some(o) = v.as_object_mut() {
+        if t.fargate {
+            o.insert("capacityProviderName".into(), json!("FARGATE"));
+            o.insert("platformVersion".into(), json!("1.4.0"));
+            o.insert("platformFamily".into(), json!("Linux"));
+            o.insert("ephemeralStorage".into(), json!({"sizeInGiB": 20}));
+        } else {
+            o.insert(
+                "containerInstanceArn".into(),
+                json!(host.container_instance_arn),
+            );
+        }
         if running {
             o.insert("startedAt".into(), json!(epoch_fraction(t.started_ms)));
         }
@@ -215,7 +225,7 @@ fn taskdef_json(w: &World, i: usize) -> Value {
                 if c.kind == ContainerKind::Healthcheck {
                     o.insert(
                         "command".into(),
-                        json!(["sh", "-c", "while true; do aws sts get-caller-identity >/dev/null || exit 1; sleep 30; done"]),
+                        json!(["sh", "-c", "while true; do aws sts get-caller-identity >/dev/null || echo health check failed >&2; sleep 30; done"]),
                     );
                     o.insert(
                         "environment".into(),
@@ -249,8 +259,8 @@ fn taskdef_json(w: &World, i: usize) -> Value {
         "status": if latest || svc.profile == Profile::ReportBuilder { "ACTIVE" } else { "INACTIVE" },
         "requiresAttributes": requires,
         "placementConstraints": [],
-        "compatibilities": ["EXTERNAL", "EC2"],
-        "requiresCompatibilities": ["EC2"],
+        "compatibilities": if svc.profile.fargate() { json!(["EC2", "FARGATE"]) } else { json!(["EXTERNAL", "EC2"]) },
+        "requiresCompatibilities": [if svc.profile.fargate() { "FARGATE" } else { "EC2" }],
         "cpu": "512",
         "memory": "1024",
         "registeredAt": epoch_fraction(td.registered * 1000 + 412),

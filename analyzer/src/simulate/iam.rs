@@ -20,7 +20,12 @@ pub fn planted_unused(p: Profile) -> &'static [&'static str] {
         Profile::BillingApi => &["ssm:PutParameter", "kms:CreateGrant"],
         Profile::IngestGateway => &["logs:DeleteLogGroup"],
         Profile::ReportBuilder => &["glue:DeleteTable"],
-        Profile::LegacySidekick | Profile::Migration => &[],
+        Profile::LegacySidekick
+        | Profile::Migration
+        | Profile::QueueDrainer
+        | Profile::WebhooksApi
+        | Profile::Notifier
+        | Profile::Storefront => &[],
     }
 }
 
@@ -250,6 +255,46 @@ fn task_policy_inner(w: &World, service: usize, p: Profile, planted: bool) -> Va
                 "Resource": "*"
             }});
         }
+        Profile::QueueDrainer => vec![
+            allow("Queue", json!("sqs:GetQueueAttributes"), json!(r.queue_arn)),
+            allow("Drain", json!("s3:PutObject"), json!(objects)),
+            allow("DrainKey", json!("kms:GenerateDataKey"), json!(r.key_arn)),
+        ],
+        Profile::WebhooksApi => vec![
+            allow("Payloads", json!("s3:PutObject"), json!(objects)),
+            allow("PayloadKey", json!("kms:GenerateDataKey"), json!(r.key_arn)),
+            allow("Queue", json!("sqs:GetQueueUrl"), json!(r.queue_arn)),
+        ],
+        Profile::Notifier => vec![
+            allow(
+                "Queue",
+                json!(["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]),
+                json!(r.queue_arn),
+            ),
+            allow(
+                "Secret",
+                json!("secretsmanager:GetSecretValue"),
+                json!(r.secret_arn),
+            ),
+            allow("Decrypt", json!("kms:Decrypt"), json!(r.key_arn)),
+        ],
+        Profile::Storefront => vec![
+            allow(
+                "Assets",
+                json!(["s3:GetObject", "s3:PutObject"]),
+                json!(objects),
+            ),
+            allow(
+                "AssetsKey",
+                json!(["kms:Decrypt", "kms:GenerateDataKey"]),
+                json!(r.key_arn),
+            ),
+            allow(
+                "Secret",
+                json!("secretsmanager:GetSecretValue"),
+                json!(r.secret_arn),
+            ),
+        ],
         Profile::Migration => vec![allow(
             "Migrate",
             json!([
@@ -452,6 +497,10 @@ pub fn authorization_details(w: &World) -> Value {
                         attached.push("billing-signing");
                     }
                     Profile::ReportBuilder => boundary = Some("workload-boundary"),
+                    // One role as task and execution role: it also pulls images and writes logs.
+                    p if p.shares_execution_role() => {
+                        attached.push("AmazonECSTaskExecutionRolePolicy")
+                    }
                     _ => {}
                 }
                 ecs_trust(w)

@@ -4,8 +4,10 @@
 //!
 //! Output layout under the chosen directory:
 //! ```text
-//! manifest.json                         what was simulated (seed, hosts, counts)
-//! truth.jsonl                           one expected finding per planted attack
+//! manifest.json                         what was simulated (seed, hosts with their agent faults
+//!                                       and audit start, benign clients, counts)
+//! truth.jsonl                           one expected finding per planted attack (benign
+//!                                       behaviour a rule may call medium is not in it)
 //! hosts/<host>/var/log/ecs/audit.log*   agent credential audit logs, rolled per host mode
 //! hosts/<host>/agent/metadata.json      GET /v1/metadata
 //! hosts/<host>/agent/tasks/<time>.json  GET /v1/tasks every 15 minutes
@@ -22,6 +24,7 @@ pub mod agent;
 pub mod attacks;
 pub mod audit;
 pub mod calls;
+pub mod clients;
 pub mod clock;
 pub mod cloudtrail;
 pub mod cluster;
@@ -171,12 +174,33 @@ fn manifest(w: &cluster::World, cfg: &SimConfig, s: &Summary) -> serde_json::Val
                 "agent_version": h.agent_version,
                 "rollover": h.rollover.name(),
                 "clock_skew_seconds": h.skew,
+                "audit_from": clock::rfc3339_string(h.audit_from),
+                "agent_faults": h.faults.iter().map(|f| json!({
+                    "from": clock::rfc3339_string(f.from),
+                    "to": clock::rfc3339_string(f.to),
+                    "status": f.status,
+                })).collect::<Vec<_>>(),
             });
             if let (cluster::Rollover::Size { max_bytes }, Some(o)) = (h.rollover, v.as_object_mut()) {
                 o.insert("max_file_size_bytes".into(), json!(max_bytes));
             }
             v
         }).collect::<Vec<_>>(),
+        // Benign behaviour a detection may at most call medium, never planted: a client with an
+        // unknown credential ID (truth.jsonl has no way to say "benign, medium at most").
+        "benign": {
+            "stale_credential_client": w.stale.map(|s| {
+                let t = &w.tasks[s.task];
+                json!({
+                    "task_arn": t.arn,
+                    "host": w.hosts[t.host].container_instance_arn,
+                    "source_ip": t.fetch_ip().map(cluster::ip_str),
+                    "user_agent": s.lang.fetch_user_agent(),
+                    "from": clock::rfc3339_string(s.from),
+                    "period_seconds": s.period,
+                })
+            }),
+        },
         "counts": {
             "tasks": s.tasks,
             "task_definitions": w.taskdefs.len(),

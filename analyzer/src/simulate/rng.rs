@@ -31,6 +31,7 @@ pub mod stream {
     pub const NOISE: u64 = 9;
     pub const IAM: u64 = 10;
     pub const ECS: u64 = 11;
+    pub const HOST_FAULTS: u64 = 12;
 }
 
 impl Rng {
