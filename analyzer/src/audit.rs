@@ -274,21 +274,51 @@ fn load_coverage(store: &Store, cols: &[String], list: &str, files: usize) -> Re
         .with_context(|| format!("loading {files} segment files into collector_coverage"))
 }
 
-/// The host a raw file's rows are stored under: the option, else the first container
-/// instance ARN in the file, else `imported`.
+/// The host a raw file's rows are stored under: the option, else the first container instance
+/// ARN in the file, else the first one named by another audit file of the same directory (a
+/// copied `/var/log/ecs` whose hour held only refused requests, which name none), else
+/// `imported`.
 fn default_host(path: &Path) -> Result<String> {
+    if let Some(ci) = first_instance(path)? {
+        return Ok(ci);
+    }
+    let siblings = path
+        .parent()
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p != path
+                && p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| FileName::classify(n).is_some())
+        });
+    let mut siblings: Vec<PathBuf> = siblings.collect();
+    siblings.sort();
+    for sibling in siblings {
+        if let Some(ci) = first_instance(&sibling)? {
+            return Ok(ci);
+        }
+    }
+    Ok("imported".to_string())
+}
+
+/// The first container instance ARN a raw audit file's lines name.
+fn first_instance(path: &Path) -> Result<Option<String>> {
     let mut r = BufReader::new(File::open(path)?);
     let mut line = Vec::new();
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line)? == 0 {
-            return Ok("imported".to_string());
+            return Ok(None);
         }
         let l = line.strip_suffix(b"\n").unwrap_or(&line);
         if let Ok(p) = parse_line(l)
             && let Some(ci) = p.container_instance_arn
         {
-            return Ok(ci.into_owned());
+            return Ok(Some(ci.into_owned()));
         }
     }
 }

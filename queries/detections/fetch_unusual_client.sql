@@ -1,10 +1,10 @@
 -- id: fetch_unusual_client
 -- title: Task credentials fetched by a client the task family does not use
 -- severity: high for a hand tool (curl, Wget, HTTPie, PowerShell, Go-http-client); medium otherwise
--- description: A successful task-role fetch by a client family (the user agent's first product token; the empty user agent is a family) that is not in the task family's baseline: the client families of the family's earlier successful task-role fetches, all its tasks, up to baseline_hours back. A person with a shell in the container pulling credentials by hand, or new code. A hand tool is judged even with no baseline; any other family only against a non-empty baseline (a family seen for the first time, such as every task on the day the collector was installed, has nothing to differ from). Real SDK families are never unusual: boto3 and the AWS CLI v1 send only python-urllib3/<version>, the JavaScript SDK v3 sends no user agent at all, the others name themselves (aws-sdk-*). HTTP libraries apps use themselves (Zend_Http_Client, GuzzleHttp, python-requests, okhttp) are judged against the baseline. Tasks whose family is unknown (no task description or inventory) are their own family.
+-- description: A successful task-role fetch by a client family (the user agent's first product token; the empty user agent is a family) that is not in the task family's baseline: the client families of the family's earlier successful task-role fetches, all its tasks, up to baseline_hours back. A person with a shell in the container pulling credentials by hand, or new code. A hand tool is judged even with no baseline; any other family only against a non-empty baseline that has been learned for at least learn_minutes since the family's first fetch in the store (on the day the collector is installed, the several containers of a task start their clients minutes apart, and none of them is news). Real SDK families are never unusual: boto3 and the AWS CLI v1 send only python-urllib3/<version>, the JavaScript SDK v3 sends no user agent at all, the others name themselves (aws-sdk-*). HTTP libraries apps use themselves (Zend_Http_Client, GuzzleHttp, python-requests, okhttp) are judged against the baseline. Tasks whose family is unknown (no task description or inventory) are their own family.
 -- reads: audit_lines, tasks
 -- key: task_arn
--- params: baseline_hours=24
+-- params: baseline_hours=24, learn_minutes=60
 WITH ok AS (
     SELECT r.event_time, r.instance AS host, r.source_ip, r.source_port, r.user_agent, r.task_arn, r.byte_offset,
            coalesce(t.family, r.task_arn) AS family_key, t.family,
@@ -20,7 +20,8 @@ judged AS (
     SELECT *,
         -- the family's last earlier fetch by this client family, and by any client family
         lag(event_time) OVER (PARTITION BY family_key, client ORDER BY event_time, byte_offset) AS prev_same,
-        lag(event_time) OVER (PARTITION BY family_key ORDER BY event_time, byte_offset) AS prev_any
+        lag(event_time) OVER (PARTITION BY family_key ORDER BY event_time, byte_offset) AS prev_any,
+        min(event_time) OVER (PARTITION BY family_key) AS family_first
     FROM ok
 ),
 unusual AS (
@@ -31,7 +32,8 @@ unusual AS (
       AND (j.prev_same IS NULL
            OR j.prev_same < j.event_time - to_hours(getvariable('baseline_hours')::BIGINT))
       AND (hand_tool_client(j.user_agent)
-           OR j.prev_any >= j.event_time - to_hours(getvariable('baseline_hours')::BIGINT))
+           OR (j.prev_any >= j.event_time - to_hours(getvariable('baseline_hours')::BIGINT)
+               AND j.event_time >= j.family_first + to_minutes(getvariable('learn_minutes')::BIGINT)))
       AND j.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
       AND j.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
     GROUP BY j.task_arn, j.client

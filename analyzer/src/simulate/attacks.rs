@@ -437,6 +437,10 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                                     && t0 + 600 <= t.last_call
                                     && t.fetch_ip().is_some()
                                     && t.fetch_ip() != victim_ip
+                                    // the thief's own start-up fetches are in the audit log
+                                    // (its host's collector ran then): the only evidence, where
+                                    // no agent snapshot is read, that the address is its own
+                                    && t.created_ms / 1000 >= cx.w.hosts[host].audit_from + 600
                             })
                             .collect();
                         if !thieves.is_empty() {
