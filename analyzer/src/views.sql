@@ -307,6 +307,38 @@ WHERE NOT EXISTS (SELECT 1 FROM denied d WHERE d.role_arn = a.role_arn AND d.act
   AND (a.role_arn NOT IN (SELECT role_arn FROM bounded)
        OR EXISTS (SELECT 1 FROM boundary_allows b WHERE b.role_arn = a.role_arn AND b.action = a.action));
 
+-- Whether the trail that was read could show each granted action, over the observation window
+-- (`--since`, else the first CloudTrail event, to `--until`, else the last): unverifiable when
+-- the catalog does not know the action, CloudTrail never logs it, or it is a data event while
+-- the trail holds none for that service in the window. Cheap (no per-call work): what
+-- `unused_role` asks of a role before calling it unused.
+CREATE OR REPLACE VIEW grant_visibility AS
+WITH win AS (
+    SELECT coalesce(getvariable('since')::TIMESTAMP, min(event_time)) AS window_start,
+           coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end
+    FROM cloudtrail_events
+),
+data_prefixes AS (
+    SELECT DISTINCT split_part(m.action, ':', 1) AS prefix
+    FROM (SELECT DISTINCT e.event_source, e.event_name
+          FROM cloudtrail_events e, win
+          WHERE e.event_category = 'Data'
+            AND e.event_time >= win.window_start AND e.event_time <= win.window_end) d
+    JOIN cloudtrail_event_map m
+      ON m.event_source = d.event_source AND m.event_name = d.event_name AND m.action IS NOT NULL
+)
+SELECT g.role_arn, g.action,
+       CASE
+           WHEN a.action IS NULL THEN 'not in the IAM action catalog'
+           WHEN a.observability = 'unlogged' THEN coalesce('CloudTrail never logs it: ' || a.note,
+                                                           'CloudTrail never logs it')
+           WHEN a.observability = 'data' AND dp.prefix IS NULL
+             THEN format('a data event, and the trail read holds no {} data events', a.prefix)
+       END AS unverifiable_reason
+FROM role_grants g
+LEFT JOIN iam_actions a ON a.action = g.action
+LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix;
+
 -- Granted vs used vs unverifiable, per role and action, over the observation window: `--since`
 -- (else the first CloudTrail event) to `--until` (else the last). `used`: an authorized call of a
 -- session of the role recorded the action; `unverifiable`: the trail that was read could not show
@@ -343,33 +375,15 @@ touched AS (
     SELECT role_arn, action, list(arn ORDER BY arn) AS resources
     FROM (SELECT DISTINCT role_arn, action, unnest(resource_arns) AS arn FROM calls)
     GROUP BY role_arn, action
-),
-data_prefixes AS (
-    SELECT DISTINCT split_part(m.action, ':', 1) AS prefix
-    FROM (SELECT DISTINCT e.event_source, e.event_name
-          FROM cloudtrail_events e, win
-          WHERE e.event_category = 'Data'
-            AND e.event_time >= win.window_start AND e.event_time <= win.window_end) d
-    JOIN cloudtrail_event_map m
-      ON m.event_source = d.event_source AND m.event_name = d.event_name AND m.action IS NOT NULL
 )
 SELECT g.role_arn, g.action,
        coalesce(a.access_level, g.access_level) AS access_level,
        CASE
            WHEN u.action IS NOT NULL THEN 'used'
-           WHEN a.action IS NULL THEN 'unverifiable'
-           WHEN a.observability = 'unlogged' THEN 'unverifiable'
-           WHEN a.observability = 'data' AND dp.prefix IS NULL THEN 'unverifiable'
+           WHEN v.unverifiable_reason IS NOT NULL THEN 'unverifiable'
            ELSE 'unused'
        END AS status,
-       CASE
-           WHEN u.action IS NOT NULL THEN NULL
-           WHEN a.action IS NULL THEN 'not in the IAM action catalog'
-           WHEN a.observability = 'unlogged' THEN coalesce('CloudTrail never logs it: ' || a.note,
-                                                           'CloudTrail never logs it')
-           WHEN a.observability = 'data' AND dp.prefix IS NULL
-             THEN format('a data event, and the trail read holds no {} data events', a.prefix)
-       END AS reason,
+       CASE WHEN u.action IS NULL THEN v.unverifiable_reason END AS reason,
        u.calls, u.last_used, coalesce(u.families, []::VARCHAR[]) AS families,
        -- S3 object-level actions keep object ARNs (bucket/*), bucket-level ones bucket ARNs.
        list_filter(coalesce(r.resources, []::VARCHAR[]), x ->
@@ -386,7 +400,7 @@ CROSS JOIN win w
 LEFT JOIN iam_actions a ON a.action = g.action
 LEFT JOIN used u ON u.role_arn = g.role_arn AND u.action = g.action
 LEFT JOIN touched r ON r.role_arn = g.role_arn AND r.action = g.action
-LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix;
+LEFT JOIN grant_visibility v ON v.role_arn = g.role_arn AND v.action = g.action;
 
 -- The collector's host names with the container instance each one's audit lines name (the most
 -- frequent, should a host have been re-registered) and its cluster.

@@ -2,7 +2,7 @@
 -- title: Role named by task definitions but never used by their tasks
 -- severity: low
 -- description: A role that task definitions name (as task role, or as execution role) whose tasks ran in the observation window, but no session of the role made an authorized API call in the window, unless every action the role grants is unverifiable in the trail that was read (never logged, data events the trail does not hold, sources or regions it does not cover): such a role may be busy where CloudTrail cannot see. Or, for a task role, some of its tasks started inside their host's coverage (task_coverage) and none of those ever fetched the role's credentials; tasks already running when coverage began say nothing (SDKs refresh lazily). The role (and its grants) can likely be removed from the task definition. Execution roles are judged only by their calls (the agent fetches their credentials itself), and only when one of their tasks started in the window.
--- reads: task_roles, cloudtrail_events, credential_requests, task_coverage, role_action_status
+-- reads: task_roles, cloudtrail_events, credential_requests, task_coverage, grant_visibility
 -- key: role_arn
 -- params:
 WITH win AS (
@@ -61,8 +61,10 @@ fetches AS (
 visibility AS (
     -- a role whose every granted action the trail could not show is not judged by its calls
     SELECT role_arn, count(*) AS granted,
-           count(*) FILTER (WHERE status = 'unverifiable') AS unverifiable
-    FROM role_action_status GROUP BY role_arn
+           count(*) FILTER (WHERE unverifiable_reason IS NOT NULL) AS unverifiable
+    FROM grant_visibility
+    WHERE role_arn IN (SELECT role_arn FROM roles)
+    GROUP BY role_arn
 )
 SELECT
     'unused_role' AS kind,

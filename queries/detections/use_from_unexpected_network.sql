@@ -12,7 +12,9 @@ WITH public_calls AS (
     FROM task_session_calls c
     WHERE c.invoked_by IS NULL
       AND c.vpc_endpoint_id IS NULL
-      AND ip_bits(c.source_ip) IS NOT NULL
+      -- an address, not a service name: dotted IPv4 (checked cheaply), or IPv6
+      AND (regexp_full_match(c.source_ip, '[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}')
+           OR (contains(c.source_ip, ':') AND ipv6_hex(c.source_ip) IS NOT NULL))
       AND NOT regexp_matches(lower(c.source_ip),
               '^(10\.|172\.(1[6-9]|2[0-9]|3[01])\.|192\.168\.|127\.|169\.254\.|f[cd][0-9a-f]{2}:|fe[89ab][0-9a-f]:|::1$|::$)')
 ),
