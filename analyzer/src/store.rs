@@ -81,9 +81,9 @@ impl Store {
     }
 
     /// Opens an existing store read-only, for investigations (`sql`, `query`): nothing run through
-    /// it can change the evidence. The file cannot be written, so when its views were created by
-    /// another version of credtrail, this version's are created as temporary views that shadow
-    /// them for this connection. Extensions are never auto-installed (no network).
+    /// it can change the evidence. The file cannot be written, so this version's views are
+    /// created as temporary views that shadow the stored ones for this connection, over the
+    /// parts where they are now. Extensions are never auto-installed (no network).
     pub fn open_read_only(path: &Path) -> Result<Store, OpenError> {
         let other = |reason: anyhow::Error| OpenError::Other {
             path: path.to_path_buf(),
@@ -113,9 +113,12 @@ impl Store {
             }
         })?;
         let parts = Parts::beside(path).map_err(other)?;
-        parts.set_search_path(&conn).map_err(other)?;
-        if store_has_parts_table(&conn) {
+        // The stored view names the parts where the store was last opened read-write; it may
+        // have moved since.
+        let shadowed = store_has_parts_table(&conn);
+        if shadowed {
             parts.check_present(&conn).map_err(other)?;
+            parts.shadow_view(&conn).map_err(other)?;
         }
         let store = Store {
             conn,
@@ -124,7 +127,9 @@ impl Store {
             _scratch: None,
         };
         let current = store.meta(VIEWS_KEY).ok().flatten() == Some(views_stamp());
-        if !current {
+        // A stored view reads what it names from its own schema first: the stored views would
+        // read the stored `cloudtrail_events`, not its shadow. Temporary ones read the shadow.
+        if shadowed || !current {
             store
                 .conn
                 .execute_batch(&temporary_views())
@@ -152,7 +157,6 @@ impl Store {
     }
 
     fn init(&self) -> Result<()> {
-        self.parts.set_search_path(&self.conn)?;
         for stmt in collector_tables() {
             self.conn
                 .execute_batch(&stmt)
