@@ -162,7 +162,8 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
                     page_size: a.list_page_size,
                 };
                 let (summary, lists) = s3::ingest_cloudtrail(&store, &urls, &s3_opts, &opts)?;
-                lines.push(format!("{summary}; s3: {lists} list requests"));
+                lines.push(format!("{}; s3: {lists} list requests", summary.headline()));
+                lines.extend(summary.skipped_lines());
             }
             if !local.is_empty() {
                 lines.push(cloudtrail::ingest_paths(&store, &local, &opts)?.to_string());

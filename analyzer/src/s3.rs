@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::runtime::{Handle, Runtime};
 
+use crate::cloudtrail::sniff::SkipReason;
 use crate::cloudtrail::{self, Body, Input, is_digest_path, is_json_name};
 use crate::store::Store;
 use crate::timestamp::civil_from_days;
@@ -301,11 +302,11 @@ pub fn ingest_cloudtrail(
         for (key, size) in s3.keys(url, opts.since_us)? {
             let name = key.rsplit('/').next().unwrap_or(&key);
             if is_digest_path(&key) {
-                summary.digests_skipped += 1;
+                summary.skip(format!("s3://{}/{key}", url.bucket), SkipReason::Digest);
             } else if is_json_name(name) {
                 objects.push((url.bucket.clone(), key, size));
             } else {
-                summary.other_skipped += 1;
+                summary.skip(format!("s3://{}/{key}", url.bucket), SkipReason::NotLogName);
             }
         }
     }
@@ -320,6 +321,7 @@ pub fn ingest_cloudtrail(
                 body: Body::Open(Box::new(move || {
                     Ok(Box::new(s3.open(&bucket, &key)?) as Box<dyn Read + Send>)
                 })),
+                named: false,
             }
         })
         .collect();

@@ -86,9 +86,9 @@ impl Store {
     }
 
     /// Opens an existing store read-only, for investigations (`sql`, `query`): nothing run through
-    /// it can change the evidence. The file cannot be written, so when its views were created by
-    /// another version of credtrail, this version's are created as temporary views that shadow
-    /// them for this connection. Extensions are never auto-installed (no network).
+    /// it can change the evidence. The file cannot be written, so this version's views are
+    /// created as temporary views that shadow the stored ones for this connection, over the
+    /// parts where they are now. Extensions are never auto-installed (no network).
     pub fn open_read_only(path: &Path) -> Result<Store, OpenError> {
         let other = |reason: anyhow::Error| OpenError::Other {
             path: path.to_path_buf(),
@@ -118,9 +118,12 @@ impl Store {
             }
         })?;
         let parts = Parts::beside(path).map_err(other)?;
-        parts.set_search_path(&conn).map_err(other)?;
-        if store_has_parts_table(&conn) {
+        // The stored view names the parts where the store was last opened read-write; it may
+        // have moved since.
+        let shadowed = store_has_parts_table(&conn);
+        if shadowed {
             parts.check_present(&conn).map_err(other)?;
+            parts.shadow_view(&conn).map_err(other)?;
         }
         let store = Store {
             conn,
@@ -137,6 +140,10 @@ impl Store {
                 .execute_batch(&schema_stand_ins(&store.conn).map_err(other)?)
                 .context("standing in for tables and columns this version adds")
                 .map_err(other)?;
+        }
+        // A stored view reads what it names from its own schema first: the stored views would
+        // read the stored `cloudtrail_events`, not its shadow. Temporary ones read the shadow.
+        if shadowed || !current {
             store
                 .conn
                 .execute_batch(&temporary_views())
@@ -164,7 +171,6 @@ impl Store {
     }
 
     fn init(&self) -> Result<()> {
-        self.parts.set_search_path(&self.conn)?;
         for stmt in collector_tables() {
             self.conn
                 .execute_batch(&stmt)

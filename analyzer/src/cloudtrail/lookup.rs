@@ -105,7 +105,7 @@ impl std::fmt::Display for LookupSummary {
         write!(
             f,
             "{}; lookup: {} regions, {} requests, {} throttled",
-            self.records,
+            self.records.headline(),
             self.regions.len(),
             self.requests,
             self.throttles

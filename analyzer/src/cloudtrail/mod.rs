@@ -1,6 +1,8 @@
 //! `credtrail ingest cloudtrail`: CloudTrail records from files and directories (S3 delivery's
 //! `.json.gz`, plain `.json` arrays or wrappers, JSON lines) into `cloudtrail_events`, exactly
 //! once per `eventID`, with every record that cannot be stored kept in `cloudtrail_rejects`.
+//! Files are taken by what they hold, not by their names ([`sniff`]); every file not read is
+//! named in the [`Summary`] with why.
 //!
 //! Pipeline: parse threads (one per core) each take a whole file, stream it through gzip and
 //! the [`split::Splitter`] (never more than one record plus a read buffer in memory), parse
@@ -20,12 +22,13 @@ pub mod lookup;
 pub mod part;
 pub mod queue;
 pub mod record;
+pub mod sniff;
 pub mod split;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -45,6 +48,7 @@ use crate::store::{Store, now_us, ts};
 use part::{Namer, PART_ROWS, Part, PartWriter};
 use queue::Queue;
 use record::RecordError;
+use sniff::{HEAD_BYTES, SkipReason};
 use split::{Piece, Splitter};
 
 /// A parse thread writes its columns to its part when they hold this many rows …
@@ -59,6 +63,9 @@ pub struct Input {
     /// Bytes as stored (compressed size for gzip), for progress.
     pub size: u64,
     pub body: Body,
+    /// Named by the user (not found in a directory or a listing): when it does not hold
+    /// CloudTrail, the ingest fails instead of skipping it.
+    pub named: bool,
 }
 
 pub enum Body {
@@ -97,11 +104,10 @@ impl Default for Options {
 /// What one ingest did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Inputs read.
     pub files: u64,
-    /// Digest files (by path or content) skipped.
-    pub digests_skipped: u64,
-    /// Files in walked directories that are not CloudTrail JSON (skipped).
-    pub other_skipped: u64,
+    /// Inputs not read, and why, in name order once the ingest is done.
+    pub skipped: Vec<Skipped>,
     /// Records read (stored + duplicates + rejects).
     pub records: u64,
     /// Records stored as new events.
@@ -119,8 +125,7 @@ impl Summary {
     /// Adds another ingest's counts (not its time).
     pub fn add(&mut self, o: &Summary) {
         self.files += o.files;
-        self.digests_skipped += o.digests_skipped;
-        self.other_skipped += o.other_skipped;
+        self.skipped.extend(o.skipped.iter().cloned());
         self.records += o.records;
         self.stored += o.stored;
         self.duplicates += o.duplicates;
@@ -130,14 +135,34 @@ impl Summary {
     }
 }
 
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// An input that was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub name: String,
+    pub reason: SkipReason,
+}
+
+/// The summary names at most this many skipped inputs (then counts the rest by reason).
+const SKIPPED_SHOWN: usize = 20;
+
+impl Summary {
+    /// Skipped inputs with this reason.
+    pub fn skipped_for(&self, reason: SkipReason) -> usize {
+        self.skipped.iter().filter(|s| s.reason == reason).count()
+    }
+
+    /// Records an input not read.
+    pub fn skip(&mut self, name: String, reason: SkipReason) {
+        self.skipped.push(Skipped { name, reason });
+    }
+
+    /// The first line of the summary: the counts.
+    pub fn headline(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        write!(
-            f,
-            "cloudtrail: {} files ({} digest files skipped, {} event selector documents), {} records: {} new, {} duplicates skipped, {} rejected; {:.1} MB in {:.2} s ({:.0} records/s)",
+        format!(
+            "cloudtrail: {} files read, {} skipped, {} event selector documents, {} records: {} new, {} duplicates skipped, {} rejected; {:.1} MB in {:.2} s ({:.0} records/s)",
             self.files,
-            self.digests_skipped,
+            self.skipped.len(),
             self.event_selectors,
             self.records,
             self.stored,
@@ -148,6 +173,48 @@ impl std::fmt::Display for Summary {
             self.records as f64 / secs
         )
     }
+
+    /// One line per skipped input, `skipped NAME (REASON)` (names escaped for terminals),
+    /// at most [`SKIPPED_SHOWN`], then the rest counted by reason.
+    pub fn skipped_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .skipped
+            .iter()
+            .take(SKIPPED_SHOWN)
+            .map(|s| {
+                format!(
+                    "skipped {} ({})",
+                    crate::terminal::escape_control(&s.name),
+                    s.reason
+                )
+            })
+            .collect();
+        let rest = &self.skipped[self.skipped.len().min(SKIPPED_SHOWN)..];
+        if !rest.is_empty() {
+            let mut by_reason = std::collections::BTreeMap::<SkipReason, usize>::new();
+            for s in rest {
+                *by_reason.entry(s.reason).or_default() += 1;
+            }
+            let counts: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            lines.push(format!(
+                "skipped {} more ({})",
+                rest.len(),
+                counts.join(", ")
+            ));
+        }
+        lines
+    }
+}
+
+/// The headline, then a line per skipped input.
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.headline())?;
+        for line in self.skipped_lines() {
+            write!(f, "\n{line}")?;
+        }
+        Ok(())
+    }
 }
 
 /// True for paths of CloudTrail digest files (`…/CloudTrail-Digest/…`, `…_CloudTrail-Digest_…`).
@@ -155,7 +222,8 @@ pub fn is_digest_path(path: &str) -> bool {
     path.contains("CloudTrail-Digest")
 }
 
-/// Names the directory walk (and the S3 listing) takes as CloudTrail JSON.
+/// Names the S3 listing takes as CloudTrail JSON (objects are not fetched to be sniffed: in a
+/// trail's bucket every log is `.json.gz`).
 pub fn is_json_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.strip_suffix(".gz").unwrap_or(&n);
@@ -163,9 +231,14 @@ pub fn is_json_name(name: &str) -> bool {
         && (n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".ndjson"))
 }
 
-/// Expands files and directories (recursively) into inputs, sorted by name.
+/// Expands files and directories (recursively) into inputs, sorted by name (time order in S3's
+/// layout). Every file in a directory is an input, whatever its name: what it holds decides
+/// whether it is read ([`sniff`]). Digests (by path), hidden directories and special files are
+/// skipped, each named in `summary`. A regular file named in `paths` that is not CloudTrail
+/// is an error, reported with every other such file before anything is read.
 pub fn walk(paths: &[PathBuf], summary: &mut Summary) -> Result<Vec<Input>> {
     let mut out = Vec::new();
+    let mut not_cloudtrail = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
         if meta.is_dir() {
@@ -176,41 +249,84 @@ pub fn walk(paths: &[PathBuf], summary: &mut Summary) -> Result<Vec<Input>> {
                 for entry in rd {
                     let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
                     let path = entry.path();
-                    let ft = entry.file_type()?;
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if ft.is_dir() {
-                        if !name.starts_with('.') {
+                    let text = path.display().to_string();
+                    if entry.file_type()?.is_dir() {
+                        if entry.file_name().to_string_lossy().starts_with('.') {
+                            summary.skip(text, SkipReason::HiddenDirectory);
+                        } else {
                             stack.push(path);
                         }
-                        continue;
-                    }
-                    let text = path.to_string_lossy();
-                    if is_digest_path(&text) {
-                        summary.digests_skipped += 1;
-                    } else if is_json_name(&name) {
-                        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                        out.push(input_of(path, size));
+                    } else if is_digest_path(&text) {
+                        summary.skip(text, SkipReason::Digest);
                     } else {
-                        summary.other_skipped += 1;
+                        // Links are followed to files, not to directories (which could loop).
+                        match std::fs::metadata(&path) {
+                            Ok(m) if m.is_file() => out.push(input_of(path, m.len(), false)),
+                            Ok(_) => summary.skip(text, SkipReason::NotRegularFile),
+                            // Reading it says why it cannot be (a dangling link, no permission).
+                            Err(_) => out.push(input_of(path, 0, false)),
+                        }
                     }
                 }
             }
         } else if is_digest_path(&p.to_string_lossy()) {
-            summary.digests_skipped += 1;
+            summary.skip(p.display().to_string(), SkipReason::Digest);
         } else {
-            out.push(input_of(p.clone(), meta.len()));
+            // Only regular files are looked at here: the head of a pipe would be consumed.
+            if meta.is_file()
+                && let Ok(Err(reason)) = sniff_path(p)
+                && reason.is_error_when_named()
+            {
+                not_cloudtrail.push(format!("{}: {reason}", p.display()));
+            }
+            out.push(input_of(p.clone(), meta.len(), true));
         }
+    }
+    if !not_cloudtrail.is_empty() {
+        anyhow::bail!(
+            "not CloudTrail JSON: {} (give their directory instead to skip files that are not \
+             CloudTrail)",
+            not_cloudtrail.join("; ")
+        );
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup_by(|a, b| a.name == b.name);
     Ok(out)
 }
 
-fn input_of(path: PathBuf, size: u64) -> Input {
+fn input_of(path: PathBuf, size: u64, named: bool) -> Input {
     Input {
         name: path.display().to_string(),
         size,
         body: Body::Path(path),
+        named,
+    }
+}
+
+/// What [`sniff`] says of a file's first bytes.
+fn sniff_path(path: &Path) -> std::io::Result<Result<(), SkipReason>> {
+    let mut r = open(
+        input_of(path.to_path_buf(), 0, true),
+        &ProgressBar::hidden(),
+    )?;
+    let mut head = Vec::new();
+    let complete = read_head(&mut r, &mut head)?;
+    Ok(sniff::sniff(&head, complete))
+}
+
+/// Reads the first [`HEAD_BYTES`] of `r` into `head`; true when that was all of it. After an
+/// error, `head` holds what was read before it.
+fn read_head(r: &mut dyn Read, head: &mut Vec<u8>) -> std::io::Result<bool> {
+    let n = r.take(HEAD_BYTES as u64).read_to_end(head)?;
+    Ok(n < HEAD_BYTES)
+}
+
+/// Gives the error that stopped an earlier read, once.
+struct Failed(Option<std::io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
     }
 }
 
@@ -242,7 +358,8 @@ struct Chunk {
     /// Per input file, the rows `part` holds and the copies left out of it as duplicates.
     stats: Vec<(u32, FileStat)>,
     rejects: Vec<Reject>,
-    digests: u64,
+    /// Inputs not read, and why.
+    skipped: Vec<(u32, SkipReason)>,
     /// Records read (stored, duplicate or rejected) that this chunk accounts for.
     records: u64,
     /// (file, document) of `get-event-selectors` output.
@@ -292,12 +409,14 @@ pub fn ingest_inputs(
     bar.finish_and_clear();
     let w = w?;
     summary.add(&w.summary);
-    summary.files += names.len() as u64;
-    summary.bytes += sizes.iter().sum::<u64>();
+    let read = |i: &usize| !w.skipped.contains(&(*i as u32));
+    summary.files += (0..names.len()).filter(read).count() as u64;
+    summary.bytes += (0..names.len()).filter(read).map(|i| sizes[i]).sum::<u64>();
+    summary.skipped.sort_by(|a, b| a.name.cmp(&b.name));
     let now = now_us();
     store.transaction(|conn| {
         let mut app = conn.appender("cloudtrail_files")?;
-        for (i, name) in names.iter().enumerate() {
+        for (i, name) in names.iter().enumerate().filter(|(i, _)| read(i)) {
             let st = w.stats.get(&(i as u32)).copied().unwrap_or_default();
             app.append_row(params![
                 name,
@@ -427,7 +546,8 @@ impl<'r> Worker<'r> {
 
     fn file(&mut self, file: u32, input: Input, bar: &ProgressBar) -> Result<()> {
         let name = input.name.clone();
-        let reader = match open(input, bar) {
+        let named = input.named;
+        let mut reader = match open(input, bar) {
             Ok(r) => r,
             Err(e) => {
                 return self.reject(Reject {
@@ -439,7 +559,24 @@ impl<'r> Worker<'r> {
                 });
             }
         };
-        let mut split = Splitter::new(reader);
+        // What the first bytes hold decides whether the input is read; they are then read
+        // again from memory, so the input is opened once.
+        let mut head = Vec::new();
+        let rest: Box<dyn Read + Send> = match read_head(&mut reader, &mut head) {
+            Ok(complete) => {
+                if let Err(reason) = sniff::sniff(&head, complete) {
+                    if named && reason.is_error_when_named() {
+                        anyhow::bail!("not CloudTrail JSON: {name}: {reason}");
+                    }
+                    self.notes.skipped.push((file, reason));
+                    return Ok(());
+                }
+                reader
+            }
+            // What was read is split, then the error is a reject.
+            Err(e) => Box::new(Failed(Some(e))),
+        };
+        let mut split = Splitter::new(std::io::Cursor::new(head).chain(rest));
         loop {
             let piece = match split.next_piece() {
                 Ok(Some(p)) => p,
@@ -483,7 +620,7 @@ impl<'r> Worker<'r> {
         }
     }
 
-    /// Takes one record (or, at the top level of a file, a digest or event selectors).
+    /// Takes one record (or, at the top level of a file, event selectors).
     fn record(
         &mut self,
         file: u32,
@@ -509,10 +646,6 @@ impl<'r> Worker<'r> {
                 if self.cols.rows >= BATCH_ROWS || self.cols.bytes >= BATCH_BYTES {
                     self.write_batch()?;
                 }
-                Ok(())
-            }
-            Err(RecordError::Digest) if top_level => {
-                self.notes.digests += 1;
                 Ok(())
             }
             Err(RecordError::EventSelectors) if top_level => {
@@ -597,6 +730,8 @@ struct Writer<'n> {
     names: &'n [String],
     index: HashMap<&'n str, u32>,
     stats: HashMap<u32, FileStat>,
+    /// Inputs not read.
+    skipped: HashSet<u32>,
     summary: Summary,
 }
 
@@ -610,6 +745,7 @@ impl<'n> Writer<'n> {
                 .map(|(i, n)| (n.as_str(), i as u32))
                 .collect(),
             stats: HashMap::new(),
+            skipped: HashSet::new(),
             summary: Summary::default(),
         }
     }
@@ -638,7 +774,10 @@ impl<'n> Writer<'n> {
             }
         }
         self.summary.records += chunk.records;
-        self.summary.digests_skipped += chunk.digests;
+        for (f, reason) in chunk.skipped {
+            self.skipped.insert(f);
+            self.summary.skip(self.names[f as usize].clone(), reason);
+        }
         if chunk.rejects.is_empty() && chunk.selectors.is_empty() {
             return Ok(());
         }

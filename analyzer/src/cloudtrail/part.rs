@@ -13,9 +13,12 @@
 //!   are deleted by the next read-write open.
 //! - Parts are never changed: removing duplicates from a new part, or merging small parts,
 //!   writes a new file and swaps the rows in one transaction.
-//! - The view names files relative to the store's directory, which every open puts on DuckDB's
-//!   `file_search_path`: a store moved with its parts directory still opens, and a plain DuckDB
-//!   shell started in the store's directory reads it too.
+//! - The view names its files by absolute path, so any DuckDB client, started in any directory
+//!   and with no settings, reads it. Every read-write open writes the view again for where the
+//!   store is now, and a read-only open shadows it with a temporary view of its own: a store
+//!   moved with its parts directory still opens. (The view named files relative to the store's
+//!   directory, found through `file_search_path`, until a stock `duckdb` shell started
+//!   elsewhere could not read it.)
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -181,11 +184,6 @@ impl PartWriter {
 pub struct Parts {
     /// Absolute directory of the files.
     dir: PathBuf,
-    /// What the view writes before a file's name: relative to the store's directory (found
-    /// through `file_search_path`), or absolute.
-    prefix: String,
-    /// The directory DuckDB's `file_search_path` must hold, when `prefix` is relative.
-    search_path: Option<PathBuf>,
 }
 
 /// Names new part files: `<run start µs>-<thread>-<n>.parquet`, unique within the store
@@ -217,49 +215,20 @@ impl Parts {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "store".into());
-        let root = format!("{file_name}.parts");
-        let dir = parent.join(&root).join(TABLE);
-        // DuckDB splits file_search_path at commas: such a directory is named absolutely.
-        let parent_text = parent.to_string_lossy();
-        Ok(if parent_text.contains(',') {
-            Parts {
-                prefix: format!("{}/", dir.display()),
-                dir,
-                search_path: None,
-            }
-        } else {
-            Parts {
-                prefix: format!("{root}/{TABLE}/"),
-                dir,
-                search_path: Some(parent),
-            }
+        Ok(Parts {
+            dir: parent.join(format!("{file_name}.parts")).join(TABLE),
         })
     }
 
-    /// Parts in a directory of their own, named absolutely (in-memory stores).
+    /// Parts in a directory of their own (in-memory stores).
     pub fn in_dir(dir: &Path) -> Parts {
-        let dir = dir.join(TABLE);
         Parts {
-            prefix: format!("{}/", dir.display()),
-            dir,
-            search_path: None,
+            dir: dir.join(TABLE),
         }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Points this connection's `file_search_path` at the store's directory.
-    pub fn set_search_path(&self, conn: &Connection) -> Result<()> {
-        if let Some(p) = &self.search_path {
-            conn.execute_batch(&format!(
-                "SET file_search_path = {}",
-                sql_string(&p.to_string_lossy())
-            ))
-            .context("setting file_search_path to the store's directory")?;
-        }
-        Ok(())
     }
 
     pub fn namer(&self) -> Result<Namer> {
@@ -292,9 +261,26 @@ impl Parts {
         format!("read_parquet([{}])", list.join(", "))
     }
 
-    /// (Re)creates the view `cloudtrail_events` over the registered parts; before the first
-    /// part it shows the empty `cloudtrail_event_columns`.
+    /// (Re)creates the view `cloudtrail_events` over the registered parts, named by absolute
+    /// path; before the first part it shows the empty `cloudtrail_event_columns`.
     pub fn refresh_view(&self, conn: &Connection) -> Result<()> {
+        let body = self.view_body(conn)?;
+        conn.execute_batch(&format!("CREATE OR REPLACE VIEW {TABLE} AS {body}"))
+            .context("creating the cloudtrail_events view")?;
+        Ok(())
+    }
+
+    /// A temporary `cloudtrail_events` over the parts where they are now, shadowing the
+    /// stored view for this connection (a read-only store moved since it was last written).
+    pub fn shadow_view(&self, conn: &Connection) -> Result<()> {
+        let body = self.view_body(conn)?;
+        conn.execute_batch(&format!("CREATE OR REPLACE TEMP VIEW {TABLE} AS {body}"))
+            .context("creating a temporary cloudtrail_events view")?;
+        Ok(())
+    }
+
+    /// The query of the view over the registered parts.
+    fn view_body(&self, conn: &Connection) -> Result<String> {
         let files: Vec<String> = strings(
             conn,
             "SELECT file FROM cloudtrail_parts ORDER BY min_time, file",
@@ -307,22 +293,19 @@ impl Parts {
                  ORDER BY ordinal_position",
             [],
         )?;
-        let body = if files.is_empty() {
+        Ok(if files.is_empty() {
             "SELECT * FROM cloudtrail_event_columns".to_string()
         } else {
             let list: Vec<String> = files
                 .iter()
-                .map(|f| sql_string(&format!("{}{f}", self.prefix)))
+                .map(|f| sql_string(&self.path_of(f).to_string_lossy()))
                 .collect();
             format!(
                 "SELECT {} FROM read_parquet([{}], union_by_name = true)",
                 columns.join(", "),
                 list.join(", ")
             )
-        };
-        conn.execute_batch(&format!("CREATE OR REPLACE VIEW {TABLE} AS {body}"))
-            .context("creating the cloudtrail_events view")?;
-        Ok(())
+        })
     }
 
     /// Fails when registered parts are missing (the store was copied or moved without its

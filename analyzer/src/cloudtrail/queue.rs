@@ -147,6 +147,7 @@ mod tests {
             body: Body::Open(Box::new(move || {
                 Ok(Box::new(Cursor::new(bytes)) as Box<dyn Read + Send>)
             })),
+            named: false,
         }
     }
 
@@ -210,6 +211,7 @@ mod tests {
                     "NoSuchKey",
                 ))
             })),
+            named: false,
         };
         let q = Queue::new(vec![failing, streamed("next", b"x".to_vec())], 1);
         std::thread::scope(|s| {

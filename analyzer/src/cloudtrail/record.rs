@@ -5,6 +5,8 @@
 //! was expected is kept as its text), so a record with a field shaped unlike the documentation
 //! is still stored. A record is rejected only when it is not JSON, not valid UTF-8, or lacks
 //! what deduplication and time ordering need: a string `eventID` and a parseable `eventTime`.
+//! Without `eventTime`, `@timestamp` stands in: Logstash's CloudTrail codec moves `eventTime`
+//! there (OTRF's Security Datasets publish records so exported).
 
 use std::borrow::Cow;
 
@@ -24,6 +26,9 @@ struct Record<'a, I> {
     event_id: Raw<'a>,
     #[serde(borrow)]
     event_time: Raw<'a>,
+    /// `eventTime` as Logstash's CloudTrail codec renames it.
+    #[serde(rename = "@timestamp", borrow)]
+    logstash_time: Raw<'a>,
     #[serde(borrow)]
     event_source: Raw<'a>,
     #[serde(borrow)]
@@ -261,7 +266,9 @@ pub fn parse(bytes: &[u8]) -> Result<Event<'_>, RecordError> {
         }
         return Err(RecordError::NoEventId);
     };
-    let time_text = text(r.event_time).ok_or(RecordError::NoEventTime)?;
+    let time_text = text(r.event_time)
+        .or_else(|| text(r.logstash_time))
+        .ok_or(RecordError::NoEventTime)?;
     let event_time_us = timestamp::parse_iso_us(&time_text)
         .ok_or_else(|| RecordError::BadEventTime(time_text.chars().take(64).collect()))?;
 
@@ -318,6 +325,7 @@ fn strip<I>(r: Record<'_, I>) -> Record<'_, ()> {
     Record {
         event_id: r.event_id,
         event_time: r.event_time,
+        logstash_time: r.logstash_time,
         event_source: r.event_source,
         event_name: r.event_name,
         aws_region: r.aws_region,
@@ -408,6 +416,19 @@ mod tests {
             Err(RecordError::NoEventId)
         );
         assert_eq!(parse(br#"{"eventID":"x"}"#), Err(RecordError::NoEventTime));
+        // A Logstash export: `@timestamp` stands in for `eventTime`, never over it.
+        let e = parse(br#"{"eventID":"x","@timestamp":"2020-09-14T00:44:23.000Z","@version":"1"}"#)
+            .unwrap();
+        assert_eq!(
+            e.event_time_us,
+            timestamp::parse_iso_us("2020-09-14T00:44:23Z").unwrap()
+        );
+        let e = parse(br#"{"eventID":"x","@timestamp":"2020-09-14T00:44:23Z","eventTime":"2020-09-14T00:40:00Z"}"#)
+            .unwrap();
+        assert_eq!(
+            e.event_time_us,
+            timestamp::parse_iso_us("2020-09-14T00:40:00Z").unwrap()
+        );
         assert!(matches!(
             parse(br#"{"eventID":"x","eventTime":"yesterday"}"#),
             Err(RecordError::BadEventTime(_))

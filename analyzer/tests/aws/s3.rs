@@ -271,13 +271,19 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
     eprint!("{out}");
-    // Every object is a file read, a digest skipped, or (event selectors) a document.
+    // Every object is a file read (event selectors among them) or a digest skipped, named.
     assert!(
         out.contains(&format!(
-            "cloudtrail: {} files (1 digest files skipped, 1 event selector documents)",
+            "cloudtrail: {} files read, 1 skipped, 1 event selector documents",
             objects - 1
         )),
         "{out} ({objects} objects)"
+    );
+    let digest_key = digest.strip_prefix(&root).unwrap().display().to_string();
+    assert!(
+        out.lines()
+            .any(|l| l == format!("skipped s3://{digest_key} (CloudTrail digest file)")),
+        "{out}"
     );
     // Pages of 7 keys: the listing followed every continuation token.
     assert!(
