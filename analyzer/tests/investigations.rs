@@ -622,8 +622,9 @@ fn sql_errors_and_read_only() {
         "{err}"
     );
     assert!(o.stdout.is_empty());
-    // Evidence cannot be changed through sql.
-    let o = credtrail(&db, &["sql", "DROP VIEW cloudtrail_events"]);
+    // Evidence cannot be changed through sql. (An unqualified name finds this connection's
+    // temporary views first: the store's own are in its catalog.)
+    let o = credtrail(&db, &["sql", "DROP VIEW store.main.cloudtrail_events"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("read-only"),
