@@ -327,10 +327,9 @@ fn scale() {
     for (step, secs) in &report.timings {
         println!("  {step:<44} {secs:>7.2}");
     }
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("simulation/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("simulation/manifest.json")).unwrap())
+            .unwrap();
     let (findings, benign): (Vec<Finding>, Vec<Finding>) = report
         .findings
         .into_iter()

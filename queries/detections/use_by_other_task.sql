@@ -33,7 +33,20 @@ addresses AS (
     FROM owned_addresses
     WHERE host IS NULL
 ),
+foreign_pairs AS (
+    -- calls whose address another task held then (most matches are a task's own address, so
+    -- these are few): one row per call and foreign owner
+    SELECT c.task_arn, c.event_id, a.owner_arn, a.vpc_id AS owner_vpc, a.source
+    FROM calls c
+    JOIN addresses a
+      ON a.ip_key = c.ip_key AND a.owned_from <= c.event_time AND c.event_time <= a.owned_until
+     AND same_address_space(c.call_vpc, c.aws_region, c.recipient_account_id,
+                            a.vpc_id, a.region, a.account_id)
+    WHERE a.owner_arn <> c.task_arn
+),
 owned AS (
+    -- of those calls, the ones whose address exactly one task held then (not the caller's own
+    -- too, not shared by several)
     SELECT c.task_arn, c.event_id, any_value(a.owner_arn) AS owner_arn,
            any_value(a.vpc_id) AS owner_vpc, list_sort(list_distinct(list(a.source))) AS how
     FROM calls c
@@ -41,6 +54,7 @@ owned AS (
       ON a.ip_key = c.ip_key AND a.owned_from <= c.event_time AND c.event_time <= a.owned_until
      AND same_address_space(c.call_vpc, c.aws_region, c.recipient_account_id,
                             a.vpc_id, a.region, a.account_id)
+    WHERE (c.task_arn, c.event_id) IN (SELECT task_arn, event_id FROM foreign_pairs)
     GROUP BY c.task_arn, c.event_id
     HAVING count(DISTINCT a.owner_arn) = 1
 ),

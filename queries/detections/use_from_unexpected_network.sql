@@ -29,6 +29,12 @@ learned AS (
     GROUP BY cluster_arn, source_ip
     HAVING count(DISTINCT task_arn) >= getvariable('min_sessions')::BIGINT
 ),
+configured AS (
+    -- expected_egress: CIDR ranges (or bare addresses) separated by spaces or commas
+    SELECT rng
+    FROM unnest(list_filter(regexp_split_to_array(trim(coalesce(getvariable('expected_egress'), '')),
+                                                  '[\s,]+'), r -> r <> '')) AS t(rng)
+),
 inventoried AS (
     SELECT DISTINCT region, account_id FROM network_interfaces
 ),
@@ -40,25 +46,37 @@ task_net AS (
       ON n.task_attachment_id = t.attachment_id OR n.eni_id = t.eni_id
     GROUP BY t.task_arn
 ),
+candidates AS MATERIALIZED (
+    -- the cheap equality tests first (learned egress, the inventory's egress addresses): they
+    -- leave a handful of the millions of public calls for the costlier address tests below
+    SELECT p.*
+    FROM public_calls p
+    WHERE p.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
+      AND p.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
+      AND NOT EXISTS (SELECT 1 FROM learned l
+                      WHERE l.cluster_arn IS NOT DISTINCT FROM p.cluster_arn
+                        AND l.source_ip = p.source_ip)
+      AND NOT EXISTS (SELECT 1 FROM egress_addresses g
+                      WHERE g.address = p.source_ip
+                        AND p.event_time BETWEEN g.vouched_from AND g.vouched_until)
+),
+in_expected AS (
+    SELECT DISTINCT k.source_ip
+    FROM (SELECT DISTINCT source_ip FROM candidates) k
+    CROSS JOIN configured g
+    WHERE cidr_contains(g.rng, k.source_ip)
+),
 judged AS (
     SELECT p.*,
            i.region IS NOT NULL AS inventory_here,
            tn.network_mode,
            coalesce(tn.eni_in_inventory, false) AS eni_in_inventory
-    FROM public_calls p
+    FROM candidates p
     LEFT JOIN inventoried i ON i.region = p.aws_region AND i.account_id = p.recipient_account_id
     LEFT JOIN task_net tn ON tn.task_arn = p.task_arn
-    WHERE p.event_time >= coalesce(getvariable('since')::TIMESTAMP, TIMESTAMP '-infinity')
-      AND p.event_time < coalesce(getvariable('until')::TIMESTAMP, TIMESTAMP 'infinity')
-      AND NOT (contains(p.source_ip, ':')
+    WHERE NOT (contains(p.source_ip, ':')
                AND ipv6_hex(p.source_ip) IN (SELECT ip_key FROM task_ipv6))
-      AND NOT EXISTS (SELECT 1 FROM egress_addresses g
-                      WHERE g.address = p.source_ip
-                        AND p.event_time BETWEEN g.vouched_from AND g.vouched_until)
-      AND NOT EXISTS (SELECT 1 FROM learned l
-                      WHERE l.cluster_arn IS NOT DISTINCT FROM p.cluster_arn
-                        AND l.source_ip = p.source_ip)
-      AND NOT coalesce(cidr_list_contains(getvariable('expected_egress'), p.source_ip), false)
+      AND p.source_ip NOT IN (SELECT source_ip FROM in_expected)
 ),
 unexpected AS (
     SELECT *,
