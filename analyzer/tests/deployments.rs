@@ -5,9 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
+
+#[path = "common/cli.rs"]
+mod cli;
+use cli::credtrail;
 
 const ACCOUNT: &str = "111122223333";
 /// 2026-11-20T08:00:00Z: every time below is seconds after it.
@@ -378,10 +381,7 @@ impl World {
                 trail.display().to_string(),
             ],
         );
-        let out = credtrail(
-            &store,
-            &["analyze".into(), "--format".into(), "jsonl".into()],
-        );
+        let out = credtrail(&store, &["analyze", "--format", "jsonl"]);
         out.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())
@@ -491,22 +491,6 @@ impl World {
             .collect();
         json!({ "tasks": tasks, "failures": [] })
     }
-}
-
-fn credtrail(store: &Path, args: &[String]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_credtrail"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "credtrail {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// (kind, severity, task or source address) of every finding.

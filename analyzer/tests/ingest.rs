@@ -13,6 +13,10 @@ use credtrail::store::Store;
 use credtrail::{audit, cloudtrail, ecs, iam};
 use serde_json::{Value, json};
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::credtrail;
+
 fn public_cloudtrail() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/public-cloudtrail")
 }
@@ -1498,21 +1502,6 @@ fn fetch_line(secs: i64, task: &str, event_type: &str, ci: &str) -> String {
 
 fn task_arn(n: u32) -> String {
     format!("arn:aws:ecs:us-east-1:111122223333:task/prod/{n:032x}")
-}
-
-fn credtrail(store: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_credtrail"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "credtrail {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

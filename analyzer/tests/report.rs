@@ -14,6 +14,10 @@ use credtrail::report::{self, markdown::md};
 use credtrail::store::Store;
 use serde_json::{Value, json};
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::credtrail;
+
 /// A user agent written to break out of HTML, rename the page and drive a terminal.
 const HOSTILE: &str =
     "<script>document.title='pwned'</script><img src=x onerror=alert(1)>\x1b]0;evil\x07\x1b[31m";
@@ -21,22 +25,6 @@ const HOSTILE: &str =
 const HOSTILE_TEXT: &str =
     r"<script>document.title='pwned'</script><img src=x onerror=alert(1)>\x1b]0;evil\x07\x1b[31m";
 const TITLE: &str = "credtrail report";
-
-fn credtrail(store: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_credtrail"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "credtrail {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
