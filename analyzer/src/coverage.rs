@@ -484,10 +484,13 @@ mod tests {
         let inputs: Vec<&str> = c.missing_inputs.iter().map(|m| m.input).collect();
         assert_eq!(inputs.len(), 5, "{inputs:?}");
         assert!(inputs.iter().any(|i| i.starts_with("network inventory")));
-        // With a network_interfaces table that holds rows, the network inventory is present.
+        // Once network_interfaces holds rows, the network inventory is present.
         store
             .conn()
-            .execute_batch("CREATE TABLE network_interfaces (eni_id VARCHAR); INSERT INTO network_interfaces VALUES ('eni-1')")
+            .execute_batch(
+                "INSERT INTO network_interfaces (eni_id, taken_at, taken_at_source, source_file, ingested_at)
+                 VALUES ('eni-1', TIMESTAMP '2026-11-20 12:00:00', 'flag', 'eni.json', now()::TIMESTAMP)",
+            )
             .unwrap();
         let c = read(&store).unwrap();
         assert!(
