@@ -145,14 +145,23 @@ CREATE OR REPLACE MACRO agent_execution_call(src, name) AS
     OR (src = 'ssm.amazonaws.com' AND name IN ('GetParameters', 'GetParameter'))
     OR (src = 'kms.amazonaws.com' AND name = 'Decrypt');
 
+-- True for a call the agent made for a task whose task role is also its execution role: one of
+-- the agent's calls (agent_execution_call) from pullStartedAt to startedAt, both ends included at
+-- CloudTrail's one-second resolution, or at any time when describe-tasks gave no pull or start
+-- time (it cannot be placed, and is never evidence of misuse).
+CREATE OR REPLACE MACRO execution_side(task_role, execution_role, pull_started, started,
+                                       src, name, called_at) AS
+    execution_role IS NOT DISTINCT FROM task_role
+    AND agent_execution_call(src, name)
+    AND (pull_started IS NULL OR started IS NULL
+         OR (called_at >= date_trunc('second', pull_started)
+             AND called_at <= date_trunc('second', started + INTERVAL 999999 MICROSECOND)));
+
 -- Calls made with a task's own task-role credentials: CloudTrail sessions named with the task's ID
 -- and issued by that task's task role. Execution-role sessions carry the same name but are the
--- agent's and Docker's (image pulls, log streams), never the task's, so they are not here. The
--- detections of credential use read this view. When one role is both the task role and the
--- execution role, the agent's calls for the task (agent_execution_call) from pullStartedAt to
--- startedAt, both ends included at CloudTrail's one-second resolution, are execution-side and
--- not here either; where describe-tasks gave no pull or start time they cannot be placed, and
--- are left out too (never evidence of misuse).
+-- agent's and Docker's (image pulls, log streams), never the task's, so they are not here; nor
+-- are the agent's calls under a role that is both (execution_side). The detections of credential
+-- use read this view.
 CREATE OR REPLACE VIEW task_session_calls AS
 SELECT t.task_arn, t.task_id, t.cluster_arn, t.task_role_arn, t.container_instance_arn,
        t.started_at, t.stopped_at, e.*
@@ -160,11 +169,8 @@ FROM cloudtrail_events e
 JOIN tasks t
   ON e.session_name = t.task_id
  AND e.session_issuer_arn = t.task_role_arn
-WHERE NOT (t.execution_role_arn IS NOT DISTINCT FROM t.task_role_arn
-           AND agent_execution_call(e.event_source, e.event_name)
-           AND (t.pull_started_at IS NULL OR t.started_at IS NULL
-                OR (e.event_time >= date_trunc('second', t.pull_started_at)
-                    AND e.event_time <= date_trunc('second', t.started_at + INTERVAL 999999 MICROSECOND))));
+WHERE NOT execution_side(t.task_role_arn, t.execution_role_arn, t.pull_started_at, t.started_at,
+                         e.event_source, e.event_name, e.event_time);
 
 -- The one definition of an authorization error (detections.md, Terms), shared by
 -- `access_denied_burst` and least privilege: any errorCode AWS uses for a refused authorization
@@ -525,7 +531,10 @@ SELECT e.event_time,
        t.family,
        t.cluster_arn,
        CASE WHEN t.task_arn IS NULL THEN NULL
-            WHEN e.session_issuer_arn = t.task_role_arn THEN 'task'
+            WHEN e.session_issuer_arn = t.task_role_arn
+                 AND NOT execution_side(t.task_role_arn, t.execution_role_arn, t.pull_started_at,
+                                        t.started_at, e.event_source, e.event_name, e.event_time)
+              THEN 'task'
             ELSE 'execution' END AS role_kind,
        e.request_parameters,
        e.resources

@@ -83,10 +83,14 @@ fn hostile_store(dir: &Path) -> (PathBuf, String, String) {
         let (fetch_task, cluster, ci, time): (String, String, String, String) = store
             .conn()
             .query_row(
+                // a task no planted attack fetched for with a hand tool; the hostile fetch comes
+                // 70 minutes after its first, once its family's clients are learned
                 "SELECT task_arn, cluster, container_instance_arn, \
-                        strftime(min(event_time) + INTERVAL 10 MINUTE, '%Y-%m-%dT%H:%M:%SZ') \
+                        strftime(min(event_time) + INTERVAL 70 MINUTE, '%Y-%m-%dT%H:%M:%SZ') \
                  FROM credential_requests \
                  WHERE task_arn IS NOT NULL AND status = 200 AND event_type = 'GetCredentials' \
+                   AND task_arn NOT IN (SELECT task_arn FROM credential_requests \
+                                        WHERE task_arn IS NOT NULL AND hand_tool_client(user_agent)) \
                  GROUP BY ALL ORDER BY task_arn LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
