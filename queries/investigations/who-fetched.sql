@@ -1,6 +1,6 @@
 -- id: who-fetched
 -- title: Every fetch of one task's credentials, and who asked
--- description: Every request to the credential endpoint for one task (--task: its ARN or its ID), oldest first: time, host, requester address:port, user agent, HTTP status, event type and role_kind (task or execution role), and requester_task_arn, the task that held the requester address at that time when known. owner_source says how it is known: describe-tasks or inventory (the task_addresses view; an address several tasks held then is `shared` and belongs to none), or `audit log` (the address of a task's first own fetch on that host, when no other task's first fetch came from there). same_task is false when the credentials were fetched from another task's address.
+-- description: Every request to the credential endpoint for one task (--task: its ARN or its ID), oldest first: time, host, requester address:port, user agent, HTTP status, event type and role_kind (task or execution role), and requester_task_arn, the task that held the requester address at that time when known. owner_source says how it is known: describe-tasks or inventory (the task_addresses view; an address several tasks held then is `shared` and belongs to none), or `audit log` (the address of a task's first own fetch on that host, from then until another task's first fetch comes from it). same_task is false when the credentials were fetched from another task's address.
 -- params: task
 -- reads: fetches, task_addresses
 WITH wanted AS (
@@ -24,14 +24,17 @@ held AS (
     GROUP BY ALL
 ),
 homes AS (
-    SELECT host, task_arn, arg_min(source_ip, event_time) AS ip
+    SELECT host, task_arn, arg_min(source_ip, event_time) AS ip, min(event_time) AS since
     FROM fetches
     WHERE ok AND role_kind = 'task' AND source_ip IS NOT NULL
     GROUP BY host, task_arn
 ),
 learned AS (
-    SELECT host, ip, min(task_arn) AS owner
-    FROM homes GROUP BY host, ip HAVING count(*) = 1
+    -- a task owns its first fetch's address from then until another task's first fetch comes
+    -- from it (a replacement task often gets its stopped predecessor's bridge address)
+    SELECT host, ip, task_arn AS owner, since,
+           lead(since) OVER (PARTITION BY host, ip ORDER BY since, task_arn) AS next_since
+    FROM homes
 ),
 attributed AS (
     SELECT f.*,
@@ -43,7 +46,9 @@ attributed AS (
     FROM f
     LEFT JOIN held h
       ON h.host = f.host AND h.source_id = f.source_id AND h.byte_offset = f.byte_offset
-    LEFT JOIN learned l ON l.host = f.host AND l.ip = f.source_ip
+    LEFT JOIN learned l
+      ON l.host = f.host AND l.ip = f.source_ip
+     AND f.event_time >= l.since AND (l.next_since IS NULL OR f.event_time < l.next_since)
 )
 SELECT event_time AS time, host,
        source_ip || coalesce(':' || source_port::VARCHAR, '') AS requester,
