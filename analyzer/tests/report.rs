@@ -355,7 +355,7 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
         .expect("the hostile fetch is a fetch_unusual_client finding");
     assert_eq!(
         hostile_fetch["title"],
-        format!("Task credentials fetched by {HOSTILE}")
+        format!("Task credentials fetched by {HOSTILE}, a client its family does not use")
     );
     let hostile_call = findings
         .iter()
