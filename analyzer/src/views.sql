@@ -420,6 +420,20 @@ FROM (SELECT host, container_instance_arn, cluster, count(*) AS n
       GROUP BY host, container_instance_arn, cluster)
 GROUP BY host;
 
+-- Which container instances each host name stood for (from the audit lines and the collector's
+-- coverage rows). A name can repeat across container instances (an instance replaced by one
+-- with the same private address): such names are never merged and never matched on alone.
+CREATE OR REPLACE VIEW host_instances AS
+SELECT host,
+       list_sort(list(DISTINCT container_instance_arn)) AS container_instance_arns,
+       count(DISTINCT container_instance_arn) AS instances
+FROM (SELECT DISTINCT host, container_instance_arn FROM credential_requests
+      WHERE container_instance_arn IS NOT NULL
+      UNION ALL
+      SELECT DISTINCT host, container_instance_arn FROM collector_coverage
+      WHERE container_instance_arn IS NOT NULL)
+GROUP BY host;
+
 -- Audit lines with the container instance that wrote them (`instance`): the one the line names,
 -- else the one its source file's lines name (refused requests name none), else the one its host
 -- name stands for when that name stood for a single instance, else the host name. Host names can
@@ -435,10 +449,9 @@ WITH sources AS (
     GROUP BY host, source_id
 ),
 names AS (
-    SELECT host, CASE WHEN count(DISTINCT container_instance_arn) = 1
-                      THEN any_value(container_instance_arn) END AS container_instance_arn
-    FROM credential_requests WHERE container_instance_arn IS NOT NULL
-    GROUP BY host
+    -- the one container instance a host name stands for (host_instances), if it is one
+    SELECT host, CASE WHEN instances = 1 THEN container_instance_arns[1] END AS container_instance_arn
+    FROM host_instances
 )
 SELECT r.*,
        coalesce(r.container_instance_arn, s.container_instance_arn, n.container_instance_arn,
@@ -451,10 +464,9 @@ LEFT JOIN names n ON n.host = r.host;
 -- (describe-tasks, or the audit lines that name it), else the one the host name stands for.
 CREATE OR REPLACE VIEW inventory_lines AS
 WITH names AS (
-    SELECT host, CASE WHEN count(DISTINCT container_instance_arn) = 1
-                      THEN any_value(container_instance_arn) END AS container_instance_arn
-    FROM credential_requests WHERE container_instance_arn IS NOT NULL
-    GROUP BY host
+    -- the one container instance a host name stands for (host_instances), if it is one
+    SELECT host, CASE WHEN instances = 1 THEN container_instance_arns[1] END AS container_instance_arn
+    FROM host_instances
 ),
 task_instances AS (
     SELECT task_arn, any_value(container_instance_arn) AS container_instance_arn
@@ -778,19 +790,6 @@ FROM g LEFT JOIN tk ON tk.attachment_id = g.task_attachment_id;
 -- that a fetch missing there means something. Nothing outside coverage is evidence of a missing
 -- fetch.
 
--- Which container instances each host name stood for (from the audit lines and the collector's
--- coverage rows). A name can repeat across container instances (an instance replaced by one
--- with the same private address): such names are never merged and never matched on alone.
-CREATE OR REPLACE VIEW host_instances AS
-SELECT host,
-       list_sort(list(DISTINCT container_instance_arn)) AS container_instance_arns,
-       count(DISTINCT container_instance_arn) AS instances
-FROM (SELECT DISTINCT host, container_instance_arn FROM credential_requests
-      WHERE container_instance_arn IS NOT NULL
-      UNION ALL
-      SELECT DISTINCT host, container_instance_arn FROM collector_coverage
-      WHERE container_instance_arn IS NOT NULL)
-GROUP BY host;
 
 -- Every coverage interval as recorded, before merging. `source`: `collector` (a collector
 -- following the log), `backlog` (a collector run with --once, e.g. over copied logs) or

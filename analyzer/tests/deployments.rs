@@ -106,6 +106,7 @@ fn instance(region: &str, cluster: &str, n: u32) -> String {
 }
 
 impl World {
+    /// A bridge-mode task on container instance `host` (or Fargate when None) in us-east-1.
     fn task(
         &mut self,
         n: u32,
@@ -115,22 +116,19 @@ impl World {
         started: i64,
         stopped: Option<i64>,
     ) -> Task {
-        let t = Task {
-            id: format!("{n:032x}"),
-            region: "us-east-1",
-            cluster: "prod",
+        let mut t = self.awsvpc_task(
+            n,
             family,
-            role: format!("arn:aws:iam::{ACCOUNT}:role/{family}-task"),
-            exec_role: format!("arn:aws:iam::{ACCOUNT}:role/{family}-exec"),
-            instance: host.map(|h| instance("us-east-1", "prod", h)),
+            "us-east-1",
+            host,
             ip,
-            awsvpc: false,
-            public_ip: None,
-            ipv6: None,
+            None,
+            None,
             started,
             stopped,
-        };
-        self.tasks.push(t.clone());
+        );
+        t.awsvpc = false;
+        self.tasks.last_mut().unwrap().awsvpc = false;
         t
     }
 
