@@ -34,7 +34,7 @@ pub enum Format {
 /// Tasks listed one by one in the table output, at most (JSON lists every one).
 const TABLE_TASKS: usize = 50;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Coverage {
     /// Merged coverage intervals, per (host, container instance).
     pub hosts: Vec<HostInterval>,
@@ -47,7 +47,7 @@ pub struct Coverage {
     pub time_ranges: TimeRanges,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HostInterval {
     pub host: String,
     pub container_instance_arn: Option<String>,
@@ -58,13 +58,13 @@ pub struct HostInterval {
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SharedHostName {
     pub host: String,
     pub container_instance_arns: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TaskCounts {
     pub total: i64,
     /// With at least one covered stretch (`task_coverage`).
@@ -75,7 +75,7 @@ pub struct TaskCounts {
     pub on_no_covered_host: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UncoveredTask {
     pub task_arn: String,
     pub family: Option<String>,
@@ -85,13 +85,13 @@ pub struct UncoveredTask {
     pub reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MissingInput {
     pub input: &'static str,
     pub consequence: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TimeRanges {
     pub cloudtrail: Option<Range>,
     pub audit_log: Option<Range>,

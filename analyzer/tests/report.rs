@@ -422,6 +422,44 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
         assert!(md_text.contains(&md(f["kind"].as_str().unwrap())));
     }
 
+    // The coverage section says what `credtrail coverage` says.
+    let cov: Value =
+        serde_json::from_str(&credtrail(&db, &["coverage", "--format", "json"])).unwrap();
+    let section = md_text
+        .split("## Coverage: what this report can judge")
+        .nth(1)
+        .expect("a coverage section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let hosts = cov["hosts"].as_array().unwrap();
+    assert!(!hosts.is_empty());
+    for h in hosts {
+        assert!(
+            section.contains(&md(h["host"].as_str().unwrap())),
+            "{section}"
+        );
+        assert!(
+            section.contains(h["covered_from"].as_str().unwrap()),
+            "{section}"
+        );
+    }
+    let t = &cov["tasks"];
+    assert!(
+        section.contains(&format!(
+            "Tasks: {} known, {} covered,",
+            t["total"], t["covered"]
+        )),
+        "{section}"
+    );
+    for m in cov["missing_inputs"].as_array().unwrap() {
+        assert!(
+            section.contains(&md(m["input"].as_str().unwrap())),
+            "{section}"
+        );
+    }
+    assert!(html.contains("<section id=\"coverage\">"));
+
     // The page as a browser builds it.
     let Some(dom) = dump_dom(&out_dir.join("report.html")) else {
         return;

@@ -132,12 +132,16 @@ const COLUMN_ORDER: &[&str] = &[
     "event_time",
     "first_seen",
     "last_seen",
+    "covered_from",
+    "covered_until",
     "status",
     "event_source",
     "event_name",
     "error_code",
     "how",
     "owner",
+    "host",
+    "container_instance_arn",
     "task_arn",
     "source",
     "source_ip",
@@ -340,6 +344,7 @@ pub fn render(d: &Data) -> String {
     header(&mut o, d);
     o.push_str("<main>\n");
     summary(&mut o, d);
+    reach(&mut o, d);
     timeline(&mut o, d);
     privilege(&mut o, d);
     findings(&mut o, d);
@@ -371,7 +376,7 @@ fn header(o: &mut String, d: &Data) {
         "<div class=\"top\"><div class=\"wrap\"><h1>credtrail report</h1>\
          <p>Who used the ECS tasks' IAM credentials, from where, and which permissions nobody needs · \
          {} · generated {}</p>\
-         <nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#activity\">Activity</a>\
+         <nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#coverage\">Coverage</a><a href=\"#activity\">Activity</a>\
          <a href=\"#privilege\">Least privilege</a><a href=\"#findings\">Findings ({})</a></nav>\
          </div></div>",
         window_text(d),
@@ -391,7 +396,7 @@ fn summary(o: &mut String, d: &Data) {
         );
     }
     o.push_str(
-        "</div><div class=\"grid2\"><div class=\"card\"><h3>Store coverage</h3><table><tbody>",
+        "</div><div class=\"grid2\"><div class=\"card\"><h3>Inputs in the store</h3><table><tbody>",
     );
     let c = &d.coverage;
     let _ = write!(
@@ -443,6 +448,105 @@ fn summary(o: &mut String, d: &Data) {
         o.push_str("</ul></div>");
     }
     o.push_str("</section>\n");
+}
+
+/// `credtrail coverage` as a section: what the findings could and could not judge.
+fn reach(o: &mut String, d: &Data) {
+    let Some(c) = &d.reach else { return };
+    o.push_str("<section id=\"coverage\"><h2>Coverage: what this report can judge</h2>");
+    let rows = |v: serde_json::Result<Value>| match v {
+        Ok(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    o.push_str("<div class=\"card\"><h3>Hosts covered</h3>");
+    if c.hosts.is_empty() {
+        o.push_str(
+            "<p class=\"muted\">No host is covered: no collector segments and no raw audit files.</p>",
+        );
+    } else {
+        table(o, &rows(serde_json::to_value(&c.hosts)), 0);
+        if c.hosts.len() > MAX_ROWS {
+            o.push_str(
+                "<p><code>credtrail coverage --format json</code> lists every interval.</p>",
+            );
+        }
+    }
+    if !c.shared_host_names.is_empty() {
+        o.push_str("<h3>Host names shared by several container instances</h3><p>Kept apart, never merged.</p><ul>");
+        for s in &c.shared_host_names {
+            let arns: Vec<String> = s.container_instance_arns.iter().map(|a| esc(a)).collect();
+            let _ = write!(
+                o,
+                "<li><code>{}</code>: {}</li>",
+                esc(&s.host),
+                arns.join(", ")
+            );
+        }
+        o.push_str("</ul>");
+    }
+    let t = &c.tasks;
+    let _ = write!(
+        o,
+        "</div><div class=\"card\"><h3>Tasks</h3><p class=\"nums\"><b>{}</b> known · <b>{}</b> covered · \
+         <b>{}</b> on a covered host but never covered · <b>{}</b> on no covered host</p>",
+        thousands(t.total.max(0) as u64),
+        thousands(t.covered.max(0) as u64),
+        thousands(t.on_covered_host_never_covered.max(0) as u64),
+        thousands(t.on_no_covered_host.max(0) as u64)
+    );
+    if !c.tasks_on_no_covered_host.is_empty() {
+        o.push_str("<p>On no covered host (a missing fetch there is no evidence):</p>");
+        table(
+            o,
+            &rows(serde_json::to_value(&c.tasks_on_no_covered_host)),
+            0,
+        );
+    }
+    o.push_str("</div><div class=\"card\"><h3>Inputs missing</h3>");
+    if c.missing_inputs.is_empty() {
+        o.push_str("<p class=\"muted\">None.</p>");
+    } else {
+        o.push_str("<ul>");
+        for m in &c.missing_inputs {
+            let _ = write!(
+                o,
+                "<li><b>{}</b>: {}</li>",
+                esc(m.input),
+                esc(m.consequence)
+            );
+        }
+        o.push_str("</ul>");
+    }
+    let tr = &c.time_ranges;
+    o.push_str("<h3>Time ranges</h3><table><thead><tr><th>input</th><th>first</th><th>last</th></tr></thead><tbody>");
+    for (name, r) in [
+        ("CloudTrail", &tr.cloudtrail),
+        ("credential audit log", &tr.audit_log),
+        ("host coverage", &tr.coverage),
+    ] {
+        match r {
+            Some(r) => {
+                let _ = write!(
+                    o,
+                    "<tr><th>{name}</th><td>{}</td><td>{}</td></tr>",
+                    esc(&r.first),
+                    esc(&r.last)
+                );
+            }
+            None => {
+                let _ = write!(o, "<tr><th>{name}</th><td>—</td><td>—</td></tr>");
+            }
+        }
+    }
+    o.push_str("</tbody></table>");
+    if !tr.notes.is_empty() {
+        o.push_str("<ul>");
+        for n in &tr.notes {
+            let _ = write!(o, "<li>{}</li>", esc(n));
+        }
+        o.push_str("</ul>");
+    }
+    o.push_str("</div></section>\n");
 }
 
 fn timeline(o: &mut String, d: &Data) {

@@ -161,6 +161,7 @@ pub fn render(d: &Data) -> String {
         md(&d.generated_at)
     );
     summary(&mut o, d);
+    reach(&mut o, d);
     activity(&mut o, d);
     privilege(&mut o, d);
     findings(&mut o, d);
@@ -204,6 +205,81 @@ fn summary(o: &mut String, d: &Data) {
         for (file, e) in &d.failed {
             let _ = writeln!(o, "- {}: {}", md(file), md(&clip(e, 600)));
         }
+        o.push('\n');
+    }
+}
+
+/// `credtrail coverage` as a section: what the findings below could and could not judge.
+fn reach(o: &mut String, d: &Data) {
+    let Some(c) = &d.reach else { return };
+    o.push_str("## Coverage: what this report can judge\n\n");
+    let rows = |v: serde_json::Result<Value>| match v {
+        Ok(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    if c.hosts.is_empty() {
+        o.push_str("No host is covered: no collector segments and no raw audit files.\n\n");
+    } else {
+        let _ = writeln!(
+            o,
+            "Hosts covered (collector running and tailing, or raw audit files):\n"
+        );
+        table(o, &rows(serde_json::to_value(&c.hosts)));
+        if c.hosts.len() > MAX_ROWS {
+            o.push_str("`credtrail coverage --format json` lists every interval.\n\n");
+        }
+    }
+    if !c.shared_host_names.is_empty() {
+        o.push_str(
+            "Host names shared by several container instances (kept apart, never merged):\n\n",
+        );
+        for s in &c.shared_host_names {
+            let arns: Vec<String> = s.container_instance_arns.iter().map(|a| md(a)).collect();
+            let _ = writeln!(o, "- {}: {}", md(&s.host), arns.join(", "));
+        }
+        o.push('\n');
+    }
+    let t = &c.tasks;
+    let _ = writeln!(
+        o,
+        "Tasks: {} known, {} covered, {} on a covered host but never covered, {} on no covered host.\n",
+        thousands(t.total.max(0) as u64),
+        thousands(t.covered.max(0) as u64),
+        thousands(t.on_covered_host_never_covered.max(0) as u64),
+        thousands(t.on_no_covered_host.max(0) as u64)
+    );
+    if !c.tasks_on_no_covered_host.is_empty() {
+        o.push_str("Tasks on no covered host (a missing fetch there is no evidence):\n\n");
+        table(o, &rows(serde_json::to_value(&c.tasks_on_no_covered_host)));
+    }
+    o.push_str("Inputs missing:\n\n");
+    if c.missing_inputs.is_empty() {
+        o.push_str("- none\n");
+    }
+    for m in &c.missing_inputs {
+        let _ = writeln!(o, "- **{}**: {}", md(m.input), md(m.consequence));
+    }
+    let tr = &c.time_ranges;
+    o.push_str("\n| input | first | last |\n|---|---|---|\n");
+    for (name, r) in [
+        ("CloudTrail", &tr.cloudtrail),
+        ("credential audit log", &tr.audit_log),
+        ("host coverage", &tr.coverage),
+    ] {
+        match r {
+            Some(r) => {
+                let _ = writeln!(o, "| {name} | {} | {} |", md(&r.first), md(&r.last));
+            }
+            None => {
+                let _ = writeln!(o, "| {name} | — | — |");
+            }
+        }
+    }
+    o.push('\n');
+    for n in &tr.notes {
+        let _ = writeln!(o, "- {}", md(n));
+    }
+    if !tr.notes.is_empty() {
         o.push('\n');
     }
 }

@@ -157,6 +157,9 @@ pub struct Data {
     pub since: Option<String>,
     pub until: Option<String>,
     pub coverage: Coverage,
+    /// What the store can and cannot judge (`credtrail coverage`): covered hosts, tasks on no
+    /// covered host, shared host names, missing inputs, time ranges. Not limited to the window.
+    pub reach: Option<crate::coverage::Coverage>,
     pub findings: Vec<Finding>,
     /// Detections that failed or did not load: (file, error).
     pub failed: Vec<(String, String)>,
@@ -672,6 +675,7 @@ pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> R
     let mut findings = run.findings;
     add_request_parameters(store, &mut findings)?;
     let coverage = coverage(store, &since, &until)?;
+    let reach = crate::coverage::read(store)?;
     let timeline = timeline(store, &findings, &coverage, &since, &until)?;
     let roles = findings
         .iter()
@@ -683,6 +687,7 @@ pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> R
         since,
         until,
         coverage,
+        reach: Some(reach),
         findings,
         failed,
         roles,
