@@ -845,9 +845,11 @@ UNION ALL
 SELECT host, container_instance_arn, cluster, covered_from, covered_until, 'raw_file', NULL, NULL
 FROM raw;
 
--- Each host's coverage: intervals of one (host, container instance) that overlap or lie within
--- two minutes of each other merged into one. `source` lists where the merged intervals came
--- from (collector, backlog, raw_file), comma-separated.
+-- Each host's coverage: intervals of one (host, container instance) that overlap or touch merged
+-- into one. Nothing bridges a hole, however short: a restart that lost nothing overlaps the run
+-- before it (a resumed file covers from the last record read then), so a hole between two
+-- intervals is a recorded gap or a stretch nobody watched. `source` lists where the merged
+-- intervals came from (collector, backlog, raw_file), comma-separated.
 CREATE OR REPLACE VIEW host_coverage AS
 WITH ordered AS (
     SELECT *,
@@ -859,7 +861,7 @@ WITH ordered AS (
 islands AS (
     SELECT *,
            sum(CASE WHEN reach_before IS NULL
-                     OR covered_from > reach_before + INTERVAL 2 MINUTE THEN 1 ELSE 0 END)
+                     OR covered_from > reach_before THEN 1 ELSE 0 END)
                OVER (PARTITION BY host, container_instance_arn
                      ORDER BY covered_from, covered_until ROWS UNBOUNDED PRECEDING) AS island
     FROM ordered

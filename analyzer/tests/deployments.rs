@@ -1,7 +1,9 @@
 //! The deployments of detections.md "Real clients and real deployments", each in its benign form
 //! (no finding at all) and with an attack planted inside the same topology (exactly the planted
 //! finding), through the real binary: inputs are written in AWS's own formats, ingested with
-//! `credtrail ingest …` and judged by `credtrail analyze --format jsonl`.
+//! `credtrail ingest …` and judged by `credtrail analyze --format jsonl`. The host whose collector
+//! stopped is collected by the collector itself (`run_once`, what `credtrail-collector --once`
+//! runs), twice, by the real clock.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,17 +15,30 @@ mod cli;
 use cli::credtrail;
 
 const ACCOUNT: &str = "111122223333";
-/// 2026-11-20T08:00:00Z: every time below is seconds after it.
+/// 2026-11-20T08:00:00Z: every time below is seconds after it, unless a test moves the world's
+/// start ([`BASE`]) because the real clock matters to it.
 const T0: i64 = 1_795_161_600;
 
+thread_local! {
+    /// Unix seconds of the world's time 0 (each test runs on a thread of its own).
+    static BASE: std::cell::Cell<i64> = const { std::cell::Cell::new(T0) };
+}
+
 fn iso(t: i64) -> String {
-    let secs = T0 + t;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // 2026-11-20 is day 20,777 since the epoch; every world stays within that month.
-    let day = 20 + (days - 20_777);
+    let secs = BASE.get() + t;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "2026-11-{day:02}T{:02}:{:02}:{:02}Z",
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
@@ -31,7 +46,7 @@ fn iso(t: i64) -> String {
 }
 
 fn epoch(t: i64) -> f64 {
-    (T0 + t) as f64
+    (BASE.get() + t) as f64
 }
 
 #[derive(Clone)]
@@ -89,6 +104,8 @@ struct World {
     inventory: bool,
     /// Audit lines before this time are not written: the collector was installed then.
     audit_from: i64,
+    /// Directories of segments published by the collector, ingested beside the raw audit files.
+    segments: Vec<std::path::PathBuf>,
     next_port: u32,
     next_event: u32,
 }
@@ -362,9 +379,10 @@ impl World {
                 ],
             );
         }
-        if !audit_files.is_empty() {
+        if !audit_files.is_empty() || !self.segments.is_empty() {
             let mut args = vec!["ingest".to_string(), "audit".to_string()];
             args.extend(audit_files.iter().map(|p| p.display().to_string()));
+            args.extend(self.segments.iter().map(|p| p.display().to_string()));
             credtrail(&store, &args);
         }
         credtrail(
@@ -1099,4 +1117,174 @@ fn one_role_as_task_and_execution_role_and_a_key_used_after_the_stop() {
         json!({}),
     );
     assert_exactly(&w, &[("use_after_stop", "critical", &s.arn())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A host whose collector stopped for a while
+
+/// The real collector (`run_once`, what `credtrail-collector --once` runs) over the host's log
+/// directory, publishing into `segments`.
+fn collect_once(log_dir: &Path, state: &Path, segments: &Path) {
+    let mut c = credtrail_collector::Config::new(log_dir, state);
+    c.host = Some("ip-10-0-0-9".into());
+    c.segments_dir = Some(segments.to_path_buf());
+    c.min_free_mb = 0;
+    c.notify = false;
+    credtrail_collector::run_once(&c).unwrap();
+}
+
+/// Appends the world's pending audit lines (in time order) to `file` and forgets them.
+fn flush_audit(w: &mut World, file: &Path) {
+    use std::io::Write as _;
+    let mut lines: Vec<(i64, String)> = std::mem::take(&mut w.audit)
+        .into_values()
+        .flatten()
+        .collect();
+    lines.sort_by_key(|(t, _)| *t);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap();
+    for (_, l) in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+/// World seconds now, by the real clock.
+fn world_now() -> i64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    unix - BASE.get()
+}
+
+fn sleep_until(t: i64) {
+    while world_now() < t {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The collector runs for two hours, stops, and is started again a few seconds later; what the
+/// agent wrote meanwhile was rolled away and deleted before the collector came back (more rolls
+/// than `ECS_LOG_MAX_ROLL_COUNT`). Coverage is recorded by the real clock, so this world starts
+/// two hours before the test and waits out its few seconds of outage.
+///
+/// - `a` started under the collector and fetched then; after the restart it calls with the
+///   credentials it still holds, no fetch in the new coverage.
+/// - `b` started while the collector was stopped: its fetch is in the deleted file.
+/// - `d` fetches right after the restart (its line begins the new coverage).
+///
+/// Returns the world and the world time the collector came back; [`restart_collector`] runs it
+/// again.
+fn stopped_collector(dir: &Path) -> (World, i64) {
+    BASE.set(world_now() + BASE.get() - 2 * HOURS);
+    let log_dir = dir.join("log");
+    let state = dir.join("collector.duckdb");
+    let segments = dir.join("segments");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let live = log_dir.join("audit.log");
+
+    let mut w = World::default();
+    w.nat("us-east-1", NAT);
+    let a = w.task(90, "api", Some(9), "172.17.0.2", 60, None);
+    let d = w.task(91, "worker", Some(9), "172.17.0.3", 90, None);
+    w.ordinary(&a, 2 * HOURS - 120, 300, NAT, BOTO3);
+    w.ordinary(&d, 2 * HOURS - 120, 300, NAT, BOTO3);
+    flush_audit(&mut w, &live);
+    collect_once(&log_dir, &state, &segments);
+    let stopped = world_now();
+
+    // While stopped: `b` starts and fetches; the agent rolls the file and, rolls later, deletes it.
+    let b = w.task(92, "billing", Some(9), "172.17.0.4", stopped + 1, None);
+    let exec = b.exec_role.clone();
+    w.call_as(
+        &b,
+        &exec,
+        b.started - 1,
+        "ecs-tasks.amazonaws.com",
+        ("ecr.amazonaws.com", "GetAuthorizationToken"),
+        json!({}),
+    );
+    sleep_until(stopped + 3);
+    w.fetch(&b, stopped + 2, b.ip, BOTO3);
+    flush_audit(&mut w, &live);
+    let rolled = log_dir.join("audit.log.2026-01-01-00");
+    std::fs::rename(&live, &rolled).unwrap();
+    std::fs::remove_file(&rolled).unwrap();
+
+    // Back: the new file's first line is `d`'s refresh.
+    let back = stopped + 4;
+    w.fetch(&d, back, d.ip, BOTO3);
+    w.call(
+        &a,
+        back + 1,
+        NAT,
+        ("s3.amazonaws.com", "ListBuckets"),
+        json!({}),
+    );
+    w.call(
+        &b,
+        back + 1,
+        NAT,
+        ("s3.amazonaws.com", "ListBuckets"),
+        json!({}),
+    );
+    w.call(
+        &d,
+        back + 2,
+        NAT,
+        ("s3.amazonaws.com", "ListBuckets"),
+        json!({}),
+    );
+    (w, back)
+}
+
+/// Writes the new file and runs the collector a second time, once `until` has passed.
+fn restart_collector(w: &mut World, dir: &Path, until: i64) {
+    let log_dir = dir.join("log");
+    flush_audit(w, &log_dir.join("audit.log"));
+    sleep_until(until + 1);
+    collect_once(
+        &log_dir,
+        &dir.join("collector.duckdb"),
+        &dir.join("segments"),
+    );
+    w.segments.push(dir.join("segments"));
+}
+
+#[test]
+fn a_host_whose_collector_stopped_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, back) = stopped_collector(dir.path());
+    restart_collector(&mut w, dir.path(), back + 2);
+    assert_none(&w);
+}
+
+#[test]
+fn a_host_whose_collector_stopped_and_a_new_tasks_key_used_without_a_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, back) = stopped_collector(dir.path());
+    // a second worker, started inside the new coverage: its credentials are used, and it never
+    // fetched them (its role's other task did, so the role is not unused)
+    let c = w.task(93, "worker", Some(9), "172.17.0.5", back + 1, None);
+    let exec = c.exec_role.clone();
+    w.call_as(
+        &c,
+        &exec,
+        c.started - 1,
+        "ecs-tasks.amazonaws.com",
+        ("ecr.amazonaws.com", "GetAuthorizationToken"),
+        json!({}),
+    );
+    w.call(
+        &c,
+        back + 3,
+        NAT,
+        ("sts.amazonaws.com", "GetCallerIdentity"),
+        json!({}),
+    );
+    restart_collector(&mut w, dir.path(), back + 3);
+    assert_exactly(&w, &[("use_without_fetch", "medium", &c.arn())]);
 }
