@@ -389,7 +389,8 @@ pub fn run_one(store: &Store, d: &Detection, opts: &RunOptions) -> Result<Vec<Fi
         });
     }
     for f in &mut out {
-        crate::privilege::add_recommended_policy(f);
+        crate::privilege::add_recommended_policy(store, f)
+            .with_context(|| format!("{}: the recommended policy", d.file))?;
     }
     Ok(out)
 }

@@ -16,6 +16,7 @@ pub mod iam;
 pub mod ingest;
 pub mod investigation;
 pub mod network;
+pub mod policy;
 pub mod privilege;
 pub mod report;
 pub mod s3;

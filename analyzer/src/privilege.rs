@@ -5,8 +5,8 @@
 //! views.sql, and the `unused_permissions` detection); this module keeps what SQL does badly:
 //! - [`refresh_event_map`]: maps every stored (eventSource, eventName) to IAM actions with the
 //!   catalog's rules (exceptions, API-version suffixes), into `cloudtrail_event_map`;
-//! - [`policy_documents`]: the recommended policy, split so no document exceeds
-//!   [`MAX_POLICY_CHARS`];
+//! - [`add_recommended_policy`]: the recommended policy (`policy.rs`: the role's own statements
+//!   narrowed, never wider);
 //! - `credtrail recommend`, which runs the `unused_permissions` detection for every role
 //!   (`min_unused=0`) and prints or writes the result.
 
@@ -17,16 +17,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use duckdb::params;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalog;
 use crate::detect::{self, Finding, RunOptions};
+use crate::policy::{self, ActionUse, RolePolicies, policy_chars};
 use crate::store::Store;
 use crate::terminal::{escape_control, thousands};
-
-/// IAM's size limit for a managed policy document (characters, whitespace not counted).
-pub const MAX_POLICY_CHARS: usize = 6_144;
 
 /// Maps the (eventSource, eventName) pairs not yet in `cloudtrail_event_map` to IAM actions, and
 /// remaps everything when the catalog changed. Returns the number of pairs added.
@@ -70,192 +67,6 @@ pub fn refresh_event_map(store: &Store) -> Result<usize> {
     Ok(pairs.len())
 }
 
-/// One action of a role as the `unused_permissions` evidence lists it (used or unverifiable).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ActionUse {
-    pub action: String,
-    /// Whether the action supports resource-level permissions (catalog).
-    pub resource_level: bool,
-    /// Resources the role's calls touched (bounded list).
-    pub resources_seen: Vec<String>,
-    /// How many distinct resources were seen (the list may be cut).
-    pub resources_seen_total: usize,
-    /// The resources the current policy grants the action on.
-    pub granted_resources: Vec<String>,
-    /// Conditions, when the action is granted only under conditions (one per granting statement).
-    pub conditions: Vec<Value>,
-}
-
-impl ActionUse {
-    /// The resources to grant: the ones seen, when the action supports resource-level
-    /// permissions, the current grant is on every resource and the seen list is complete;
-    /// otherwise the current grant. Never wider than what is granted now.
-    pub fn resources(&self) -> Vec<String> {
-        let granted_all =
-            self.granted_resources.is_empty() || self.granted_resources.iter().any(|r| r == "*");
-        if self.resource_level
-            && granted_all
-            && !self.resources_seen.is_empty()
-            && self.resources_seen.len() == self.resources_seen_total
-        {
-            let mut r = self.resources_seen.clone();
-            r.sort();
-            r.dedup();
-            r
-        } else if granted_all {
-            vec!["*".to_string()]
-        } else {
-            self.granted_resources.clone()
-        }
-    }
-}
-
-fn statement(
-    sid: &str,
-    actions: &[String],
-    resources: &[String],
-    condition: Option<&Value>,
-) -> Value {
-    let mut s = serde_json::Map::new();
-    s.insert("Sid".into(), json!(sid));
-    s.insert("Effect".into(), json!("Allow"));
-    s.insert(
-        "Action".into(),
-        if actions.len() == 1 {
-            json!(actions[0])
-        } else {
-            json!(actions)
-        },
-    );
-    s.insert(
-        "Resource".into(),
-        if resources.len() == 1 {
-            json!(resources[0])
-        } else {
-            json!(resources)
-        },
-    );
-    if let Some(c) = condition {
-        s.insert("Condition".into(), c.clone());
-    }
-    Value::Object(s)
-}
-
-/// Statements for a set of actions: one per distinct (resources, condition), actions sorted.
-fn statements(prefix: &str, actions: &[ActionUse]) -> Vec<Value> {
-    let mut groups: BTreeMap<(Vec<String>, String), Vec<String>> = BTreeMap::new();
-    for a in actions {
-        let resources = a.resources();
-        if a.conditions.is_empty() {
-            groups
-                .entry((resources, String::new()))
-                .or_default()
-                .push(a.action.clone());
-        } else {
-            for c in &a.conditions {
-                groups
-                    .entry((resources.clone(), c.to_string()))
-                    .or_default()
-                    .push(a.action.clone());
-            }
-        }
-    }
-    groups
-        .into_iter()
-        .enumerate()
-        .map(|(i, ((resources, cond), mut acts))| {
-            acts.sort();
-            acts.dedup();
-            let cond: Option<Value> = (!cond.is_empty())
-                .then(|| serde_json::from_str(&cond).ok())
-                .flatten();
-            statement(
-                &format!("{prefix}{}", i + 1),
-                &acts,
-                &resources,
-                cond.as_ref(),
-            )
-        })
-        .collect()
-}
-
-fn document(statements: &[Value]) -> Value {
-    json!({"Version": "2012-10-17", "Statement": statements})
-}
-
-/// Characters IAM counts for a document: its JSON without insignificant whitespace.
-pub fn policy_chars(doc: &Value) -> usize {
-    doc.to_string().chars().count()
-}
-
-/// Splits one statement whose document alone is too large into smaller ones (by actions, then by
-/// resources).
-fn split_statement(s: &Value) -> Vec<Value> {
-    let as_list = |v: &Value| -> Vec<Value> {
-        match v {
-            Value::Array(a) => a.clone(),
-            other => vec![other.clone()],
-        }
-    };
-    let actions = as_list(&s["Action"]);
-    let resources = as_list(&s["Resource"]);
-    let (field, list) = if actions.len() > 1 {
-        ("Action", actions)
-    } else if resources.len() > 1 {
-        ("Resource", resources)
-    } else {
-        return vec![s.clone()];
-    };
-    let mid = list.len() / 2;
-    let sid = s["Sid"].as_str().unwrap_or("S");
-    [&list[..mid], &list[mid..]]
-        .iter()
-        .enumerate()
-        .map(|(i, part)| {
-            let mut t = s.clone();
-            t[field] = Value::Array(part.to_vec());
-            t["Sid"] = json!(format!("{sid}{}", (b'a' + i as u8) as char));
-            t
-        })
-        .collect()
-}
-
-/// The recommended policy: statements granting the used actions (narrowed to the resources seen
-/// where that is safe, see [`ActionUse::resources`]) and, in statements whose Sid starts with
-/// `Unverifiable`, the actions CloudTrail could not show, for a person to decide. Split into
-/// documents of at most [`MAX_POLICY_CHARS`] characters each.
-pub fn policy_documents(used: &[ActionUse], unverifiable: &[ActionUse]) -> Vec<Value> {
-    let mut pending: Vec<Value> = statements("Used", used);
-    pending.extend(statements("Unverifiable", unverifiable));
-    pending.reverse();
-    let mut docs: Vec<Vec<Value>> = Vec::new();
-    let mut current: Vec<Value> = Vec::new();
-    while let Some(s) = pending.pop() {
-        current.push(s);
-        if policy_chars(&document(&current)) <= MAX_POLICY_CHARS {
-            continue;
-        }
-        let s = current.pop().expect("just pushed");
-        if current.is_empty() {
-            // Alone too large: split it, unless it cannot be split (then it stands alone).
-            let parts = split_statement(&s);
-            if parts.len() == 1 {
-                docs.push(vec![s]);
-            } else {
-                pending.extend(parts.into_iter().rev());
-            }
-        } else {
-            docs.push(std::mem::take(&mut current));
-            pending.push(s);
-        }
-    }
-    if !current.is_empty() {
-        docs.push(current);
-    }
-    docs.iter().map(|d| document(d)).collect()
-}
-
 fn actions_of(evidence: &Value, field: &str) -> Vec<ActionUse> {
     evidence[field]
         .as_array()
@@ -267,14 +78,23 @@ fn actions_of(evidence: &Value, field: &str) -> Vec<ActionUse> {
         .unwrap_or_default()
 }
 
-/// Adds `recommended_policy` to an `unused_permissions` finding's evidence.
-pub fn add_recommended_policy(f: &mut Finding) {
+/// Adds `recommended_policy` (and `recommendation_warnings`) to an `unused_permissions` finding's
+/// evidence: the role's own statements narrowed to the used and unverifiable actions
+/// ([`policy::recommend`]).
+pub fn add_recommended_policy(store: &Store, f: &mut Finding) -> Result<()> {
     if f.kind != "unused_permissions" || !f.evidence.is_object() {
-        return;
+        return Ok(());
     }
+    let Some(role) = f.role_arn.clone() else {
+        return Ok(());
+    };
+    let policies = RolePolicies::read(store, &role, catalog::get())?;
     let used = actions_of(&f.evidence, "used_actions");
     let unverifiable = actions_of(&f.evidence, "unverifiable_actions");
-    f.evidence["recommended_policy"] = Value::Array(policy_documents(&used, &unverifiable));
+    let r = policy::recommend(&policies, &used, &unverifiable);
+    f.evidence["recommended_policy"] = Value::Array(r.documents);
+    f.evidence["recommendation_warnings"] = json!(r.warnings);
+    Ok(())
 }
 
 /// `credtrail recommend`.
@@ -491,10 +311,14 @@ fn render_text(f: &Finding, out: &mut dyn Write) -> Result<()> {
         .collect();
     writeln!(
         out,
-        "  recommended policy: {} document(s) of {} characters\n",
+        "  recommended policy: {} document(s) of {} characters",
         docs.len(),
         sizes.join(", ")
     )?;
+    for w in strings(&e["recommendation_warnings"]) {
+        writeln!(out, "  warning: {}", escape_control(&w))?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 
@@ -529,112 +353,4 @@ fn write_files(dir: &Path, recs: &[Finding]) -> Result<()> {
     std::fs::write(&all, serde_json::to_string_pretty(recs)? + "\n")
         .with_context(|| format!("writing {}", all.display()))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn used(action: &str, seen: &[&str], granted: &[&str]) -> ActionUse {
-        ActionUse {
-            action: action.to_string(),
-            resource_level: true,
-            resources_seen: seen.iter().map(|s| s.to_string()).collect(),
-            resources_seen_total: seen.len(),
-            granted_resources: granted.iter().map(|s| s.to_string()).collect(),
-            conditions: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn resources_never_widen_the_grant() {
-        let a = used("s3:GetObject", &["arn:aws:s3:::b/*"], &["*"]);
-        assert_eq!(a.resources(), ["arn:aws:s3:::b/*"]);
-        let b = used(
-            "s3:GetObject",
-            &["arn:aws:s3:::b/*"],
-            &["arn:aws:s3:::b/in/*"],
-        );
-        assert_eq!(b.resources(), ["arn:aws:s3:::b/in/*"]);
-        let mut c = used("sts:GetCallerIdentity", &[], &["*"]);
-        c.resource_level = false;
-        assert_eq!(c.resources(), ["*"]);
-        let mut cut = used("s3:GetObject", &["arn:aws:s3:::b/*"], &["*"]);
-        cut.resources_seen_total = 40;
-        assert_eq!(
-            cut.resources(),
-            ["*"],
-            "an incomplete list is not narrowed to"
-        );
-    }
-
-    #[test]
-    fn statements_group_by_resources_and_keep_conditions() {
-        let mut k = used("kms:Decrypt", &[], &["*"]);
-        k.resource_level = false;
-        k.conditions =
-            vec![json!({"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}})];
-        let docs = policy_documents(
-            &[
-                used("s3:GetObject", &["arn:aws:s3:::b/*"], &["*"]),
-                used("s3:PutObject", &["arn:aws:s3:::b/*"], &["*"]),
-                k,
-            ],
-            &[used("iam:PassRole", &[], &["arn:aws:iam::1:role/x"])],
-        );
-        assert_eq!(docs.len(), 1);
-        let st = docs[0]["Statement"].as_array().unwrap();
-        assert_eq!(st.len(), 3, "{st:#?}");
-        assert!(
-            st.iter()
-                .any(|s| s["Action"] == json!(["s3:GetObject", "s3:PutObject"])
-                    && s["Resource"] == json!("arn:aws:s3:::b/*"))
-        );
-        assert!(st.iter().any(|s| s["Action"] == json!("kms:Decrypt")
-            && s["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"));
-        assert!(st.iter().any(|s| s["Sid"] == "Unverifiable1"
-            && s["Action"] == json!("iam:PassRole")
-            && s["Resource"] == json!("arn:aws:iam::1:role/x")));
-    }
-
-    #[test]
-    fn documents_are_split_at_the_size_limit() {
-        // 400 actions on distinct resources: far more than one document holds.
-        let acts: Vec<ActionUse> = (0..400)
-            .map(|i| {
-                used(
-                    &format!("dynamodb:Action{i:03}"),
-                    &[&format!(
-                        "arn:aws:dynamodb:us-east-1:123456789012:table/t{i}"
-                    )],
-                    &["*"],
-                )
-            })
-            .collect();
-        let docs = policy_documents(&acts, &[]);
-        assert!(docs.len() > 1);
-        let mut seen = 0;
-        for d in &docs {
-            assert!(policy_chars(d) <= MAX_POLICY_CHARS, "{}", policy_chars(d));
-            seen += d["Statement"].as_array().unwrap().len();
-        }
-        assert_eq!(seen, 400, "every statement lands in exactly one document");
-        // One statement too large alone is split by its actions.
-        let many: Vec<ActionUse> = (0..900)
-            .map(|i| used(&format!("ec2:DescribeThing{i:04}"), &[], &["*"]))
-            .collect();
-        let docs = policy_documents(&many, &[]);
-        assert!(docs.len() > 1);
-        let mut actions = Vec::new();
-        for d in &docs {
-            assert!(policy_chars(d) <= MAX_POLICY_CHARS);
-            for s in d["Statement"].as_array().unwrap() {
-                match &s["Action"] {
-                    Value::Array(a) => actions.extend(a.iter().cloned()),
-                    v => actions.push(v.clone()),
-                }
-            }
-        }
-        assert_eq!(actions.len(), 900);
-    }
 }

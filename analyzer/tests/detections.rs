@@ -425,6 +425,11 @@ fn unused_permissions_positive() {
             && s["Sid"].as_str().unwrap().starts_with("Unverifiable")),
         "{st:#?}"
     );
+    assert!(
+        st.iter()
+            .any(|s| s["Effect"] == "Deny" && s["Action"] == "s3:DeleteObject"),
+        "the role's Deny is carried over: {st:#?}"
+    );
     let text = policy.to_string();
     assert!(!text.contains("sqs:DeleteQueue") && !text.contains("s3:PutObject"));
 }
