@@ -8,7 +8,8 @@
 //!   `NotResource` are kept as written. Its `Resource` is narrowed to the resources the role's
 //!   calls touched only where the statement grants the action on `*`, the action supports
 //!   resource-level permissions and the list of resources seen is complete; otherwise it is kept.
-//!   One statement may become several (one per resource list), never one wider.
+//!   One statement may become several (one per resource list), never one wider. Where it keeps
+//!   every catalog action of a service it writes `prefix:*`, which it granted already.
 //! - Deny statements are carried over unchanged, first.
 //! - Documents hold at most [`MAX_POLICY_CHARS`] characters each (a managed policy's limit,
 //!   whitespace not counted); a statement too large alone is split by its actions, then by its
@@ -67,6 +68,9 @@ pub struct Grant {
 pub struct RolePolicies {
     pub allows: Vec<Grant>,
     pub denies: Vec<Value>,
+    /// Catalog actions per service prefix (lower case), for writing `prefix:*` where a
+    /// statement keeps every action of a service.
+    pub prefix_sizes: BTreeMap<String, usize>,
 }
 
 fn statements_of(doc: &Value) -> Vec<Value> {
@@ -90,6 +94,13 @@ impl RolePolicies {
                         .entry(g.statement_index as usize)
                         .or_default()
                         .insert(g.action);
+                }
+            }
+            for a in granted.values().flatten() {
+                if let Some((p, _)) = a.split_once(':') {
+                    let p = p.to_ascii_lowercase();
+                    let n = cat.prefix_len(&p);
+                    out.prefix_sizes.entry(p).or_insert(n);
                 }
             }
             for (i, st) in statements.into_iter().enumerate() {
@@ -175,12 +186,42 @@ fn sid_part(s: &str) -> String {
 
 /// Narrows one Allow statement to `keep` (the used or the unverifiable actions), labelled
 /// `label` (`Used`, `Unverifiable`).
+/// `actions` with every service whose catalog actions are all present written `prefix:*`:
+/// the statement they come from granted all of them, so this grants nothing more.
+fn whole_services(actions: Vec<String>, sizes: &BTreeMap<String, usize>) -> Vec<String> {
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &actions {
+        if let Some((p, _)) = a.split_once(':') {
+            *per.entry(p.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    let whole: BTreeSet<String> = per
+        .into_iter()
+        .filter(|(p, n)| sizes.get(p).is_some_and(|&s| s > 1 && s == *n))
+        .map(|(p, _)| p)
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for a in actions {
+        match a.split_once(':') {
+            Some((p, _)) if whole.contains(&p.to_ascii_lowercase()) => {
+                let star = format!("{p}:*");
+                if !out.contains(&star) {
+                    out.push(star);
+                }
+            }
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
 fn narrow(
     g: &Grant,
     n: usize,
     keep: &BTreeMap<&str, &ActionUse>,
     label: &str,
     narrow_resources: bool,
+    sizes: &BTreeMap<String, usize>,
 ) -> Vec<Value> {
     let acts: Vec<&String> = g
         .actions
@@ -213,6 +254,7 @@ fn narrow(
         .into_iter()
         .enumerate()
         .map(|(k, (r, actions))| {
+            let actions = whole_services(actions, sizes);
             let mut s = serde_json::Map::new();
             let sid = if many {
                 format!("{label}{base}{}", k + 1)
@@ -281,10 +323,24 @@ pub fn recommend(
         .collect();
     let mut pending: Vec<Value> = policies.denies.clone();
     for (n, g) in policies.allows.iter().enumerate() {
-        pending.extend(narrow(g, n + 1, &used, "Used", true));
+        pending.extend(narrow(
+            g,
+            n + 1,
+            &used,
+            "Used",
+            true,
+            &policies.prefix_sizes,
+        ));
     }
     for (n, g) in policies.allows.iter().enumerate() {
-        pending.extend(narrow(g, n + 1, &unverifiable, "Unverifiable", false));
+        pending.extend(narrow(
+            g,
+            n + 1,
+            &unverifiable,
+            "Unverifiable",
+            false,
+            &policies.prefix_sizes,
+        ));
     }
     let mut warnings = Vec::new();
     pending.reverse();
@@ -451,6 +507,8 @@ mod tests {
         assert!(ec2.len() > 300, "{}", ec2.len());
         let p = policies(&[json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]})]);
+        // All but one: every action written out (all of them would be `ec2:*`).
+        let ec2 = &ec2[1..];
         let acts: Vec<ActionUse> = ec2
             .iter()
             .map(|a| ActionUse {
@@ -475,6 +533,27 @@ mod tests {
             r.warnings.is_empty(),
             r.documents.len() <= MANAGED_POLICIES_PER_ROLE
         );
+    }
+
+    #[test]
+    fn a_service_kept_whole_is_written_with_a_wildcard_only_where_it_was_granted_whole() {
+        let cat = crate::catalog::get();
+        let sqs: Vec<ActionUse> = cat
+            .actions
+            .iter()
+            .filter(|a| a.prefix == "sqs")
+            .map(|a| ActionUse {
+                action: a.canonical(),
+                ..ActionUse::default()
+            })
+            .collect();
+        let p = policies(&[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "sqs:Send*", "Resource": "arn:aws:sqs:*:1:q"}]})]);
+        let r = recommend(&p, &[], &sqs);
+        let st = statements(&r);
+        assert_eq!(st[0]["Action"], "sqs:*", "{st:#?}");
+        assert_eq!(st[1]["Action"], "sqs:SendMessage", "{st:#?}");
     }
 
     #[test]

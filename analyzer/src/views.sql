@@ -315,7 +315,8 @@ WHERE NOT EXISTS (SELECT 1 FROM denied d WHERE d.role_arn = a.role_arn AND d.act
 
 -- Whether the trail that was read could show each granted action, over the observation window
 -- (`--since`, else the first CloudTrail event, to `--until`, else the last): unverifiable when
--- the catalog does not know the action, CloudTrail never logs it, or it is a data event while
+-- the catalog does not know the action, no API operation is known to record it (catalog.rs),
+-- CloudTrail never logs it, or it is a data event while
 -- the trail holds none for that service in the window. Cheap (no per-call work): what
 -- `unused_role` asks of a role before calling it unused.
 CREATE OR REPLACE VIEW grant_visibility AS
@@ -338,6 +339,7 @@ SELECT g.role_arn, g.action,
            WHEN a.action IS NULL THEN 'not in the IAM action catalog'
            WHEN a.observability = 'unlogged' THEN coalesce('CloudTrail never logs it: ' || a.note,
                                                            'CloudTrail never logs it')
+           WHEN a.observability = 'unknown' THEN coalesce(a.note, 'no CloudTrail event is known to record it')
            WHEN a.observability = 'data' AND dp.prefix IS NULL
              THEN format('a data event, and the trail read holds no {} data events', a.prefix)
        END AS unverifiable_reason
