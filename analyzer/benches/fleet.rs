@@ -21,10 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use credtrail::detect::{self, Finding, RunOptions};
-use credtrail::simulate::truth::{self, KindScore, Truth};
-use credtrail::simulate::{self, Attack, SimConfig};
+use credtrail::score::{self, KindScore};
 use credtrail::store::Store;
 use credtrail_collector::sys;
+use credtrail_sim::Truth;
+use credtrail_sim::{self as simulate, Attack, SimConfig};
 
 fn main() {
     if let Ok(phase) = std::env::var("CREDTRAIL_BENCH_PHASE") {
@@ -104,7 +105,12 @@ fn read_truth(path: &Path) -> Vec<serde_json::Value> {
 
 /// Truth lines read back from `truth.jsonl` (a reused directory has no in-memory truth).
 fn truth_from_file(path: &Path) -> Vec<Truth> {
-    let kind = |k: &str| *truth::KINDS.iter().find(|x| **x == k).unwrap();
+    let kind = |k: &str| {
+        *credtrail_sim::truth::KINDS
+            .iter()
+            .find(|x| **x == k)
+            .unwrap()
+    };
     let sev = |s: &str| match s {
         "low" => "low",
         "medium" => "medium",
@@ -193,7 +199,7 @@ fn quality() {
             .into_iter()
             .partition(|f| !expected_benign(&manifest, f));
         benign_total += benign.len();
-        let scores = truth::score(&truth, &findings);
+        let scores = score::score(&truth, &findings);
         let mut line = Vec::new();
         for (kind, s) in &scores {
             all.entry(kind).or_default().add(s);
@@ -334,7 +340,7 @@ fn scale() {
         .findings
         .into_iter()
         .partition(|f| !expected_benign(&manifest, f));
-    print_scores(&truth::score(&truth, &findings));
+    print_scores(&score::score(&truth, &findings));
     println!(
         "benign at medium (a stale credential ID beside working clients, an all-429 throttling window): {}",
         benign.len()

@@ -8,8 +8,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::demo::{self, DemoOptions};
-use crate::simulate::{self, Attack, SimConfig};
 use crate::terminal::thousands;
+use credtrail_sim::{self as simulate, Attack, SimConfig};
 
 /// Tells ECS operators who used their tasks' IAM credentials, from where, and which
 /// permissions nobody needs.

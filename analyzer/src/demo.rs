@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use credtrail_collector::Config;
 
-use crate::simulate::{self, Attack, SimConfig};
 use crate::terminal::{escape_control, thousands};
+use credtrail_sim::{self as simulate, Attack, SimConfig};
 
 /// What the demo simulates and where it keeps its files.
 #[derive(Debug, Clone)]
@@ -300,10 +300,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
             "not yet detectable"
         } else {
             detectable += 1;
-            let hit = report
-                .findings
-                .iter()
-                .any(|f| crate::simulate::truth::matches(t, f));
+            let hit = report.findings.iter().any(|f| crate::score::matches(t, f));
             if hit {
                 found += 1;
                 "found"
@@ -338,7 +335,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     let unplanted = report
         .findings
         .iter()
-        .filter(|f| !truth.iter().any(|t| crate::simulate::truth::matches(t, f)))
+        .filter(|f| !truth.iter().any(|t| crate::score::matches(t, f)))
         .count();
     writeln!(
         out,
@@ -358,7 +355,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         out,
         "            run `credtrail --store DIR/credtrail.duckdb analyze` on a kept --out DIR for every finding and its evidence"
     )?;
-    let missing: Vec<&str> = crate::simulate::truth::KINDS
+    let missing: Vec<&str> = credtrail_sim::truth::KINDS
         .iter()
         .copied()
         .filter(|k| !implemented.contains(k))

@@ -1,4 +1,4 @@
-//! `credtrail simulate` and `credtrail demo`: the generated files hold up against
+//! The simulator (`credtrail simulate`): the generated files hold up against
 //! shared/spec/formats.md field by field, are accepted by the collector's parser, are
 //! byte-for-byte reproducible, and carry every planted attack in truth.jsonl.
 
@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use credtrail::simulate::{self, Attack, SimConfig, Summary, truth::KINDS};
 use credtrail_collector::parse::parse_line;
+use credtrail_sim::{self as simulate, Attack, SimConfig, Summary, truth::KINDS};
 use serde_json::Value;
 
 const ACCOUNT_DIGITS: usize = 12;
@@ -1177,56 +1177,6 @@ mod near_misses {
                 );
             }
         }
-    }
-}
-
-// -------------------------------------------------------------------------------------------
-mod demo {
-    use super::*;
-    use credtrail::demo::{DemoOptions, run};
-
-    #[test]
-    fn runs_end_to_end_and_mentions_every_planted_attack() {
-        let tmp = tempfile::tempdir().unwrap();
-        let opts = DemoOptions {
-            out: Some(tmp.path().join("demo")),
-            hosts: 3,
-            hours: 3,
-            ..DemoOptions::default()
-        };
-        let mut out = Vec::new();
-        run(&opts, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        for a in Attack::ALL {
-            assert!(
-                text.contains(a.name()),
-                "demo output lacks {}:\n{text}",
-                a.name()
-            );
-            assert!(
-                text.contains(a.kind()),
-                "demo output lacks {}:\n{text}",
-                a.kind()
-            );
-        }
-        assert!(
-            !text.contains("MISSED"),
-            "a planted finding was missed:\n{text}"
-        );
-        assert!(!text.contains("not yet detectable"), "{text}");
-        assert!(text.contains("Least privilege"), "{text}");
-        let m = manifest(&tmp.path().join("demo/simulation"));
-        let lines = m["counts"]["audit_lines"].as_u64().unwrap();
-        let stored = format!(
-            "segments hold {} requests from 3 hosts, 0 rejected lines",
-            credtrail::terminal::thousands(lines)
-        );
-        assert!(
-            text.contains(&stored),
-            "collector did not store every line ({stored}):\n{text}"
-        );
-        assert!(text.contains("GetCredentialsExecutionRole"), "{text}");
-        assert!(text.lines().count() <= 60, "more than one screen:\n{text}");
     }
 }
 
