@@ -210,6 +210,13 @@ fn simulate_command(a: &SimulateArgs) -> Result<()> {
     )?;
     writeln!(
         out,
+        "network inventory: {} hourly snapshots ({} files, {} ENI entries) under network/<time>/; ingest each with --taken-at <time>",
+        s.network.snapshots.len(),
+        thousands(s.network.files),
+        thousands(s.network.interfaces)
+    )?;
+    writeln!(
+        out,
         "truth: {} planted findings in truth.jsonl",
         s.truth.len()
     )?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use credtrail_sim::truth::{KINDS, Truth};
 
-use crate::detect::Finding;
+use crate::detect::{Finding, Severity};
 
 /// Whether an analyzer finding is the one a truth line expects: same kind and same key, and for
 /// `unused_permissions` every planted unused action among the finding's unused actions.
@@ -31,12 +31,15 @@ pub fn matches(t: &Truth, f: &Finding) -> bool {
 }
 
 /// Per finding kind: planted findings found (true positives), planted ones missed, and findings
-/// matching nothing planted.
+/// matching nothing planted; of those found, how many at another severity than the truth line
+/// states, and of those unplanted, how many at medium or above.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindScore {
     pub found: u64,
     pub missed: u64,
     pub unplanted: u64,
+    pub other_severity: u64,
+    pub unplanted_medium_up: u64,
 }
 
 impl KindScore {
@@ -56,6 +59,8 @@ impl KindScore {
         self.found += o.found;
         self.missed += o.missed;
         self.unplanted += o.unplanted;
+        self.other_severity += o.other_severity;
+        self.unplanted_medium_up += o.unplanted_medium_up;
     }
 }
 
@@ -65,17 +70,25 @@ pub fn score(truth: &[Truth], findings: &[Finding]) -> BTreeMap<&'static str, Ki
         KINDS.iter().map(|k| (*k, KindScore::default())).collect();
     for t in truth {
         let s = out.entry(t.kind).or_default();
-        if findings.iter().any(|f| matches(t, f)) {
-            s.found += 1;
-        } else {
+        let found: Vec<&Finding> = findings.iter().filter(|f| matches(t, f)).collect();
+        if found.is_empty() {
             s.missed += 1;
+        } else {
+            s.found += 1;
+            if !found.iter().any(|f| f.severity.as_str() == t.severity) {
+                s.other_severity += 1;
+            }
         }
     }
     for f in findings {
         if !truth.iter().any(|t| matches(t, f))
             && let Some(k) = KINDS.iter().find(|k| **k == f.kind)
         {
-            out.entry(k).or_default().unplanted += 1;
+            let s = out.entry(k).or_default();
+            s.unplanted += 1;
+            if f.severity >= Severity::Medium {
+                s.unplanted_medium_up += 1;
+            }
         }
     }
     out
