@@ -2,7 +2,8 @@
 //!
 //! 1. Scale (`CREDTRAIL_BENCH_ONLY=scale`): simulates `CREDTRAIL_BENCH_HOSTS` hosts (default 100)
 //!    for `CREDTRAIL_BENCH_HOURS` hours (default 24; about 10 million CloudTrail records), ingests
-//!    every input (raw audit logs, describe-tasks, IAM, CloudTrail), then runs, each in a child
+//!    every input (raw audit logs, describe-tasks, IAM, the network inventory, CloudTrail), then
+//!    runs, each in a child
 //!    process of its own so wall time, CPU seconds and peak RSS are its alone: every built-in
 //!    detection (what `credtrail analyze` runs), and as the reference one DuckDB aggregation pass
 //!    over `cloudtrail_events` grouping by role session and event. Prints both and the ratio, and
@@ -12,7 +13,8 @@
 //!    `CREDTRAIL_BENCH_QUALITY_HOSTS`, `CREDTRAIL_BENCH_QUALITY_HOURS`) for each seed of
 //!    `CREDTRAIL_BENCH_SEEDS` (default 1001,1002,1003,1004,1005, seeds no test uses), scored per
 //!    finding kind: planted findings found and missed, findings matching nothing planted, recall
-//!    and precision.
+//!    and precision; found findings at another severity than their truth line states, and
+//!    unplanted ones at medium or above.
 //!
 //! Numbers are printed, never asserted: the tests check behaviour, this measures it.
 
@@ -21,10 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use credtrail::detect::{self, Finding, RunOptions};
-use credtrail::simulate::truth::{self, KindScore, Truth};
-use credtrail::simulate::{self, Attack, SimConfig};
+use credtrail::score::{self, KindScore};
 use credtrail::store::Store;
 use credtrail_collector::sys;
+use credtrail_sim::Truth;
+use credtrail_sim::{self as simulate, Attack, SimConfig};
 
 fn main() {
     if let Ok(phase) = std::env::var("CREDTRAIL_BENCH_PHASE") {
@@ -75,6 +78,7 @@ fn build(dir: &Path, seed: u64, hosts: usize, hours: u32) -> Vec<Truth> {
     )
     .unwrap();
     credtrail::ecs::ingest(&store, &[sim.join("ecs")]).unwrap();
+    credtrail::demo::ingest_network(&store, &s.network.snapshots).unwrap();
     credtrail::iam::ingest(&store, &sim.join("iam/authorization-details.json")).unwrap();
     let ct = credtrail::cloudtrail::ingest_paths(
         &store,
@@ -104,7 +108,12 @@ fn read_truth(path: &Path) -> Vec<serde_json::Value> {
 
 /// Truth lines read back from `truth.jsonl` (a reused directory has no in-memory truth).
 fn truth_from_file(path: &Path) -> Vec<Truth> {
-    let kind = |k: &str| *truth::KINDS.iter().find(|x| **x == k).unwrap();
+    let kind = |k: &str| {
+        *credtrail_sim::truth::KINDS
+            .iter()
+            .find(|x| **x == k)
+            .unwrap()
+    };
     let sev = |s: &str| match s {
         "low" => "low",
         "medium" => "medium",
@@ -145,30 +154,27 @@ fn analyze(store: &Store) -> Vec<Finding> {
 fn print_scores(scores: &BTreeMap<&'static str, KindScore>) {
     let pct = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{:.0}%", v * 100.0));
     println!(
-        "{:<28} {:>6} {:>7} {:>10} {:>7} {:>10}",
-        "kind", "found", "missed", "unplanted", "recall", "precision"
+        "{:<28} {:>6} {:>7} {:>10} {:>7} {:>10} {:>10} {:>11}",
+        "kind", "found", "missed", "unplanted", "recall", "precision", "other sev", "unpl ≥ med"
     );
     let mut total = KindScore::default();
-    for (kind, s) in scores {
-        total.add(s);
+    let row = |kind: &str, s: &KindScore| {
         println!(
-            "{kind:<28} {:>6} {:>7} {:>10} {:>7} {:>10}",
+            "{kind:<28} {:>6} {:>7} {:>10} {:>7} {:>10} {:>10} {:>11}",
             s.found,
             s.missed,
             s.unplanted,
             pct(s.recall()),
-            pct(s.precision())
+            pct(s.precision()),
+            s.other_severity,
+            s.unplanted_medium_up
         );
+    };
+    for (kind, s) in scores {
+        total.add(s);
+        row(kind, s);
     }
-    println!(
-        "{:<28} {:>6} {:>7} {:>10} {:>7} {:>10}",
-        "all kinds",
-        total.found,
-        total.missed,
-        total.unplanted,
-        pct(total.recall()),
-        pct(total.precision())
-    );
+    row("all kinds", &total);
 }
 
 fn quality() {
@@ -193,15 +199,42 @@ fn quality() {
             .into_iter()
             .partition(|f| !expected_benign(&manifest, f));
         benign_total += benign.len();
-        let scores = truth::score(&truth, &findings);
+        let scores = score::score(&truth, &findings);
         let mut line = Vec::new();
         for (kind, s) in &scores {
             all.entry(kind).or_default().add(s);
-            if s.missed > 0 || s.unplanted > 0 {
+            if s.missed > 0 || s.unplanted > 0 || s.other_severity > 0 {
                 line.push(format!(
-                    "{kind}: {} missed, {} unplanted",
-                    s.missed, s.unplanted
+                    "{kind}: {} missed, {} unplanted ({} at medium or above), {} found at another severity",
+                    s.missed, s.unplanted, s.unplanted_medium_up, s.other_severity
                 ));
+            }
+        }
+        for f in &findings {
+            if truth.iter().any(|t| score::matches(t, f)) {
+                if let Some(t) = truth
+                    .iter()
+                    .find(|t| score::matches(t, f) && t.severity != f.severity.as_str())
+                {
+                    println!(
+                        "  seed {seed}: {} found at {}, truth says {}: {}",
+                        f.kind,
+                        f.severity.as_str(),
+                        t.severity,
+                        f.title
+                    );
+                }
+            } else if f.severity >= detect::Severity::Medium {
+                println!(
+                    "  seed {seed}: unplanted {} {}: {} ({})",
+                    f.severity.as_str(),
+                    f.kind,
+                    f.title,
+                    f.task_arn
+                        .as_deref()
+                        .or(f.role_arn.as_deref())
+                        .unwrap_or("")
+                );
             }
         }
         println!(
@@ -334,7 +367,7 @@ fn scale() {
         .findings
         .into_iter()
         .partition(|f| !expected_benign(&manifest, f));
-    print_scores(&truth::score(&truth, &findings));
+    print_scores(&score::score(&truth, &findings));
     println!(
         "benign at medium (a stale credential ID beside working clients, an all-429 throttling window): {}",
         benign.len()

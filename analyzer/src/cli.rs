@@ -8,8 +8,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::demo::{self, DemoOptions};
-use crate::simulate::{self, Attack, SimConfig};
 use crate::terminal::thousands;
+use credtrail_sim::{self as simulate, Attack, SimConfig};
 
 /// Tells ECS operators who used their tasks' IAM credentials, from where, and which
 /// permissions nobody needs.
@@ -207,6 +207,13 @@ fn simulate_command(a: &SimulateArgs) -> Result<()> {
         thousands(ct.late),
         thousands(ct.files),
         thousands(ct.bytes / 1_000_000)
+    )?;
+    writeln!(
+        out,
+        "network inventory: {} hourly snapshots ({} files, {} ENI entries) under network/<time>/; ingest each with --taken-at <time>",
+        s.network.snapshots.len(),
+        thousands(s.network.files),
+        thousands(s.network.interfaces)
     )?;
     writeln!(
         out,

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use credtrail_collector::Config;
 
-use crate::simulate::{self, Attack, SimConfig};
 use crate::terminal::{escape_control, thousands};
+use credtrail_sim::{self as simulate, Attack, SimConfig};
 
 /// What the demo simulates and where it keeps its files.
 #[derive(Debug, Clone)]
@@ -208,6 +208,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         },
     )?;
     let ecs = crate::ecs::ingest(&store, &[sim_dir.join("ecs")])?;
+    let network = ingest_network(&store, &s.network.snapshots)?;
     let iam = crate::iam::ingest(
         &store,
         &sim_dir.join("iam").join("authorization-details.json"),
@@ -280,6 +281,15 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         thousands(ecs.tasks),
         thousands(iam.grants)
     )?;
+    writeln!(
+        out,
+        "            network inventory: {} snapshots, {} ENIs with {} addresses, {} VPC endpoints, {} subnets",
+        s.network.snapshots.len(),
+        thousands(network.interfaces),
+        thousands(network.addresses),
+        thousands(network.endpoints),
+        thousands(network.subnets)
+    )?;
     let scenarios: std::collections::BTreeSet<&str> = s
         .truth
         .iter()
@@ -295,20 +305,28 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     truth.sort_by(|a, b| (a.kind, a.key()).cmp(&(b.kind, b.key())));
     let mut found = 0;
     let mut detectable = 0;
+    let mut other_severity: Vec<(&str, &str)> = Vec::new();
     for t in &truth {
         let status = if !implemented.contains(t.kind) {
             "not yet detectable"
         } else {
             detectable += 1;
-            let hit = report
+            let hits: Vec<&crate::detect::Finding> = report
                 .findings
                 .iter()
-                .any(|f| crate::simulate::truth::matches(t, f));
-            if hit {
-                found += 1;
-                "found"
-            } else {
+                .filter(|f| crate::score::matches(t, f))
+                .collect();
+            if hits.is_empty() {
                 "MISSED"
+            } else {
+                found += 1;
+                match hits.iter().find(|f| f.severity.as_str() != t.severity) {
+                    Some(f) if hits.iter().all(|g| g.severity.as_str() != t.severity) => {
+                        other_severity.push((t.kind, f.severity.as_str()));
+                        "found at another severity"
+                    }
+                    _ => "found",
+                }
             }
         };
         let scenario = t.evidence["scenario"].as_str().unwrap_or("");
@@ -338,7 +356,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     let unplanted = report
         .findings
         .iter()
-        .filter(|f| !truth.iter().any(|t| crate::simulate::truth::matches(t, f)))
+        .filter(|f| !truth.iter().any(|t| crate::score::matches(t, f)))
         .count();
     writeln!(
         out,
@@ -347,6 +365,12 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         report.findings.len(),
         planted.len()
     )?;
+    for (kind, severity) in &other_severity {
+        writeln!(
+            out,
+            "            {kind} was found at {severity}, not the severity its truth line states"
+        )?;
+    }
     for (file, err) in &report.failed {
         writeln!(
             out,
@@ -358,7 +382,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         out,
         "            run `credtrail --store DIR/credtrail.duckdb analyze` on a kept --out DIR for every finding and its evidence"
     )?;
-    let missing: Vec<&str> = crate::simulate::truth::KINDS
+    let missing: Vec<&str> = credtrail_sim::truth::KINDS
         .iter()
         .copied()
         .filter(|k| !implemented.contains(k))
@@ -452,4 +476,27 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<()> {
         None => writeln!(out, "Temporary files removed; keep them with --out DIR")?,
     }
     Ok(())
+}
+
+/// Ingests the simulator's network inventory snapshots, each with the time it was taken.
+pub fn ingest_network(
+    store: &crate::store::Store,
+    snapshots: &[simulate::network::Snapshot],
+) -> Result<crate::network::Summary> {
+    let mut sum = crate::network::Summary::default();
+    for snap in snapshots {
+        let opts = crate::network::Options {
+            taken_at_us: Some(snap.taken_at * 1_000_000),
+            ..crate::network::Options::default()
+        };
+        let s = crate::network::ingest(store, std::slice::from_ref(&snap.dir), &opts)
+            .with_context(|| format!("ingesting the network inventory {}", snap.dir.display()))?;
+        sum.files += s.files;
+        sum.files_known += s.files_known;
+        sum.interfaces += s.interfaces;
+        sum.addresses += s.addresses;
+        sum.endpoints += s.endpoints;
+        sum.subnets += s.subnets;
+    }
+    Ok(sum)
 }

@@ -20,7 +20,7 @@ pub mod policy;
 pub mod privilege;
 pub mod report;
 pub mod s3;
-pub mod simulate;
+pub mod score;
 pub mod sql;
 pub mod statement;
 pub mod store;

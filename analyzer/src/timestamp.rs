@@ -158,6 +158,19 @@ pub fn from_json_us(v: &serde_json::Value) -> Option<i64> {
     }
 }
 
+/// `2026-11-16T00:05:00Z` for Unix seconds (RFC 3339, UTC, whole seconds); inverse of
+/// [`parse_iso_us`] on that form.
+pub fn rfc3339_string(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let s = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
 /// A `--since` value: a time in any accepted form, or an age (`90d`, `12h`, `30m`) before
 /// `now_us`.
 pub fn parse_since(s: &str, now_us: i64) -> Option<i64> {
@@ -229,6 +242,16 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days, "{days}: {y}-{m}-{d}");
         }
         assert_eq!(civil_from_days(20_777), (2026, 11, 20));
+    }
+
+    #[test]
+    fn rfc3339_strings_round_trip() {
+        assert_eq!(rfc3339_string(1_795_305_600), "2026-11-22T00:00:00Z");
+        assert_eq!(rfc3339_string(-1), "1969-12-31T23:59:59Z");
+        for unix in [-86_401, 0, 59, 1_543_444_319, 1_795_305_909] {
+            let s = rfc3339_string(unix);
+            assert_eq!(parse_iso_us(&s), Some(unix * 1_000_000), "{s}");
+        }
     }
 
     #[test]

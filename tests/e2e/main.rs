@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use credtrail::simulate::{self, SimConfig};
+use credtrail_sim::{self as simulate, SimConfig};
 
 fn newline_count(dir: &Path) -> u64 {
     let mut n = 0;

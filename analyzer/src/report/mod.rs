@@ -275,7 +275,7 @@ pub fn unix(s: &str) -> Option<i64> {
 
 /// `2026-11-16T00:05:00Z` for Unix seconds.
 pub fn iso(unix: i64) -> String {
-    crate::simulate::clock::rfc3339_string(unix)
+    crate::timestamp::rfc3339_string(unix)
 }
 
 /// SQL for "`col` within the report's window".

@@ -32,6 +32,7 @@ pub mod stream {
     pub const IAM: u64 = 10;
     pub const ECS: u64 = 11;
     pub const HOST_FAULTS: u64 = 12;
+    pub const NETWORK: u64 = 13;
 }
 
 impl Rng {

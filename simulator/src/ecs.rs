@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use super::calls::Profile;
 use super::clock::{self, epoch_fraction};
-use super::cluster::{ContainerKind, Network, REGIONS, StopCode, Task, World, ip_str};
+use super::cluster::{ContainerKind, Network, REGIONS, StopCode, Task, World, ip_str, ip6_str};
 use super::iam::resources;
 use super::rng::{Rng, stream};
 use super::write_pretty;
 
 /// ECS keeps stopped tasks visible for at least an hour.
 const STOPPED_VISIBLE_MS: i64 = 70 * 60 * 1000;
-const AZ_LETTERS: [char; 3] = ['a', 'b', 'c'];
+pub(crate) const AZ_LETTERS: [char; 3] = ['a', 'b', 'c'];
 
 fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
     let t = &w.tasks[ti];
@@ -77,10 +77,11 @@ fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
                     }
                     Network::Awsvpc => {
                         if let Some(e) = &t.eni {
-                            o.insert(
-                                "networkInterfaces".into(),
-                                json!([{"attachmentId": e.attachment_id, "privateIpv4Address": ip_str(e.ip)}]),
-                            );
+                            let mut ni = json!({"attachmentId": e.attachment_id, "privateIpv4Address": ip_str(e.ip)});
+                            if let Some(v6) = t.ipv6 {
+                                ni["ipv6Address"] = json!(ip6_str(v6));
+                            }
+                            o.insert("networkInterfaces".into(), json!([ni]));
                         }
                     }
                 }
@@ -92,17 +93,21 @@ fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
         .eni
         .iter()
         .map(|e| {
+            let mut details = vec![
+                json!({"name": "subnetId", "value": e.subnet}),
+                json!({"name": "networkInterfaceId", "value": e.id}),
+                json!({"name": "macAddress", "value": e.mac}),
+                json!({"name": "privateDnsName", "value": private_dns(e.ip, region)}),
+                json!({"name": "privateIPv4Address", "value": ip_str(e.ip)}),
+            ];
+            if let Some(v6) = t.ipv6 {
+                details.push(json!({"name": "ipv6Address", "value": ip6_str(v6)}));
+            }
             json!({
                 "id": e.attachment_id,
                 "type": "ElasticNetworkInterface",
                 "status": if stopped.is_some() { "DELETED" } else { "ATTACHED" },
-                "details": [
-                    {"name": "subnetId", "value": e.subnet},
-                    {"name": "networkInterfaceId", "value": e.id},
-                    {"name": "macAddress", "value": e.mac},
-                    {"name": "privateDnsName", "value": private_dns(e.ip, region)},
-                    {"name": "privateIPv4Address", "value": ip_str(e.ip)},
-                ]
+                "details": details,
             })
         })
         .collect();
@@ -181,7 +186,7 @@ fn task_json(w: &World, ti: usize, at_ms: i64) -> Value {
     v
 }
 
-fn private_dns(ip: u32, region: &str) -> String {
+pub(crate) fn private_dns(ip: u32, region: &str) -> String {
     let [a, b, c, d] = ip.to_be_bytes();
     if region == "us-east-1" {
         format!("ip-{a}-{b}-{c}-{d}.ec2.internal")

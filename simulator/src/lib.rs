@@ -16,6 +16,10 @@
 //! iam/authorization-details.json
 //! cloudtrail/event-selectors.json
 //! cloudtrail/AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/*.json.gz
+//! network/<YYYYMMDDTHHMMSSZ>/<account>/<region>/describe-network-interfaces.json
+//!                                       (and describe-subnets.json, describe-vpc-endpoints.json):
+//!                                       the network inventory, an hourly snapshot named by the
+//!                                       time it was taken
 //! ```
 //! Same configuration and seed, same bytes: all randomness comes from [`rng`] streams, time
 //! starts at a fixed instant (2026-11-16T00:00:00Z) and nothing iterates a hash map.
@@ -30,6 +34,7 @@ pub mod cloudtrail;
 pub mod cluster;
 pub mod ecs;
 pub mod iam;
+pub mod network;
 pub mod rng;
 pub mod truth;
 
@@ -57,6 +62,7 @@ pub struct Summary {
     pub audit: audit::Stats,
     pub snapshots: u64,
     pub ecs: ecs::Stats,
+    pub network: network::Stats,
     pub cloudtrail: cloudtrail::Stats,
     pub truth: Vec<Truth>,
     /// Wall-clock seconds spent on CloudTrail and on everything (reporting only; never written).
@@ -105,6 +111,7 @@ pub fn run(cfg: &SimConfig, out: &Path) -> Result<Summary> {
     let audit = audit::write(&world, out)?;
     let snapshots = agent::write(&world, out)?;
     let ecs = ecs::write(&world, out)?;
+    let network = network::write(&world, out)?;
     let iam_dir = out.join("iam");
     fs::create_dir_all(&iam_dir).with_context(|| format!("creating {}", iam_dir.display()))?;
     write_pretty(
@@ -133,19 +140,43 @@ pub fn run(cfg: &SimConfig, out: &Path) -> Result<Summary> {
         audit,
         snapshots,
         ecs,
+        network,
         cloudtrail: ct,
         truth: world.truth.clone(),
         cloudtrail_seconds,
         total_seconds: 0.0,
     };
-    write_pretty(&out.join("manifest.json"), &manifest(&world, cfg, &summary))?;
+    write_pretty(
+        &out.join("manifest.json"),
+        &manifest(&world, cfg, &summary, out),
+    )?;
     Ok(Summary {
         total_seconds: t0.elapsed().as_secs_f64(),
         ..summary
     })
 }
 
-fn manifest(w: &cluster::World, cfg: &SimConfig, s: &Summary) -> serde_json::Value {
+/// Clusters in different regions whose VPCs use the same private range.
+fn shared_ranges(w: &cluster::World) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for (i, a) in w.clusters.iter().enumerate() {
+        let others: Vec<&str> = w.clusters[i + 1..]
+            .iter()
+            .filter(|b| b.vpc_octet == a.vpc_octet)
+            .map(|b| b.name.as_str())
+            .collect();
+        if !others.is_empty() {
+            out.push(json!({
+                "cidr": format!("10.{}.0.0/16", a.vpc_octet),
+                "clusters": std::iter::once(a.name.as_str()).chain(others).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    out.dedup_by(|x, y| x["cidr"] == y["cidr"]);
+    out
+}
+
+fn manifest(w: &cluster::World, cfg: &SimConfig, s: &Summary, out_dir: &Path) -> serde_json::Value {
     json!({
         "generator": "credtrail simulate",
         "seed": cfg.seed,
@@ -159,6 +190,8 @@ fn manifest(w: &cluster::World, cfg: &SimConfig, s: &Summary) -> serde_json::Val
             "arn": c.arn,
             "region": cluster::REGIONS[c.region as usize],
             "vpc_id": c.vpc_id,
+            "vpc_cidr": format!("10.{}.0.0/16", c.vpc_octet),
+            "vpc_ipv6_cidr": format!("{}/56", cluster::ip6_str(c.ipv6_prefix)),
             "nat_addresses": c.nat.iter().map(|&ip| cluster::ip_str(ip)).collect::<Vec<_>>(),
             "vpc_endpoints": c.endpoints.iter().map(|&e| json!({
                 "id": w.endpoints[e].id, "service": w.endpoints[e].service})).collect::<Vec<_>>(),
@@ -188,7 +221,21 @@ fn manifest(w: &cluster::World, cfg: &SimConfig, s: &Summary) -> serde_json::Val
         }).collect::<Vec<_>>(),
         // Benign behaviour a detection may at most call medium, never planted: a client with an
         // unknown credential ID (truth.jsonl has no way to say "benign, medium at most").
+        "network_snapshots": s.network.snapshots.iter().map(|n| json!({
+            "taken_at": clock::rfc3339_string(n.taken_at),
+            "dir": n.dir.strip_prefix(out_dir).unwrap_or(&n.dir).display().to_string(),
+        })).collect::<Vec<_>>(),
         "benign": {
+            // Deployments detections.md says must produce no finding, present in this world.
+            "public_ip_tasks": w.tasks.iter().filter(|t| t.public_ip.is_some()).map(|t| json!({
+                "task_arn": t.arn,
+                "public_ip": t.public_ip.map(cluster::ip_str),
+            })).collect::<Vec<_>>(),
+            "dual_stack_tasks": w.tasks.iter().filter(|t| t.ipv6.is_some()).map(|t| json!({
+                "task_arn": t.arn,
+                "ipv6": t.ipv6.map(cluster::ip6_str),
+            })).collect::<Vec<_>>(),
+            "shared_vpc_ranges": shared_ranges(w),
             "stale_credential_client": w.stale.map(|s| {
                 let t = &w.tasks[s.task];
                 json!({
@@ -210,6 +257,9 @@ fn manifest(w: &cluster::World, cfg: &SimConfig, s: &Summary) -> serde_json::Val
             "agent_snapshots": s.snapshots,
             "describe_tasks_files": s.ecs.describe_tasks_files,
             "task_definition_files": s.ecs.task_definition_files,
+            "network_snapshots": s.network.snapshots.len(),
+            "network_files": s.network.files,
+            "network_interfaces": s.network.interfaces,
             "cloudtrail_records": s.cloudtrail.records,
             "cloudtrail_files": s.cloudtrail.files,
             "cloudtrail_duplicate_deliveries": s.cloudtrail.duplicates,

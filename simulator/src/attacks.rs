@@ -536,8 +536,13 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     newly_used.push(v);
                 }
                 Attack::StolenOutside => {
+                    // A victim whose own egress the network inventory shows (a bridge task
+                    // behind its NAT gateway, or an ENI in a snapshot): the verdict rests on the
+                    // inventory, critical.
                     let (v, t0) = cx
-                        .pick(0.2, 0.8, 1800, |w, i, _| active(w, i))
+                        .pick(0.2, 0.8, 1800, |w, i, _| {
+                            active(w, i) && super::network::vouches_for(w, i)
+                        })
                         .ok_or_else(|| err_no_candidate(a))?;
                     let key =
                         cx.w.latest_key(&cx.w.tasks[v].task_keys, t0)
@@ -586,7 +591,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                         host: Some(b.host),
                         source_ip: Some(ip_str(attacker)),
                         evidence: json!({"scenario": a.name(), "access_key_id": cx.w.keys[key as usize].access_key,
-                            "user_agent": agent}),
+                            "user_agent": agent, "verdict_rests_on": "network inventory"}),
                     });
                     newly_used.push(v);
                 }
@@ -891,6 +896,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                             .collect();
                     // A role that is also its family's execution role carries the managed
                     // execution policy, whose push-side ECR action nothing uses either.
+                    // Its one unused action is read-level, so detections.md rates it low.
                     let shared: Vec<(bool, usize, &[&str], Option<String>)> =
                         cx.w.services
                             .iter()
@@ -925,13 +931,15 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                             }),
                         ),
                     ];
-                    for (ran, role, actions, cluster) in emergent.into_iter().chain(shared) {
+                    let emergent = emergent.into_iter().map(|e| (e, "medium"));
+                    let shared = shared.into_iter().map(|e| (e, "low"));
+                    for ((ran, role, actions, cluster), severity) in emergent.chain(shared) {
                         if !ran {
                             continue;
                         }
                         truth.push(Truth {
                             kind: a.kind(),
-                            severity: "medium",
+                            severity,
                             title: format!(
                                 "{} grants {} that no session used",
                                 cx.w.roles[role].name,

@@ -441,7 +441,13 @@ fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {
     let w = g.w;
     let region = w.clusters[task.cluster].region;
     let host = task.host;
-    let nat = w.nat_ip(host);
+    // A Fargate task's image pulls, logs and secrets leave through its own ENI (its public IP
+    // when it has one); on EC2 the agent and Docker call from the instance, through the NAT.
+    let nat = if task.fargate {
+        w.egress_ip(ti)
+    } else {
+        w.nat_ip(host)
+    };
     let td = &w.taskdefs[task.taskdef];
     let exec0 = task.exec_keys.first().copied();
     let pull = task.pull_started_ms / 1000;
@@ -489,7 +495,9 @@ fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {
             }
             if td.containers.iter().any(|c| c.secrets) {
                 let vpce = w.endpoint_for(task.cluster, "secretsmanager");
-                let src = if vpce != 0 {
+                let src = if vpce != 0 && task.fargate {
+                    Src::Ip(w.private_ip(ti))
+                } else if vpce != 0 {
                     Src::Ip(w.hosts[host].private_ip)
                 } else {
                     Src::Ip(nat)
@@ -916,6 +924,16 @@ fn time(out: &mut Vec<u8>, t: i64) {
 fn ip(out: &mut Vec<u8>, v: u32) {
     let [a, b, c, d] = v.to_be_bytes();
     let _ = write!(out, "\"{a}.{b}.{c}.{d}\"");
+}
+
+/// An IPv6 source as CloudTrail writes it: eight groups, no `::` compression.
+fn ip6(out: &mut Vec<u8>, v: u128) {
+    let g = std::net::Ipv6Addr::from(v).segments();
+    let _ = write!(
+        out,
+        "\"{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}\"",
+        g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+    );
 }
 
 fn hex_upper(out: &mut Vec<u8>, mut v: u64, n: usize) {
@@ -1709,6 +1727,7 @@ fn render(w: &World, pre: &Pre, c: &Call, out: &mut Vec<u8>) {
     lit(out, "\",\"sourceIPAddress\":");
     match c.src {
         Src::Ip(v) => ip(out, v),
+        Src::Ip6(v) => ip6(out, v),
         Src::Service(s) => jstr(out, s),
         Src::AwsInternal => lit(out, "\"AWS Internal\""),
     }
@@ -1762,18 +1781,26 @@ fn render(w: &World, pre: &Pre, c: &Call, out: &mut Vec<u8>) {
     lit(out, ",\"eventCategory\":\"");
     lit(out, if spec.data { "Data" } else { "Management" });
     out.push(b'"');
-    if let Src::Ip(_) = c.src
+    if let Src::Ip(_) | Src::Ip6(_) = c.src
         && c.api != Api::ConsoleLogin
     {
+        // Over IPv6 the SDK calls the dual-stack endpoints.
+        let dual = matches!(c.src, Src::Ip6(_));
         lit(
             out,
             ",\"tlsDetails\":{\"tlsVersion\":\"TLSv1.3\",\"cipherSuite\":\"TLS_AES_128_GCM_SHA256\",\"clientProvidedHostHeader\":\"",
         );
         if spec.service == "s3" && !matches!(c.api, Api::S3ListBuckets) {
             let (bucket, _) = s3_names(w, pre, c);
-            let _ = write!(out, "{bucket}.s3.{region}.amazonaws.com");
+            if dual {
+                let _ = write!(out, "{bucket}.s3.dualstack.{region}.amazonaws.com");
+            } else {
+                let _ = write!(out, "{bucket}.s3.{region}.amazonaws.com");
+            }
         } else if spec.global {
             let _ = write!(out, "{}.amazonaws.com", spec.service);
+        } else if dual {
+            let _ = write!(out, "{}.{region}.api.aws", spec.service);
         } else {
             let _ = write!(out, "{}.{region}.amazonaws.com", spec.service);
         }

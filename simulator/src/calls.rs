@@ -681,6 +681,16 @@ impl Profile {
         self == Profile::ReportBuilder
     }
 
+    /// Its tasks run in a public subnet with a public IP of their own (no NAT gateway).
+    pub fn public_ip(self) -> bool {
+        self == Profile::ReportBuilder
+    }
+
+    /// Its tasks' ENIs are dual-stack: calls to AWS leave over IPv6 from the ENI's address.
+    pub fn dual_stack(self) -> bool {
+        self == Profile::WebhooksApi
+    }
+
     /// The task definition names its task role as its execution role too.
     pub fn shares_execution_role(self) -> bool {
         self == Profile::Notifier

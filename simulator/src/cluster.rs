@@ -131,9 +131,19 @@ pub struct Cluster {
     pub name: String,
     pub arn: String,
     pub region: u8,
+    /// The VPC is `10.<vpc_octet>.0.0/16`. Clusters in different regions reuse one range (as
+    /// accounts often do): the same private address means another ENI in each.
     pub vpc_octet: u8,
     pub vpc_id: String,
+    /// Private subnets per availability zone (`10.<o>.<az·32>.0/19`): hosts, task ENIs, interface
+    /// endpoints; they leave through their zone's NAT gateway.
     pub subnets: [String; 3],
+    /// Public subnets per availability zone (`10.<o>.<96+az>.0/24`): the NAT gateways and the
+    /// Fargate tasks with a public IP of their own.
+    pub public_subnets: [String; 3],
+    /// The VPC's IPv6 block (a /56; zone z's private subnet is its /64 number 2z, its public
+    /// subnet number 2z + 1).
+    pub ipv6_prefix: u128,
     /// NAT gateway public address per availability zone.
     pub nat: [u32; 3],
     pub endpoints: Vec<usize>,
@@ -290,6 +300,12 @@ pub struct Task {
     pub lost: Vec<(u8, i64, i64)>,
     /// Launched on Fargate: no container instance, no audit log (`host` only names its AZ).
     pub fargate: bool,
+    /// The public IPv4 address of the task's own ENI (a Fargate task in a public subnet): its
+    /// calls leave from it, not through a NAT gateway.
+    pub public_ip: Option<u32>,
+    /// The IPv6 address of the task's ENI (dual-stack): its calls to AWS's dual-stack endpoints
+    /// leave from it through the VPC's egress-only internet gateway.
+    pub ipv6: Option<u128>,
 }
 
 impl Task {
@@ -401,6 +417,7 @@ pub enum Who {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Src {
     Ip(u32),
+    Ip6(u128),
     /// An AWS service on the caller's behalf (`invokedBy`, `sourceIPAddress` = service host name).
     Service(&'static str),
     AwsInternal,
@@ -487,6 +504,11 @@ pub struct World {
 
 pub fn ip_str(ip: u32) -> String {
     Ipv4Addr::from(ip).to_string()
+}
+
+/// An IPv6 address in its canonical text (RFC 5952: lower case, `::` for the longest zero run).
+pub fn ip6_str(ip: u128) -> String {
+    std::net::Ipv6Addr::from(ip).to_string()
 }
 
 const fn ip4(a: u8, b: u8, c: u8, d: u8) -> u32 {
@@ -577,9 +599,18 @@ impl World {
         };
         if vpce != 0 {
             (Src::Ip(self.private_ip(task)), vpce)
+        } else if let Some(v6) = t.ipv6 {
+            (Src::Ip6(v6), 0)
         } else {
-            (Src::Ip(self.nat_ip(t.host)), 0)
+            (Src::Ip(self.egress_ip(task)), 0)
         }
+    }
+
+    /// The public IPv4 address a task's traffic to the internet leaves from: its own public IP,
+    /// else its zone's NAT gateway.
+    pub fn egress_ip(&self, task: usize) -> u32 {
+        let t = &self.tasks[task];
+        t.public_ip.unwrap_or_else(|| self.nat_ip(t.host))
     }
 
     pub fn call_region(&self, cluster: usize, api: Api) -> u8 {
@@ -693,6 +724,9 @@ fn build_clusters(w: &mut World, cfg: &SimConfig, rng: &mut Rng) {
                 });
             }
         }
+        // What only the network inventory shows comes from a stream of its own, so the rest
+        // of the world does not depend on it.
+        let mut net = Rng::derive(w.seed, &[stream::NETWORK, c as u64]);
         w.clusters.push(Cluster {
             arn: format!(
                 "arn:aws:ecs:{}:{}:cluster/{name}",
@@ -700,9 +734,13 @@ fn build_clusters(w: &mut World, cfg: &SimConfig, rng: &mut Rng) {
             ),
             name,
             region,
-            vpc_octet: (c * 16) as u8,
+            vpc_octet: (c / REGIONS.len() * 16) as u8,
             vpc_id: format!("vpc-0{}", rng.hex(16)),
             subnets: [0, 1, 2].map(|_| format!("subnet-0{}", rng.hex(16))),
+            public_subnets: [0, 1, 2].map(|_| format!("subnet-0{}", net.hex(16))),
+            ipv6_prefix: (0x2600_1f18_u128 << 96)
+                | (u128::from(net.below(1 << 16) as u16) << 80)
+                | (u128::from(net.below(1 << 8) as u8) << 72),
             nat,
             endpoints,
             hosts: Vec::new(),
@@ -716,7 +754,13 @@ fn build_clusters(w: &mut World, cfg: &SimConfig, rng: &mut Rng) {
         let az = pos % 3;
         let octet = w.clusters[c].vpc_octet;
         let third = (az as u8) * 32 + 1 + (pos / 3 % 30) as u8;
-        let private_ip = ip4(10, octet, third, 10 + rng.below(240) as u8);
+        // Host names are their addresses: unique across clusters that share a range.
+        let private_ip = loop {
+            let ip = ip4(10, octet, third, 10 + rng.below(240) as u8);
+            if !w.hosts.iter().any(|h| h.private_ip == ip) {
+                break ip;
+            }
+        };
         let [_, b, cc, d] = private_ip.to_be_bytes();
         // Mix roll modes within clusters; exactly one pre-1.36 host (the third).
         let mode = (pos + c + pos / 2) % 2;
@@ -1249,6 +1293,8 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
             proc_ids: Vec::new(),
             lost: Vec::new(),
             fargate: intent.profile.fargate(),
+            public_ip: None,
+            ipv6: None,
         });
     }
     let mut events: Vec<(i64, u8, usize)> = Vec::new();
@@ -1262,8 +1308,13 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
     let mut load = vec![0usize; w.hosts.len()];
     let mut docker: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); w.hosts.len()];
     let mut ecs_bridge: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); w.hosts.len()];
-    // Hosts' own addresses are taken for the whole run: an ENI never gets one.
-    let mut eni_used: BTreeSet<u32> = w.hosts.iter().map(|h| h.private_ip).collect();
+    // ENI addresses per VPC and subnet, in order (the next free one, never one a stopped task
+    // held in this run); hosts' own addresses are taken for the whole run. Clusters sharing a
+    // range hand out the same addresses in the same order.
+    let host_ips: BTreeSet<(usize, u32)> =
+        w.hosts.iter().map(|h| (h.cluster, h.private_ip)).collect();
+    let mut next_private = vec![[0u32; 3]; w.clusters.len()];
+    let mut next_public = vec![[0u32; 3]; w.clusters.len()];
     let lowest_free = |set: &mut BTreeSet<u32>| -> u32 {
         let mut n = 2;
         while set.contains(&n) {
@@ -1287,9 +1338,6 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
             if let Some(ip) = w.tasks[i].ecs_bridge_ip {
                 ecs_bridge[h].remove(&(ip & 0x3ff));
             }
-            if let Some(e) = &w.tasks[i].eni {
-                eni_used.remove(&e.ip);
-            }
             continue;
         }
         let hosts = &w.clusters[cluster].hosts;
@@ -1309,7 +1357,16 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
         let network = w.taskdefs[w.tasks[i].taskdef].network;
         let host_az = w.hosts[h].az;
         let octet = w.clusters[cluster].vpc_octet;
-        let subnet = w.clusters[cluster].subnets[host_az].clone();
+        let public = w.tasks[i].profile.public_ip();
+        let dual_stack = w.tasks[i].profile.dual_stack();
+        let subnet = if public {
+            w.clusters[cluster].public_subnets[host_az].clone()
+        } else {
+            w.clusters[cluster].subnets[host_az].clone()
+        };
+        let ipv6_prefix = w.clusters[cluster].ipv6_prefix;
+        let region = w.clusters[cluster].region;
+        let mut net = Rng::derive(w.seed, &[stream::NETWORK, 1 << 32, i as u64]);
         let t = &mut w.tasks[i];
         t.host = h;
         match network {
@@ -1324,13 +1381,43 @@ fn place_tasks(w: &mut World, intents: Vec<Intent>, rng: &mut Rng) {
                     let n = lowest_free(&mut ecs_bridge[h]);
                     t.ecs_bridge_ip = Some(ip4(169, 254, 172 + (n >> 8) as u8, (n & 0xff) as u8));
                 }
-                let ip = loop {
-                    let third = host_az as u8 * 32 + rng.below(32) as u8;
-                    let ip = ip4(10, octet, third, 4 + rng.below(250) as u8);
-                    if eni_used.insert(ip) {
-                        break ip;
+                let ip = if public {
+                    let n = &mut next_public[cluster][host_az];
+                    *n += 1;
+                    ip4(10, octet, 96 + host_az as u8, 4 + ((*n - 1) % 240) as u8)
+                } else {
+                    loop {
+                        let n = &mut next_private[cluster][host_az];
+                        *n += 1;
+                        let k = *n - 1;
+                        let third = host_az as u8 * 32 + (k / 250 % 31) as u8;
+                        let ip = ip4(10, octet, third, 4 + (k % 250) as u8);
+                        if !host_ips.contains(&(cluster, ip)) {
+                            break ip;
+                        }
                     }
                 };
+                if public {
+                    // Amazon's pool of the region (never one of the account's Elastic IPs).
+                    let first = match region {
+                        0 => (54, 160),
+                        1 => (18, 200),
+                        _ => (35, 80),
+                    };
+                    t.public_ip = Some(ip4(
+                        first.0,
+                        first.1 + net.below(32) as u8,
+                        net.below(256) as u8,
+                        1 + net.below(254) as u8,
+                    ));
+                }
+                if dual_stack {
+                    t.ipv6 = Some(
+                        ipv6_prefix
+                            | ((host_az as u128 * 2) << 64)
+                            | u128::from(net.next_u64() | 1),
+                    );
+                }
                 let mac = format!(
                     "0a:{}:{}:{}:{}:{}",
                     rng.hex(2),
