@@ -204,52 +204,72 @@ CREATE OR REPLACE MACRO sdk_client_family(family) AS
 CREATE OR REPLACE MACRO hand_tool_client(ua) AS
     regexp_matches(coalesce(ua, ''), '^(curl|wget|httpie|go-http-client)/|powershell/', 'i');
 
+-- The ARN a call's request parameters name, for the common services whose records leave it
+-- out of `resources` (DynamoDB, SQS, SNS, Secrets Manager, SSM, Logs); NULL for the others.
+-- `role` is the session's issuer (its partition is the resource's), `region` and `account` the
+-- call's.
+CREATE OR REPLACE MACRO call_parameter_arn(src, role, region, account, params) AS
+    CASE
+        WHEN src = 'dynamodb.amazonaws.com'
+             AND json_extract_string(params, '$.tableName') IS NOT NULL
+          THEN format('arn:{}:dynamodb:{}:{}:table/{}', split_part(role, ':', 2),
+                      region, account, json_extract_string(params, '$.tableName'))
+        WHEN src = 'sqs.amazonaws.com'
+             AND json_extract_string(params, '$.queueUrl') IS NOT NULL
+          THEN format('arn:{}:sqs:{}:{}:{}', split_part(role, ':', 2),
+                      region,
+                      regexp_extract(json_extract_string(params, '$.queueUrl'), '/([0-9]{12})/[^/]+$', 1),
+                      regexp_extract(json_extract_string(params, '$.queueUrl'), '/([^/]+)$', 1))
+        WHEN src = 'sns.amazonaws.com'
+          THEN json_extract_string(params, '$.topicArn')
+        WHEN src = 'secretsmanager.amazonaws.com'
+             AND json_extract_string(params, '$.secretId') LIKE 'arn:%'
+          THEN json_extract_string(params, '$.secretId')
+        WHEN src = 'secretsmanager.amazonaws.com'
+             AND json_extract_string(params, '$.secretId') IS NOT NULL
+          THEN format('arn:{}:secretsmanager:{}:{}:secret:{}-*',
+                      split_part(role, ':', 2), region,
+                      account, json_extract_string(params, '$.secretId'))
+        WHEN src = 'ssm.amazonaws.com'
+             AND json_extract_string(params, '$.name') IS NOT NULL
+          THEN format('arn:{}:ssm:{}:{}:parameter/{}', split_part(role, ':', 2),
+                      region, account,
+                      ltrim(json_extract_string(params, '$.name'), '/'))
+        WHEN src = 'logs.amazonaws.com'
+             AND json_extract_string(params, '$.logGroupName') IS NOT NULL
+          THEN format('arn:{}:logs:{}:{}:log-group:{}:*', split_part(role, ':', 2),
+                      region, account,
+                      json_extract_string(params, '$.logGroupName'))
+    END;
+
+-- What a call names as touched, unfiltered: the record's `resources` ARNs plus the one its
+-- request parameters name (call_parameter_arn, which may be NULL). Only elements that are ARNs
+-- (`LIKE 'arn:%'`) count.
+CREATE OR REPLACE MACRO call_arns(src, role, region, account, resources, params) AS
+    list_concat(coalesce(json_extract_string(resources, '$[*].ARN'), []::VARCHAR[]),
+                [call_parameter_arn(src, role, region, account, params)]);
+
+-- A touched resource's ARN as a policy names it: an S3 object's as bucket/* (keys are data, not
+-- policy); any other unchanged.
+CREATE OR REPLACE MACRO policy_resource_arn(src, arn) AS
+    CASE WHEN src = 's3.amazonaws.com' AND contains(arn, '/')
+         THEN regexp_replace(arn, '^(arn:[^:]+:s3:::[^/]+)/.+$', '\1/*')
+         ELSE arn END;
+
 -- Every CloudTrail call made with a role session (task, execution or any other role), one row per
 -- IAM action the call shows was used (cloudtrail_event_map), with the resources it touched: the
--- record's `resources` ARNs plus the ARNs its requestParameters name for the common services.
--- Calls AWS made on the session's behalf (`invoked_by`) are here too: they use the action too.
+-- record's `resources` ARNs plus the ARNs its requestParameters name for the common services
+-- (call_arns). Calls AWS made on the session's behalf (`invoked_by`) are here too: they use the
+-- action too.
 CREATE OR REPLACE VIEW role_calls AS
 SELECT e.session_issuer_arn AS role_arn, m.action, e.event_time, e.event_id, e.event_source,
        e.event_name, e.error_code, authorization_error(e.error_code) AS denied, e.session_name,
        e.invoked_by, e.source_ip, e.aws_region, e.event_category, e.access_key_id,
-       list_filter(list_concat(
-           coalesce(json_extract_string(e.resources, '$[*].ARN'), []::VARCHAR[]),
-           [CASE
-               WHEN e.event_source = 'dynamodb.amazonaws.com'
-                    AND json_extract_string(e.request_parameters, '$.tableName') IS NOT NULL
-                 THEN format('arn:{}:dynamodb:{}:{}:table/{}', split_part(e.session_issuer_arn, ':', 2),
-                             e.aws_region, e.recipient_account_id, json_extract_string(e.request_parameters, '$.tableName'))
-               WHEN e.event_source = 'sqs.amazonaws.com'
-                    AND json_extract_string(e.request_parameters, '$.queueUrl') IS NOT NULL
-                 THEN format('arn:{}:sqs:{}:{}:{}', split_part(e.session_issuer_arn, ':', 2),
-                             e.aws_region,
-                             regexp_extract(json_extract_string(e.request_parameters, '$.queueUrl'), '/([0-9]{12})/[^/]+$', 1),
-                             regexp_extract(json_extract_string(e.request_parameters, '$.queueUrl'), '/([^/]+)$', 1))
-               WHEN e.event_source = 'sns.amazonaws.com'
-                 THEN json_extract_string(e.request_parameters, '$.topicArn')
-               WHEN e.event_source = 'secretsmanager.amazonaws.com'
-                    AND json_extract_string(e.request_parameters, '$.secretId') LIKE 'arn:%'
-                 THEN json_extract_string(e.request_parameters, '$.secretId')
-               WHEN e.event_source = 'secretsmanager.amazonaws.com'
-                    AND json_extract_string(e.request_parameters, '$.secretId') IS NOT NULL
-                 THEN format('arn:{}:secretsmanager:{}:{}:secret:{}-*',
-                             split_part(e.session_issuer_arn, ':', 2), e.aws_region,
-                             e.recipient_account_id, json_extract_string(e.request_parameters, '$.secretId'))
-               WHEN e.event_source = 'ssm.amazonaws.com'
-                    AND json_extract_string(e.request_parameters, '$.name') IS NOT NULL
-                 THEN format('arn:{}:ssm:{}:{}:parameter/{}', split_part(e.session_issuer_arn, ':', 2),
-                             e.aws_region, e.recipient_account_id,
-                             ltrim(json_extract_string(e.request_parameters, '$.name'), '/'))
-               WHEN e.event_source = 'logs.amazonaws.com'
-                    AND json_extract_string(e.request_parameters, '$.logGroupName') IS NOT NULL
-                 THEN format('arn:{}:logs:{}:{}:log-group:{}:*', split_part(e.session_issuer_arn, ':', 2),
-                             e.aws_region, e.recipient_account_id,
-                             json_extract_string(e.request_parameters, '$.logGroupName'))
-           END]), x -> x IS NOT NULL AND x LIKE 'arn:%') AS raw_arns,
-       -- S3 object ARNs as bucket/* (keys are data, not policy).
+       list_filter(call_arns(e.event_source, e.session_issuer_arn, e.aws_region,
+                             e.recipient_account_id, e.resources, e.request_parameters),
+                   x -> x IS NOT NULL AND x LIKE 'arn:%') AS raw_arns,
        CASE WHEN e.event_source = 's3.amazonaws.com'
-            THEN list_distinct(list_transform(raw_arns,
-                     x -> regexp_replace(x, '^(arn:[^:]+:s3:::[^/]+)/.+$', '\1/*')))
+            THEN list_distinct(list_transform(raw_arns, x -> policy_resource_arn(e.event_source, x)))
             ELSE raw_arns END AS resource_arns
 FROM cloudtrail_events e
 JOIN cloudtrail_event_map m
@@ -358,11 +378,17 @@ WITH win AS (
            coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end
     FROM cloudtrail_events
 ),
+-- The authorized calls (role_calls without `denied`) in the window, counted per role session
+-- and API before any join (millions of calls, thousands of rows), of the granted roles.
 calls AS (
-    SELECT c.role_arn, c.action, c.event_time, c.session_name, c.resource_arns
-    FROM role_calls c, win
-    WHERE NOT c.denied AND c.event_time >= win.window_start AND c.event_time <= win.window_end
-      AND c.role_arn IN (SELECT role_arn FROM role_grants)
+    SELECT *
+    FROM (SELECT e.session_issuer_arn AS role_arn, e.event_source, e.event_name, e.session_name,
+                 count(*) AS calls, max(e.event_time) AS last_used
+          FROM cloudtrail_events e, win
+          WHERE NOT authorization_error(e.error_code)
+            AND e.event_time >= win.window_start AND e.event_time <= win.window_end
+          GROUP BY ALL)
+    WHERE role_arn IN (SELECT role_arn FROM role_grants)
 ),
 session_family AS (
     SELECT s.role_arn, s.session_name, any_value(t.family) AS family
@@ -373,15 +399,37 @@ session_family AS (
     GROUP BY s.role_arn, s.session_name
 ),
 used AS (
-    SELECT c.role_arn, c.action, count(*) AS calls, max(c.event_time) AS last_used,
+    SELECT c.role_arn, m.action, sum(c.calls)::BIGINT AS calls, max(c.last_used) AS last_used,
            list_sort(list_distinct(list(f.family) FILTER (WHERE f.family IS NOT NULL))) AS families
     FROM calls c
+    JOIN cloudtrail_event_map m
+      ON m.event_source = c.event_source AND m.event_name = c.event_name AND m.action IS NOT NULL
     LEFT JOIN session_family f ON f.role_arn = c.role_arn AND f.session_name = c.session_name
-    GROUP BY c.role_arn, c.action
+    GROUP BY c.role_arn, m.action
+),
+-- The resources those calls touched (role_calls.resource_arns, taken apart call by call), per
+-- role and API.
+api_resources AS (
+    SELECT *
+    FROM (SELECT DISTINCT role_arn, event_source, event_name,
+                 policy_resource_arn(event_source, arn) AS arn
+          FROM (SELECT e.session_issuer_arn AS role_arn, e.event_source, e.event_name,
+                       unnest(call_arns(e.event_source, e.session_issuer_arn, e.aws_region,
+                                        e.recipient_account_id, e.resources,
+                                        e.request_parameters)) AS arn
+                FROM cloudtrail_events e, win
+                WHERE NOT authorization_error(e.error_code)
+                  AND e.event_time >= win.window_start AND e.event_time <= win.window_end)
+          WHERE arn LIKE 'arn:%')
+    WHERE role_arn IN (SELECT role_arn FROM role_grants)
 ),
 touched AS (
     SELECT role_arn, action, list(arn ORDER BY arn) AS resources
-    FROM (SELECT DISTINCT role_arn, action, unnest(resource_arns) AS arn FROM calls)
+    FROM (SELECT DISTINCT r.role_arn, m.action, r.arn
+          FROM api_resources r
+          JOIN cloudtrail_event_map m
+            ON m.event_source = r.event_source AND m.event_name = r.event_name
+           AND m.action IS NOT NULL)
     GROUP BY role_arn, action
 )
 SELECT g.role_arn, g.action,
