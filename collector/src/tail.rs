@@ -33,7 +33,10 @@ pub const ABSENT_SCANS_GONE: u32 = 3;
 pub struct TailLimits {
     pub max_line_bytes: usize,
     pub batch_rows: usize,
-    pub batch_raw_bytes: usize,
+    /// A batch is full once it holds this many bytes ([`Batch::bytes`]).
+    pub batch_bytes: usize,
+    /// Text fields longer than this are stored cut to it, flagged `truncated`.
+    pub max_field_bytes: usize,
     pub incomplete_grace: Duration,
 }
 
@@ -774,7 +777,7 @@ impl Tailer {
         let source_id = t.committed.source_id.clone();
         let mut read_any = false;
         while offset < size {
-            if batch.rows() >= limits.batch_rows || batch.raw_bytes() >= limits.batch_raw_bytes {
+            if batch.rows() >= limits.batch_rows || batch.bytes() >= limits.batch_bytes {
                 finish_pass(t, offset, size, read_any, false)?;
                 return Ok(ReadOutcome::BatchFull);
             }
@@ -799,11 +802,11 @@ impl Tailer {
                         incomplete: false,
                     },
                     None,
+                    limits.max_field_bytes,
                 );
                 read_any = true;
                 pos += nl + 1;
-                if batch.rows() >= limits.batch_rows || batch.raw_bytes() >= limits.batch_raw_bytes
-                {
+                if batch.rows() >= limits.batch_rows || batch.bytes() >= limits.batch_bytes {
                     break;
                 }
             }
@@ -828,6 +831,7 @@ impl Tailer {
                                 incomplete: false,
                             },
                             truncated.then_some(limits.max_line_bytes),
+                            limits.max_field_bytes,
                         );
                         read_any = true;
                         offset += line_len + 1;
@@ -839,7 +843,7 @@ impl Tailer {
             }
             offset += pos as u64;
             t.view_mut().committed_offset = offset;
-            if batch.rows() >= limits.batch_rows || batch.raw_bytes() >= limits.batch_raw_bytes {
+            if batch.rows() >= limits.batch_rows || batch.bytes() >= limits.batch_bytes {
                 finish_pass(t, offset, size, read_any, false)?;
                 return Ok(ReadOutcome::BatchFull);
             }
@@ -879,6 +883,7 @@ impl Tailer {
                 incomplete: true,
             },
             (len as usize > max).then_some(max),
+            self.limits.max_field_bytes,
         );
         let check = check_hash(&t.file, size)?;
         let v = t.view_mut();
@@ -988,6 +993,7 @@ fn emit(
     line: &[u8],
     at: Provenance<'_>,
     truncated_to: Option<usize>,
+    max_field_bytes: usize,
 ) {
     if let Some(max) = truncated_to {
         batch.push_rejected(
@@ -1003,7 +1009,8 @@ fn emit(
         return;
     }
     match parse_line(line) {
-        Ok(parsed) => {
+        Ok(mut parsed) => {
+            parsed.truncate_fields(max_field_bytes);
             let us = parsed.event_time * 1_000_000;
             state.last_event_us = Some(state.last_event_us.map_or(us, |l| l.max(us)));
             reach.line(us, new_source);
