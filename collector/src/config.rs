@@ -62,8 +62,14 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_MAX_FIELD_BYTES", default_value_t = 8 * 1024)]
     pub max_field_bytes: usize,
 
+    /// Raw bytes kept of one line at most: the whole line where it is kept (invalid UTF-8, a
+    /// quote in the user agent, a cut field, a line that does not parse) up to this length, else
+    /// its first bytes, flagged `truncated`.
+    #[arg(long, env = "CREDTRAIL_MAX_RAW_BYTES", default_value_t = 64 * 1024)]
+    pub max_raw_bytes: usize,
+
     /// Memory DuckDB may use for the store, in MiB (it spills to disk beyond).
-    #[arg(long, env = "CREDTRAIL_STORE_MEMORY_MB", default_value_t = 64)]
+    #[arg(long, env = "CREDTRAIL_STORE_MEMORY_MB", default_value_t = crate::store::DEFAULT_MEMORY_MB)]
     pub store_memory_mb: u64,
 
     /// Bytes of encoded rows the segment files being written may buffer, in MiB.
@@ -93,9 +99,9 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_INCOMPLETE_GRACE_SECS", default_value_t = 60)]
     pub incomplete_grace_secs: u64,
 
-    /// Lines longer than this are stored in `rejected_lines` cut to it, flagged `truncated`,
-    /// with their true length (a real line is about 350 bytes). Lines up to it keep their raw
-    /// bytes whole where they are kept at all.
+    /// Lines longer than this are not parsed: they are stored in `rejected_lines` (their first
+    /// --max-raw-bytes), flagged `truncated`, with their true length (a real line is about 350
+    /// bytes). Memory holds one such line at a time.
     #[arg(long, env = "CREDTRAIL_MAX_LINE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_line_bytes: usize,
 

@@ -514,6 +514,7 @@ fn limits(config: &Config) -> TailLimits {
         batch_rows: config.batch_rows.max(1),
         batch_bytes: config.batch_bytes.max(64 * 1024),
         max_field_bytes: config.max_field_bytes.max(64),
+        max_raw_bytes: config.max_raw_bytes.max(1024),
         incomplete_grace: config.incomplete_grace(),
     }
 }

@@ -1027,7 +1027,7 @@ fn opt_ts(us: Option<i64>) -> Value {
 }
 
 /// DuckDB's memory limit for the store unless configured (`--store-memory-mb`).
-pub const DEFAULT_MEMORY_MB: u64 = 64;
+pub const DEFAULT_MEMORY_MB: u64 = 128;
 
 pub struct Store {
     conn: Connection,

@@ -37,7 +37,26 @@ pub struct TailLimits {
     pub batch_bytes: usize,
     /// Text fields longer than this are stored cut to it, flagged `truncated`.
     pub max_field_bytes: usize,
+    /// Raw bytes kept of one line at most (in `raw` of a request, or of a rejected line); a
+    /// longer line keeps its first bytes, flagged `truncated`.
+    pub max_raw_bytes: usize,
     pub incomplete_grace: Duration,
+}
+
+impl TailLimits {
+    fn cuts(&self) -> Cuts {
+        Cuts {
+            field: self.max_field_bytes,
+            raw: self.max_raw_bytes,
+        }
+    }
+}
+
+/// How much of a line's text and raw bytes is stored.
+#[derive(Debug, Clone, Copy)]
+struct Cuts {
+    field: usize,
+    raw: usize,
 }
 
 /// Why reading stopped before every file was at its end.
@@ -802,7 +821,7 @@ impl Tailer {
                         incomplete: false,
                     },
                     None,
-                    limits.max_field_bytes,
+                    limits.cuts(),
                 );
                 read_any = true;
                 pos += nl + 1;
@@ -831,7 +850,7 @@ impl Tailer {
                                 incomplete: false,
                             },
                             truncated.then_some(limits.max_line_bytes),
-                            limits.max_field_bytes,
+                            limits.cuts(),
                         );
                         read_any = true;
                         offset += line_len + 1;
@@ -883,7 +902,7 @@ impl Tailer {
                 incomplete: true,
             },
             (len as usize > max).then_some(max),
-            self.limits.max_field_bytes,
+            self.limits.cuts(),
         );
         let check = check_hash(&t.file, size)?;
         let v = t.view_mut();
@@ -993,13 +1012,16 @@ fn emit(
     line: &[u8],
     at: Provenance<'_>,
     truncated_to: Option<usize>,
-    max_field_bytes: usize,
+    cuts: Cuts,
 ) {
+    let raw = &line[..line.len().min(cuts.raw)];
+    let raw_cut = raw.len() < line.len();
     if let Some(max) = truncated_to {
+        let kept = raw.len();
         batch.push_rejected(
-            line,
+            raw,
             format!(
-                "line of {} bytes is longer than the {max}-byte limit; its first {max} bytes are kept",
+                "line of {} bytes is longer than the {max}-byte limit; its first {kept} bytes are kept",
                 at.line_len
             ),
             at,
@@ -1010,14 +1032,18 @@ fn emit(
     }
     match parse_line(line) {
         Ok(mut parsed) => {
-            parsed.truncate_fields(max_field_bytes);
+            parsed.truncate_fields(cuts.field);
+            // Only lines that keep their raw bytes need them cut.
+            if raw_cut && crate::store::keeps_raw(&parsed) {
+                parsed.truncated = true;
+            }
             let us = parsed.event_time * 1_000_000;
             state.last_event_us = Some(state.last_event_us.map_or(us, |l| l.max(us)));
             reach.line(us, new_source);
             if parsed.lossy {
                 state.lossy += 1;
             }
-            batch.push_request(&parsed, line, at);
+            batch.push_request(&parsed, raw, at);
             state.lines += 1;
         }
         Err(e) => {
@@ -1026,7 +1052,7 @@ fn emit(
             } else {
                 e.to_string()
             };
-            batch.push_rejected(line, reason, at, false);
+            batch.push_rejected(raw, reason, at, raw_cut);
             state.rejected += 1;
         }
     }
