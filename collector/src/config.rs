@@ -54,7 +54,7 @@ pub struct Config {
 
     /// A batch is committed as soon as it holds this many bytes of lines (its memory, whatever
     /// the length of the lines).
-    #[arg(long, env = "CREDTRAIL_BATCH_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "CREDTRAIL_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub batch_bytes: usize,
 
     /// Text fields of a line (user agent, URL, ARNs) longer than this are stored cut to it, with
@@ -73,7 +73,7 @@ pub struct Config {
     pub store_memory_mb: u64,
 
     /// Bytes of encoded rows the segment files being written may buffer, in MiB.
-    #[arg(long, env = "CREDTRAIL_SEGMENT_BUFFER_MB", default_value_t = 16)]
+    #[arg(long, env = "CREDTRAIL_SEGMENT_BUFFER_MB", default_value_t = 4)]
     pub segment_buffer_mb: usize,
 
     /// Milliseconds between two checks of the open files for new bytes.

@@ -83,8 +83,8 @@ pub struct SegmentLimits {
 impl Default for SegmentLimits {
     fn default() -> Self {
         SegmentLimits {
-            buffer_bytes: 16 << 20,
-            read_bytes: 16 << 20,
+            buffer_bytes: 4 << 20,
+            read_bytes: 8 << 20,
             read_rows: ROW_GROUP_ROWS,
         }
     }
