@@ -178,7 +178,7 @@ impl Publisher {
         if let Some(range) = store.meta(PENDING_EXPORT)? {
             // A publication that did not finish: the same range again, under the same names.
             let (from, to) = parse_range(&range)?;
-            files += self.from_store(store, from, to)?;
+            files += self.read_back(store, from, to)?;
             mark_exported(store, to)?;
         }
         let mut done = exported_upto(store)?;
@@ -191,7 +191,7 @@ impl Publisher {
             } else {
                 for (a, b) in pieces(store, done + 1, spool.from - 1, self.limits)? {
                     set_pending(store, a, b)?;
-                    files += self.from_store(store, a, b)?;
+                    files += self.read_back(store, a, b)?;
                     mark_exported(store, b)?;
                 }
                 let upto = spool.upto;
@@ -203,7 +203,7 @@ impl Publisher {
         }
         for (a, b) in pieces(store, done + 1, last, self.limits)? {
             set_pending(store, a, b)?;
-            files += self.from_store(store, a, b)?;
+            files += self.read_back(store, a, b)?;
             mark_exported(store, b)?;
         }
         Ok(files)
@@ -211,7 +211,7 @@ impl Publisher {
 
     /// Writes the rows with `seq` in `from..=to` read back from the store, in pieces that fit
     /// the limits, into one file per table and hour named by the whole range.
-    fn from_store(&self, store: &Store, from: i64, to: i64) -> Result<u64> {
+    fn read_back(&self, store: &Store, from: i64, to: i64) -> Result<u64> {
         let mut files = Files::new(&self.dir, &self.host, from, self.limits);
         let written = (|| -> Result<()> {
             for (a, b) in pieces(store, from, to, self.limits)? {
