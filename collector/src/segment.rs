@@ -358,7 +358,7 @@ impl Files {
         let mut hours: Vec<i64> = times.values().iter().map(|&us| hour_of(us)).collect();
         hours.sort_unstable();
         hours.dedup();
-        for hour in hours {
+        for &hour in &hours {
             let rows = if hours_single(times, hour) {
                 rb.clone()
             } else {
@@ -374,13 +374,18 @@ impl Files {
                 .write(&rows)
                 .with_context(|| format!("writing {}", file.tmp.display()))?;
         }
+        // Each open row group holds a page and an encoder per column: write out those of the
+        // hours of this table that this batch did not reach (a log is written in time order, so
+        // they are done), and every one past the buffer limit.
         let buffered: usize = self
             .open
             .values()
             .map(|f| f.writer.in_progress_size())
             .sum();
-        if buffered > self.limits.buffer_bytes {
-            for f in self.open.values_mut() {
+        let all = buffered > self.limits.buffer_bytes;
+        for ((t, hour), f) in self.open.iter_mut() {
+            let idle = *t == table && hours.binary_search(hour).is_err();
+            if f.writer.in_progress_rows() > 0 && (all || idle) {
                 f.writer
                     .flush()
                     .with_context(|| format!("writing {}", f.tmp.display()))?;
