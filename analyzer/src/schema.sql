@@ -139,6 +139,8 @@ ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS attachment_id VARCHAR;
 ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS ipv6_addresses VARCHAR[];
 ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS region VARCHAR;
 ALTER TABLE ecs_tasks ADD COLUMN IF NOT EXISTS account_id VARCHAR;
+-- credential_requests (created from the collector's segments.sql) gained its last column later.
+ALTER TABLE credential_requests ADD COLUMN IF NOT EXISTS truncated BOOLEAN;
 
 -- The network inventory (`credtrail ingest network`): `aws ec2 describe-network-interfaces`,
 -- `describe-vpc-endpoints` and `describe-subnets` output. Each file is one snapshot, taken at

@@ -1,16 +1,19 @@
 //! `cargo bench -p credtrail-collector --bench ingest`
 //!
-//! 1. Backlog: ingests N generated audit lines (default 1,000,000; `CREDTRAIL_BENCH_LINES`) with
-//!    the collector, and loads the same file with DuckDB's own `read_csv` into a table, each in
-//!    a child process of its own so CPU seconds and peak RSS are each one's alone. Prints lines/s,
-//!    CPU seconds, peak RSS and the ratio against DuckDB measured in the same run. The collector
-//!    stores integer rows and dictionaries (`credential_requests` is a view with the 20 published
-//!    columns); DuckDB's "same 20 columns" phase stores a table of those columns.
+//! 1. Backlog, equal work: N generated audit lines (default 1,000,000; `CREDTRAIL_BENCH_LINES`)
+//!    naming 500 distinct tasks, then 1,000,000 (`CREDTRAIL_BENCH_TASKS`, comma-separated), go
+//!    into a DuckDB store **and** hourly Parquet segments. The collector does it with `--once`
+//!    and a segments directory; the reference is DuckDB's `read_csv` into a table of the same
+//!    published columns, then `COPY … (PARTITION_BY (date, hour))` of that table to Parquet,
+//!    once with one thread and once with DuckDB's default threads. Each runs in a child process
+//!    of its own, so CPU seconds and peak RSS are each one's alone. Prints lines/s, CPU seconds,
+//!    peak RSS, and the ratio reference time / collector time (above 1: the collector is faster).
 //! 2. Follow: runs the real binary in follow mode while a writer appends 10 lines/s for
 //!    `CREDTRAIL_BENCH_FOLLOW_SECS` (default 30) seconds; prints its CPU share, RSS, and how long
 //!    a written line took to be committed (from `ingested_at` and the write time in the line).
 //!
-//! Numbers are printed, never asserted: the tests check behaviour, this measures it.
+//! Numbers are printed, never asserted: the tests check behaviour, this measures it. Other
+//! processes share the machine: the load average is printed with each dataset.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,63 +33,93 @@ fn main() {
     }
     let lines: u64 = env_or("CREDTRAIL_BENCH_LINES", 1_000_000);
     let follow_secs: u64 = env_or("CREDTRAIL_BENCH_FOLLOW_SECS", 30);
+    let task_counts: Vec<u64> = std::env::var("CREDTRAIL_BENCH_TASKS")
+        .unwrap_or_else(|_| "500,1000000".into())
+        .split(',')
+        .filter_map(|t| t.trim().parse().ok())
+        .collect();
     let tmp = tempfile::tempdir().unwrap();
-    let audit = tmp.path().join("ecs");
-    std::fs::create_dir_all(&audit).unwrap();
-    let file = audit.join("audit.log.1");
-    let bytes = generate(&file, lines);
-    println!(
-        "backlog: {lines} lines, {:.1} MB, one file",
-        bytes as f64 / 1e6
-    );
-    println!(
-        "{:<34} {:>12} {:>9} {:>9} {:>10}",
-        "loader", "lines/s", "wall s", "CPU s", "peak RSS"
-    );
-    let mut results = Vec::new();
-    for (phase, label) in [
-        ("credtrail", "credtrail-collector (1 thread)"),
-        ("duckdb-1", "DuckDB read_csv, threads=1"),
-        ("duckdb-n", "DuckDB read_csv, default threads"),
-        ("duckdb-schema", "DuckDB read_csv, same 20 columns"),
-    ] {
-        let out = tmp.path().join(format!("{phase}.duckdb"));
-        let p = sys::run_phase(
-            phase,
-            &[
-                ("CREDTRAIL_BENCH_FILE", &file),
-                ("CREDTRAIL_BENCH_OUT", &out),
-            ],
-        )
-        .unwrap();
-        let (rows, wall, cpu, rss) = (p.rows, p.wall_seconds, p.cpu_seconds, p.max_rss_bytes);
-        assert_eq!(rows as u64, lines, "{phase} loaded {rows} rows");
+    for tasks in task_counts {
+        let dir = tmp.path().join(format!("tasks-{tasks}"));
+        let audit = dir.join("ecs");
+        std::fs::create_dir_all(&audit).unwrap();
+        let file = audit.join("audit.log.1");
+        let bytes = generate(&file, lines, tasks);
         println!(
-            "{label:<34} {:>12.0} {wall:>9.3} {cpu:>9.3} {:>7.1} MB",
-            rows / wall,
-            rss / 1e6
+            "backlog: {lines} lines, {tasks} distinct tasks, {:.1} MB, one file; load average before: {}",
+            bytes as f64 / 1e6,
+            load_average()
         );
-        results.push((phase, rows / wall, cpu));
+        println!(
+            "{:<44} {:>12} {:>9} {:>9} {:>10}",
+            "loader (store + hourly Parquet)", "lines/s", "wall s", "CPU s", "peak RSS"
+        );
+        let mut results = Vec::new();
+        for (phase, label) in [
+            ("credtrail", "credtrail-collector --once (1 thread)"),
+            ("duckdb-1", "DuckDB read_csv + COPY PARTITION_BY, 1 thread"),
+            ("duckdb-n", "DuckDB read_csv + COPY PARTITION_BY, default"),
+        ] {
+            let out = dir.join(phase);
+            std::fs::create_dir_all(out.join("segments")).unwrap();
+            let p = sys::run_phase(
+                phase,
+                &[
+                    ("CREDTRAIL_BENCH_FILE", &file),
+                    ("CREDTRAIL_BENCH_OUT", &out),
+                ],
+            )
+            .unwrap();
+            let (rows, wall, cpu, rss) = (p.rows, p.wall_seconds, p.cpu_seconds, p.max_rss_bytes);
+            assert_eq!(rows as u64, lines, "{phase} stored {rows} rows");
+            let published = published_rows(&out.join("segments"));
+            assert_eq!(published, lines, "{phase} published {published} rows");
+            println!(
+                "{label:<44} {:>12.0} {wall:>9.3} {cpu:>9.3} {:>7.1} MB",
+                rows / wall,
+                rss / 1e6
+            );
+            results.push((wall, cpu));
+            // The next phase starts with the disk cache and the machine as they were.
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        let ours = results[0];
+        for (i, what) in [(1, "1 thread"), (2, "default threads")] {
+            println!(
+                "ratio DuckDB ({what}) / credtrail at {tasks} tasks: {:.2}x by wall time, {:.2}x by CPU time",
+                results[i].0 / ours.0,
+                results[i].1 / ours.1
+            );
+        }
+        println!("load average after: {}", load_average());
     }
-    let ours = results[0];
-    println!(
-        "ratio credtrail / DuckDB read_csv into the same 20 columns (threads=1): {:.2}x by wall time, {:.2}x by CPU time",
-        ours.1 / results[3].1,
-        results[3].2 / ours.2
-    );
-    println!(
-        "ratio credtrail / DuckDB read_csv (threads=1): {:.2}x by wall time, {:.2}x by CPU time",
-        ours.1 / results[1].1,
-        results[1].2 / ours.2
-    );
-    println!(
-        "ratio credtrail / DuckDB read_csv (default threads): {:.2}x by wall time, {:.2}x by CPU time",
-        ours.1 / results[2].1,
-        results[2].2 / ours.2
-    );
     if follow_secs > 0 {
         follow(tmp.path(), follow_secs);
     }
+}
+
+/// The first three fields of /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Rows in every Parquet file under `dir`.
+fn published_rows(dir: &Path) -> u64 {
+    let files = credtrail_collector::segment::files_of(dir, "credential_requests");
+    let list = files
+        .iter()
+        .map(|f| format!("'{}'", f.display()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.query_row(
+        &format!("SELECT count(*) FROM read_parquet([{list}], hive_partitioning = false)"),
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -98,7 +131,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// A realistic mix: mostly v2 task-role fetches with SDK user agents of several languages,
 /// execution-role fetches, and short error lines with their trailing space.
-fn generate(path: &Path, lines: u64) -> u64 {
+fn generate(path: &Path, lines: u64, tasks: u64) -> u64 {
     let agents = [
         "aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/sts#1.30.3",
         "Boto3/1.34.131 md/Botocore#1.34.131 ua/2.0 os/linux#5.10.219 md/arch#x86_64 lang/python#3.12.4 exec-env/AWS_ECS_EC2",
@@ -128,7 +161,7 @@ fn generate(path: &Path, lines: u64) -> u64 {
                 "{ts} 200 {ip}:{} \"/v2/credentials\" \"{}\" arn:aws:ecs:us-east-1:111122223333:task/prod/{:032x} {etype} 2 prod arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0f3c5a7d9b1e4c2a8d6f0e1b3a5c7d9e",
                 30000 + n % 30000,
                 agents[(n % 4) as usize],
-                n % 997
+                n % tasks
             )
         };
         w.write_all(line.as_bytes()).unwrap();
@@ -145,53 +178,57 @@ fn format_time(t: u64) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// One measured loader in this (child) process; prints `rows wall cpu peak_rss`.
+/// One measured loader in this (child) process; prints `rows wall cpu peak_rss`. Each writes
+/// its store and `segments/` under `out`.
 fn run_phase(phase: &str, file: &Path, out: &Path) {
+    let store = out.join("store.duckdb");
+    let segments = out.join("segments");
     sys::report_phase(|| match phase {
         "credtrail" => {
-            let mut config = Config::new(file.parent().unwrap(), out);
+            let mut config = Config::new(file.parent().unwrap(), &store);
             config.host = Some("bench".into());
+            config.segments_dir = Some(segments.clone());
             config.min_free_mb = 0;
             config.notify = false;
             let summary = credtrail_collector::run_once(&config).unwrap();
             summary.lines + summary.rejected
         }
-        "duckdb-1" | "duckdb-n" | "duckdb-schema" => {
-            let conn = duckdb::Connection::open(out).unwrap();
-            if phase != "duckdb-n" {
+        "duckdb-1" | "duckdb-n" => {
+            let conn = duckdb::Connection::open(&store).unwrap();
+            if phase == "duckdb-1" {
                 conn.execute_batch("SET threads = 1").unwrap();
             }
             // The audit line read as space-separated, double-quoted CSV (the closest DuckDB's
-            // general reader gets; short error lines are padded with NULLs).
-            // "duckdb-schema" stores what the collector stores: the same 20 columns, with the
-            // source split into address and port and the provenance columns (constant strings
-            // for host, file and source id, a sequence for seq, an approximation of offsets).
-            let projection = if phase == "duckdb-schema" {
-                conn.execute_batch("CREATE SEQUENCE seq").unwrap();
-                format!(
-                    "event_time, status, split_part(source, ':', 1) AS source_ip,
+            // general reader gets; short error lines are padded with NULLs), stored as the
+            // collector's published columns: the source split into address and port, and the
+            // provenance columns (constant strings for host, file and source id, a sequence for
+            // seq, an approximation of offsets).
+            conn.execute_batch("CREATE SEQUENCE seq").unwrap();
+            let sql = format!(
+                "CREATE TABLE credential_requests AS SELECT
+                     event_time, status, split_part(source, ':', 1) AS source_ip,
                      TRY_CAST(split_part(source, ':', 2) AS INTEGER) AS source_port,
                      request_path, user_agent, NULLIF(task_arn, '-') AS task_arn, event_type,
                      log_version, cluster, container_instance_arn, 'bench' AS host,
-                     '{}' AS source_file, '0123456789abcdef' AS source_id,
+                     '{file}' AS source_file, '0123456789abcdef' AS source_id,
                      nextval('seq') * 357 AS byte_offset, length(user_agent) + 200 AS line_len,
                      nextval('seq') AS seq, false AS incomplete, now()::TIMESTAMP AS ingested_at,
-                     NULL::BLOB AS raw",
-                    file.display()
-                )
-            } else {
-                "*".to_string()
-            };
-            let sql = format!(
-                "CREATE TABLE credential_requests AS SELECT {projection} FROM read_csv('{}',
+                     NULL::BLOB AS raw, false AS truncated
+                 FROM read_csv('{file}',
                     delim = ' ', quote = '\"', escape = '\"', header = false, null_padding = true,
                     auto_detect = false, strict_mode = false,
                     timestampformat = '%Y-%m-%dT%H:%M:%SZ',
                     columns = {{'event_time': 'TIMESTAMP', 'status': 'INTEGER', 'source': 'VARCHAR',
                                'request_path': 'VARCHAR', 'user_agent': 'VARCHAR', 'task_arn': 'VARCHAR',
                                'event_type': 'VARCHAR', 'log_version': 'INTEGER', 'cluster': 'VARCHAR',
-                               'container_instance_arn': 'VARCHAR'}})",
-                file.display()
+                               'container_instance_arn': 'VARCHAR'}});
+                 COPY (SELECT *, strftime(event_time, '%Y-%m-%d') AS date,
+                              strftime(event_time, '%H') AS hour
+                       FROM credential_requests)
+                   TO '{segments}/credential_requests'
+                   (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date, hour));",
+                file = file.display(),
+                segments = segments.display(),
             );
             conn.execute_batch(&sql).unwrap();
             conn.query_row("SELECT count(*) FROM credential_requests", [], |r| {

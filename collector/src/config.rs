@@ -52,6 +52,30 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_BATCH_ROWS", default_value_t = 122_880)]
     pub batch_rows: usize,
 
+    /// A batch is committed as soon as it holds this many bytes of lines (its memory, whatever
+    /// the length of the lines).
+    #[arg(long, env = "CREDTRAIL_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub batch_bytes: usize,
+
+    /// Text fields of a line (user agent, URL, ARNs) longer than this are stored cut to it, with
+    /// the row flagged `truncated` and the whole line kept in `raw`.
+    #[arg(long, env = "CREDTRAIL_MAX_FIELD_BYTES", default_value_t = 8 * 1024)]
+    pub max_field_bytes: usize,
+
+    /// Raw bytes kept of one line at most: the whole line where it is kept (invalid UTF-8, a
+    /// quote in the user agent, a cut field, a line that does not parse) up to this length, else
+    /// its first bytes, flagged `truncated`.
+    #[arg(long, env = "CREDTRAIL_MAX_RAW_BYTES", default_value_t = 64 * 1024)]
+    pub max_raw_bytes: usize,
+
+    /// Memory DuckDB may use for the store, in MiB (it spills to disk beyond).
+    #[arg(long, env = "CREDTRAIL_STORE_MEMORY_MB", default_value_t = crate::store::DEFAULT_MEMORY_MB)]
+    pub store_memory_mb: u64,
+
+    /// Bytes of encoded rows the segment files being written may buffer, in MiB.
+    #[arg(long, env = "CREDTRAIL_SEGMENT_BUFFER_MB", default_value_t = 4)]
+    pub segment_buffer_mb: usize,
+
     /// Milliseconds between two checks of the open files for new bytes.
     #[arg(long, env = "CREDTRAIL_TICK_MS", default_value_t = 500)]
     pub tick_ms: u64,
@@ -75,7 +99,9 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_INCOMPLETE_GRACE_SECS", default_value_t = 60)]
     pub incomplete_grace_secs: u64,
 
-    /// Lines longer than this are stored truncated to it, flagged, with their true length.
+    /// Lines longer than this are not parsed: they are stored in `rejected_lines` (their first
+    /// --max-raw-bytes), flagged `truncated`, with their true length (a real line is about 350
+    /// bytes). Memory holds one such line at a time.
     #[arg(long, env = "CREDTRAIL_MAX_LINE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_line_bytes: usize,
 

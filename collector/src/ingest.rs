@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use crate::agent::{AgentMetadata, InventoryRow};
 use crate::config::Config;
 use crate::coverage::{Coverage, Pending};
-use crate::segment;
+use crate::segment::{Publisher, SegmentLimits};
 use crate::store::{Batch, OpenError, Store};
 use crate::sys;
 use crate::tail::{ReadOutcome, TailLimits, Tailer};
@@ -52,6 +52,8 @@ pub struct Collector {
     config: Config,
     host: String,
     store: Option<Store>,
+    /// Writes segments from committed rows (with `--segments-dir`).
+    publisher: Option<Publisher>,
     _lock: File,
     tailer: Tailer,
     batch: Batch,
@@ -72,6 +74,8 @@ pub struct Collector {
     /// When the last directory scan started (µs since the epoch).
     scanned_at_us: Option<i64>,
     summary: RunSummary,
+    /// Set when the process is asked to stop: reading stops at the next commit.
+    stop: crate::Stop,
 }
 
 impl Collector {
@@ -88,7 +92,7 @@ impl Collector {
         let mut held: Vec<(PathBuf, File)> = Vec::new();
         let mut delay = Duration::from_millis(100);
         let store = loop {
-            match Store::open(&config.store) {
+            match Store::open_with_memory(&config.store, config.store_memory_mb) {
                 Ok(store) => break store,
                 Err(OpenError::Locked { message, .. }) => {
                     if wait.is_some_and(|w| started.elapsed() >= w) {
@@ -131,7 +135,12 @@ impl Collector {
         for (path, file) in held {
             tailer.hold(path, file)?;
         }
+        let publisher = match &config.segments_dir {
+            Some(dir) => Some(Publisher::new(dir, &host, segment_limits(config))?),
+            None => None,
+        };
         Ok(Collector {
+            publisher,
             config: config.clone(),
             batch: Batch::new(host.clone(), next_seq, dicts),
             host,
@@ -150,7 +159,24 @@ impl Collector {
             coverage_pending: None,
             scanned_at_us: None,
             summary: RunSummary::default(),
+            stop: crate::Stop::default(),
         })
+    }
+
+    /// Reading stops between two batches once `stop` is requested.
+    pub fn set_stop(&mut self, stop: crate::Stop) {
+        self.stop = stop;
+    }
+
+    /// Commits what was read (at a requested stop); an error when it could not be.
+    pub fn commit_read(&mut self) -> Result<()> {
+        if !self.commit() || self.store.is_none() || !self.batch.is_empty() {
+            bail!(
+                "could not commit to {} (see the errors above); nothing was lost: the files are read again on the next start",
+                self.config.store.display()
+            );
+        }
+        Ok(())
     }
 
     /// This run's id in `collector_coverage`.
@@ -226,7 +252,7 @@ impl Collector {
                 self.batch_since = Some(Instant::now());
             }
             if outcome == ReadOutcome::BatchFull {
-                if !self.commit() {
+                if !self.commit() || self.stop.requested() {
                     return Ok(());
                 }
                 continue;
@@ -304,7 +330,10 @@ impl Collector {
         let rows = self.batch.rows();
         let (requests, rejected, inventory) = self.batch.counts();
         match store.commit(&mut self.batch) {
-            Ok(()) => {
+            Ok(published) => {
+                if let Some(p) = self.publisher.as_mut() {
+                    p.spool(&published);
+                }
                 self.commit_failed = false;
                 self.holding_memory |= rows >= 10_000;
                 self.tailer.committed();
@@ -324,6 +353,9 @@ impl Collector {
             Err(e) => {
                 self.commit_failed = true;
                 self.coverage_pending = None;
+                if let Some(p) = self.publisher.as_mut() {
+                    p.discard_spool();
+                }
                 error!(error = %format!("{e:#}"), rows, "commit failed; reopening the store and reading these lines again");
                 let inventory = self.batch.take_inventory();
                 let seq_guess = self.batch.next_seq();
@@ -349,7 +381,7 @@ impl Collector {
     /// Reopens the store after a failure and takes its word for every file offset and every
     /// dictionary id.
     fn reopen(&mut self) -> bool {
-        match Store::open(&self.config.store) {
+        match Store::open_with_memory(&self.config.store, self.config.store_memory_mb) {
             Ok(store) => match store
                 .load_states()
                 .and_then(|s| Ok((s, store.dictionaries()?)))
@@ -410,15 +442,14 @@ impl Collector {
 
     /// Publishes segments now if a segments directory is configured.
     pub fn publish(&mut self) -> Result<u64> {
-        let Some(dir) = self.config.segments_dir.clone() else {
+        let Some(publisher) = self.publisher.as_mut() else {
             return Ok(0);
         };
         self.last_publish = Instant::now();
         let Some(store) = self.store.as_ref() else {
             bail!("store is not open");
         };
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let files = segment::publish(store, &dir, &self.host)?;
+        let files = publisher.publish(store)?;
         self.summary.segment_files += files;
         Ok(files)
     }
@@ -481,8 +512,18 @@ fn limits(config: &Config) -> TailLimits {
     TailLimits {
         max_line_bytes: config.max_line_bytes.max(1024),
         batch_rows: config.batch_rows.max(1),
-        batch_raw_bytes: 256 * 1024 * 1024,
+        batch_bytes: config.batch_bytes.max(64 * 1024),
+        max_field_bytes: config.max_field_bytes.max(64),
+        max_raw_bytes: config.max_raw_bytes.max(1024),
         incomplete_grace: config.incomplete_grace(),
+    }
+}
+
+fn segment_limits(config: &Config) -> SegmentLimits {
+    SegmentLimits {
+        buffer_bytes: config.segment_buffer_mb.max(1) << 20,
+        read_bytes: config.batch_bytes.max(64 * 1024),
+        read_rows: config.batch_rows.max(1),
     }
 }
 

@@ -15,6 +15,8 @@ pub mod store;
 pub mod sys;
 pub mod tail;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,21 @@ pub enum Wake {
     Metadata(agent::AgentMetadata),
     /// Stop: commit what was read, publish, exit.
     Shutdown,
+}
+
+/// A request to stop, seen between two batches: a signal handler sets it, so a long backlog
+/// read stops at the next commit instead of at its end.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// Ingests everything present once, publishes segments if configured, and returns.
@@ -66,8 +83,20 @@ pub fn run_once(config: &Config) -> Result<RunSummary> {
 /// Follows the directory until a [`Wake::Shutdown`] arrives on `wake`, then commits, publishes
 /// and returns. `sender` is handed to the file watcher and the inventory poller.
 pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Result<RunSummary> {
+    follow_until(config, sender, wake, Stop::default())
+}
+
+/// [`follow`], also stopping when `stop` is requested: then reading stops after the batch being
+/// read, which is committed (a backlog can take minutes; a service manager waits seconds).
+pub fn follow_until(
+    config: &Config,
+    sender: Sender<Wake>,
+    wake: Receiver<Wake>,
+    stop: Stop,
+) -> Result<RunSummary> {
     sys::tune_allocator();
     let mut collector = Collector::open(config, None)?;
+    collector.set_stop(stop.clone());
     info!(dir = %config.audit_dir.display(), store = %config.store.display(), host = collector.host(), "following");
     let _watcher = if config.notify {
         watch(config, sender.clone())
@@ -113,12 +142,16 @@ pub fn follow(config: &Config, sender: Sender<Wake>, wake: Receiver<Wake>) -> Re
                 break;
             }
         }
-        if shutdown {
+        if shutdown || stop.requested() {
             break;
         }
     }
     info!("stopping: committing what was read");
-    collector.drain(false)?;
+    if stop.requested() {
+        collector.commit_read()?;
+    } else {
+        collector.drain(false)?;
+    }
     if let Err(e) = collector.publish() {
         warn!(error = %format!("{e:#}"), "publishing segments at shutdown failed; they are published on the next start");
     }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use credtrail_collector::{AlreadyRunning, Config, Wake};
+use credtrail_collector::{AlreadyRunning, Config, Stop, Wake};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -16,11 +16,12 @@ fn main() -> ExitCode {
         credtrail_collector::run_once(&config)
     } else {
         let (tx, rx) = std::sync::mpsc::channel();
-        if let Err(e) = forward_signals(tx.clone()) {
+        let stop = Stop::default();
+        if let Err(e) = forward_signals(tx.clone(), stop.clone()) {
             eprintln!("error: cannot install signal handlers: {e}");
             return ExitCode::from(2);
         }
-        credtrail_collector::follow(&config, tx, rx)
+        credtrail_collector::follow_until(&config, tx, rx, stop)
     };
     match result {
         Ok(summary) => {
@@ -45,14 +46,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGTERM (systemd, ECS) and SIGINT become a [`Wake::Shutdown`].
-fn forward_signals(tx: std::sync::mpsc::Sender<Wake>) -> std::io::Result<()> {
+/// SIGTERM (systemd, ECS) and SIGINT request a stop (seen between two batches of a backlog)
+/// and wake the loop with a [`Wake::Shutdown`].
+fn forward_signals(tx: std::sync::mpsc::Sender<Wake>, stop: Stop) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if signals.forever().next().is_some() {
+                stop.request();
                 let _ = tx.send(Wake::Shutdown);
             }
         })?;

@@ -80,6 +80,9 @@ pub struct AuditLine<'a> {
     /// True when path or user agent held invalid UTF-8 or NUL bytes that were replaced by U+FFFD.
     /// The caller then keeps the raw line bytes as well.
     pub lossy: bool,
+    /// True when a field was longer than the collector's field limit and is stored cut to it
+    /// ([`AuditLine::truncate_fields`]); the caller then keeps the raw line bytes as well.
+    pub truncated: bool,
 }
 
 /// Why a line did not parse: which field, and what was wrong with it.
@@ -300,6 +303,7 @@ impl<'a> Fields<'a> {
             cluster: t.and_then(|t| t.cluster).map(Cow::Borrowed),
             container_instance_arn: t.and_then(|t| t.container_instance_arn).map(Cow::Borrowed),
             lossy,
+            truncated: false,
         }
     }
 }
@@ -751,7 +755,45 @@ impl AuditLine<'_> {
             cluster: self.cluster.map(own),
             container_instance_arn: self.container_instance_arn.map(own),
             lossy: self.lossy,
+            truncated: self.truncated,
         }
+    }
+
+    /// Cuts every text field longer than `max` bytes to at most `max` (at a character boundary)
+    /// and sets `truncated` when one was cut. A container chooses its user agent and whoever
+    /// calls the agent its URL: without a limit one line could make every copy of a field as
+    /// large as the line.
+    pub fn truncate_fields(&mut self, max: usize) -> bool {
+        fn cut(field: &mut Cow<'_, str>, max: usize) -> bool {
+            if field.len() <= max {
+                return false;
+            }
+            let mut end = max;
+            while !field.is_char_boundary(end) {
+                end -= 1;
+            }
+            match field {
+                Cow::Borrowed(s) => *s = &s[..end],
+                Cow::Owned(s) => s.truncate(end),
+            }
+            true
+        }
+        let mut any = cut(&mut self.request_path, max);
+        any |= cut(&mut self.user_agent, max);
+        for f in [
+            &mut self.source_ip,
+            &mut self.task_arn,
+            &mut self.event_type,
+            &mut self.cluster,
+            &mut self.container_instance_arn,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            any |= cut(f, max);
+        }
+        self.truncated |= any;
+        any
     }
 }
 
@@ -1838,6 +1880,7 @@ mod tests {
                     cluster: cluster.map(Cow::Owned),
                     container_instance_arn: ci.map(Cow::Owned),
                     lossy: false,
+                    truncated: false,
                 }
             })
     }

@@ -49,10 +49,14 @@ CREATE TABLE IF NOT EXISTS request_rows (
     line_len    BIGINT NOT NULL,
     seq         BIGINT NOT NULL,
     incomplete  BOOLEAN NOT NULL,
-    ingested_at TIMESTAMP NOT NULL
+    ingested_at TIMESTAMP NOT NULL,
+    truncated   BOOLEAN             -- a field was cut to --max-field-bytes (request_raw has the line)
 );
+-- Added after the first release: existing stores get it here, at the end of the table.
+ALTER TABLE request_rows ADD COLUMN IF NOT EXISTS truncated BOOLEAN;
 
--- The exact bytes of the few lines whose parsed text is not the whole truth.
+-- The exact bytes of the few lines whose parsed text is not the whole truth (invalid UTF-8, a
+-- quote in the user agent, a field cut to --max-field-bytes).
 CREATE TABLE IF NOT EXISTS request_raw (
     seq BIGINT NOT NULL,
     raw BLOB NOT NULL
@@ -162,7 +166,7 @@ CREATE OR REPLACE VIEW credential_requests AS
 SELECT r.event_time, k.status, a.source_ip, r.source_port, k.request_path, k.user_agent,
        t.task_arn, k.event_type, k.log_version, k.cluster, k.container_instance_arn,
        s.host, s.source_file, s.source_id, r.byte_offset, r.line_len, r.seq, r.incomplete,
-       r.ingested_at, w.raw
+       r.ingested_at, w.raw, coalesce(r.truncated, false) AS truncated
 FROM request_rows r
 -- LEFT: a row whose entry were missing would show NULLs (and fail the analyzer's NOT NULL), never vanish.
 LEFT JOIN request_kinds k ON k.id = r.kind

@@ -22,5 +22,6 @@ CREATE TABLE IF NOT EXISTS credential_requests (
     seq                    BIGINT NOT NULL,    -- collector-wide ingest order; segments are seq ranges
     incomplete             BOOLEAN NOT NULL,   -- last line of a rolled file that never got its newline
     ingested_at            TIMESTAMP NOT NULL, -- when the collector committed the line (UTC)
-    raw                    BLOB                -- exact bytes, kept when path or user agent were not valid UTF-8 or the user agent holds a double quote
+    raw                    BLOB,               -- exact bytes, kept when path or user agent were not valid UTF-8, the user agent holds a double quote, or a field was truncated
+    truncated              BOOLEAN             -- a field was longer than the collector's --max-field-bytes and is cut to it (raw has the whole line); NULL in segments of collectors older than this column
 );

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use duckdb::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Int32Array, Int32Builder,
+    Int64Array, Int64Builder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
 };
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
@@ -117,6 +118,8 @@ pub struct Provenance<'a> {
 pub struct Batch {
     host: String,
     requests: RowColumns,
+    /// The same requests in their published columns, for the segments.
+    published: RequestColumns,
     dicts: Dictionaries,
     /// (seq, exact bytes) of the requests that keep them.
     raw: Vec<(i64, Vec<u8>)>,
@@ -131,8 +134,25 @@ pub struct Batch {
     pub states: Vec<SourceState>,
     pub gaps: Vec<Gap>,
     pub events: Vec<Event>,
+    first_seq: i64,
     next_seq: i64,
     raw_bytes: usize,
+    /// Bytes of dictionary entries first used in this batch.
+    kind_bytes: usize,
+}
+
+/// What one commit stored, in the columns of the published tables: the segments are written
+/// from these (`segment::Spool`), not read back from the store.
+pub struct Published {
+    /// The batch's seq range, `first..=last` (empty when `last < first`).
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub requests: Option<RecordBatch>,
+    pub rejected: Option<RecordBatch>,
+    pub inventory: Option<RecordBatch>,
+    /// (seq, row) of each coverage interval recorded or extended, and when (`updated_at`).
+    pub coverage: Vec<(i64, CoverageRow)>,
+    pub committed_at_us: i64,
 }
 
 struct RejectedRow {
@@ -173,7 +193,10 @@ pub struct RequestColumns {
     seq: Int64Builder,
     incomplete: BooleanBuilder,
     raw: BinaryBuilder,
+    truncated: BooleanBuilder,
     rows: usize,
+    /// Bytes of text and raw lines held (what the columns cost in memory, roughly).
+    bytes: usize,
 }
 
 impl RequestColumns {
@@ -198,11 +221,14 @@ impl RequestColumns {
             seq: Int64Builder::new(),
             incomplete: BooleanBuilder::new(),
             raw: BinaryBuilder::new(),
+            truncated: BooleanBuilder::new(),
             rows: 0,
+            bytes: 0,
         }
     }
 
-    fn schema() -> Arc<Schema> {
+    /// The Arrow schema of `credential_requests` as published.
+    pub fn schema() -> Arc<Schema> {
         let s = |n: &str| Field::new(n, DataType::Utf8, true);
         let i32f = |n: &str| Field::new(n, DataType::Int32, true);
         let i64f = |n: &str| Field::new(n, DataType::Int64, false);
@@ -235,7 +261,13 @@ impl RequestColumns {
                 false,
             ),
             Field::new("raw", DataType::Binary, true),
+            Field::new("truncated", DataType::Boolean, false),
         ]))
+    }
+
+    /// Bytes of text held since the last `finish`.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Rows pushed since the last `finish`.
@@ -280,10 +312,13 @@ impl RequestColumns {
         self.incomplete.append_value(at.incomplete);
         if keeps_raw(line) {
             self.raw.append_value(raw);
+            self.bytes += raw.len();
         } else {
             self.raw.append_null();
         }
+        self.truncated.append_value(line.truncated);
         self.rows += 1;
+        self.bytes += raw.len() + host.len() + at.source_file.len() + at.source_id.len() + 64;
     }
 
     /// The rows as one Arrow batch, every row stamped `ingested_at`; the columns start empty again.
@@ -310,16 +345,19 @@ impl RequestColumns {
             Arc::new(self.incomplete.finish()),
             Arc::new(ingested_at),
             Arc::new(self.raw.finish()),
+            Arc::new(self.truncated.finish()),
         ];
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(Self::schema(), columns).context("building the request batch")
     }
 }
 
 /// Whether a stored line keeps its exact bytes next to the parsed text: when the text is not the
-/// whole truth (replaced invalid UTF-8, or a user agent holding `"`, whose end the parser chose).
+/// whole truth (replaced invalid UTF-8, a user agent holding `"`, whose end the parser chose, or
+/// a field cut to the field limit).
 pub fn keeps_raw(line: &AuditLine<'_>) -> bool {
-    line.lossy || line.user_agent.contains('"')
+    line.lossy || line.truncated || line.user_agent.contains('"')
 }
 
 /// Bytes of keys one [`Interner`] remembers before it starts over (a host has a few hundred kinds
@@ -450,6 +488,7 @@ struct RowColumns {
     line_len: Int64Builder,
     seq: Int64Builder,
     incomplete: BooleanBuilder,
+    truncated: BooleanBuilder,
     rows: usize,
 }
 
@@ -469,6 +508,7 @@ impl RowColumns {
             i64f("seq"),
             Field::new("incomplete", DataType::Boolean, false),
             ts("ingested_at"),
+            Field::new("truncated", DataType::Boolean, false),
         ]))
     }
 
@@ -494,6 +534,7 @@ impl RowColumns {
             Arc::new(self.seq.finish()),
             Arc::new(self.incomplete.finish()),
             Arc::new(ingested_at),
+            Arc::new(self.truncated.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(Self::schema(), columns).context("building the request batch")
@@ -519,6 +560,7 @@ impl Batch {
         Batch {
             host,
             requests: RowColumns::default(),
+            published: RequestColumns::new(),
             dicts,
             raw: Vec::new(),
             new_kinds: Vec::new(),
@@ -531,9 +573,18 @@ impl Batch {
             states: Vec::new(),
             gaps: Vec::new(),
             events: Vec::new(),
+            first_seq: next_seq,
             next_seq,
             raw_bytes: 0,
+            kind_bytes: 0,
         }
+    }
+
+    /// Bytes the batch holds in memory, roughly: lines in their published columns, raw lines,
+    /// new dictionary entries. A batch is committed when it reaches the configured limit, so
+    /// memory does not grow with the length of lines.
+    pub fn bytes(&self) -> usize {
+        self.published.bytes() + self.raw_bytes + self.kind_bytes
     }
 
     /// Rows (requests, rejects, inventory) in the batch.
@@ -612,7 +663,9 @@ impl Batch {
         r.line_len.append_value(at.line_len as i64);
         r.seq.append_value(seq);
         r.incomplete.append_value(at.incomplete);
+        r.truncated.append_value(line.truncated);
         r.rows += 1;
+        self.published.push(line, raw, &self.host, at, seq);
     }
 
     fn kind_id(&mut self, line: &AuditLine<'_>) -> i64 {
@@ -635,6 +688,7 @@ impl Batch {
         let (id, new) = d.kinds.id(key);
         if new {
             let owned = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_string);
+            self.kind_bytes += line.request_path.len() + line.user_agent.len() + 64;
             self.new_kinds.push(KindRow {
                 id,
                 status: i32::from(line.status),
@@ -739,6 +793,148 @@ impl Batch {
     }
 }
 
+fn timestamps(values: impl Iterator<Item = i64>) -> TimestampMicrosecondArray {
+    TimestampMicrosecondArray::from_iter_values(values)
+}
+
+fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> StringArray {
+    values.collect()
+}
+
+/// `rejected_lines` rows as Arrow columns, in the table's order.
+fn rejected_batch(host: &str, rows: &[RejectedRow]) -> Result<RecordBatch> {
+    let it = || rows.iter();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(strings(it().map(|r| Some(r.source_file.as_str())))),
+        Arc::new(strings(it().map(|r| Some(r.source_id.as_str())))),
+        Arc::new(Int64Array::from_iter_values(
+            it().map(|r| r.byte_offset as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            it().map(|r| r.line_len as i64),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            it().map(|r| r.raw.as_slice()),
+        )),
+        Arc::new(strings(it().map(|r| Some(r.reason.as_str())))),
+        Arc::new(timestamps(it().map(|r| r.ingested_at_us))),
+        Arc::new(strings(it().map(|_| Some(host)))),
+        Arc::new(Int64Array::from_iter_values(it().map(|r| r.seq))),
+        Arc::new(BooleanArray::from_iter(it().map(|r| Some(r.incomplete)))),
+        Arc::new(BooleanArray::from_iter(it().map(|r| Some(r.truncated)))),
+    ];
+    RecordBatch::try_new(rejected_schema(), columns).context("building the rejected lines")
+}
+
+/// The Arrow schema of `rejected_lines` (schema.sql).
+pub fn rejected_schema() -> Arc<Schema> {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let i = |n: &str| Field::new(n, DataType::Int64, true);
+    let b = |n: &str| Field::new(n, DataType::Boolean, true);
+    Arc::new(Schema::new(vec![
+        s("source_file"),
+        s("source_id"),
+        i("byte_offset"),
+        i("line_len"),
+        Field::new("raw", DataType::Binary, true),
+        s("reason"),
+        Field::new(
+            "ingested_at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ),
+        s("host"),
+        i("seq"),
+        b("incomplete"),
+        b("truncated"),
+    ]))
+}
+
+/// `task_inventory` rows as Arrow columns, in the table's order.
+fn inventory_batch(host: &str, rows: &[(i64, i64, InventoryRow)]) -> Result<RecordBatch> {
+    let it = || rows.iter().map(|(_, _, r)| r);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(timestamps(rows.iter().map(|(at, _, _)| *at))),
+        Arc::new(strings(it().map(|_| Some(host)))),
+        Arc::new(strings(it().map(|r| Some(r.task_arn.as_str())))),
+        Arc::new(strings(it().map(|r| Some(r.family.as_str())))),
+        Arc::new(strings(it().map(|r| Some(r.revision.as_str())))),
+        Arc::new(strings(it().map(|r| Some(r.known_status.as_str())))),
+        Arc::new(strings(it().map(|r| Some(r.desired_status.as_str())))),
+        Arc::new(strings(it().map(|r| r.container_name.as_deref()))),
+        Arc::new(strings(it().map(|r| r.docker_id.as_deref()))),
+        Arc::new(strings(it().map(|r| r.network_mode.as_deref()))),
+        Arc::new(strings(it().map(|r| r.ipv4_address.as_deref()))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(_, seq, _)| *seq),
+        )),
+    ];
+    RecordBatch::try_new(inventory_schema(), columns).context("building the inventory rows")
+}
+
+/// The Arrow schema of `task_inventory` (schema.sql).
+pub fn inventory_schema() -> Arc<Schema> {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "observed_at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ),
+        s("host"),
+        s("task_arn"),
+        s("family"),
+        s("revision"),
+        s("known_status"),
+        s("desired_status"),
+        s("container_name"),
+        s("docker_id"),
+        s("network_mode"),
+        s("ipv4_address"),
+        Field::new("seq", DataType::Int64, true),
+    ]))
+}
+
+/// `collector_coverage` rows as Arrow columns, in the table's order.
+pub fn coverage_batch(host: &str, rows: &[(i64, CoverageRow, i64)]) -> Result<RecordBatch> {
+    let it = || rows.iter().map(|(_, r, _)| r);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(strings(it().map(|_| Some(host)))),
+        Arc::new(strings(it().map(|r| Some(r.run_id.as_str())))),
+        Arc::new(Int32Array::from_iter_values(it().map(|r| r.interval_no))),
+        Arc::new(strings(it().map(|r| Some(r.mode)))),
+        Arc::new(strings(it().map(|r| r.container_instance_arn.as_deref()))),
+        Arc::new(strings(it().map(|r| r.cluster.as_deref()))),
+        Arc::new(timestamps(it().map(|r| r.covered_from_us))),
+        Arc::new(timestamps(it().map(|r| r.covered_until_us))),
+        Arc::new(timestamps(it().map(|r| r.run_started_us))),
+        Arc::new(timestamps(rows.iter().map(|(_, _, at)| *at))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(seq, _, _)| *seq),
+        )),
+    ];
+    RecordBatch::try_new(coverage_schema(), columns).context("building the coverage rows")
+}
+
+/// The Arrow schema of `collector_coverage` (schema.sql).
+pub fn coverage_schema() -> Arc<Schema> {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let t = |n: &str| Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, None), true);
+    Arc::new(Schema::new(vec![
+        s("host"),
+        s("run_id"),
+        Field::new("interval_no", DataType::Int32, true),
+        s("mode"),
+        s("container_instance_arn"),
+        s("cluster"),
+        t("covered_from"),
+        t("covered_until"),
+        t("run_started_at"),
+        t("updated_at"),
+        Field::new("seq", DataType::Int64, true),
+    ]))
+}
+
 /// Stores written before `credential_requests` became a view hold it as a table: moves its rows
 /// into the dictionary and row tables in one transaction (creating the whole schema). Returns
 /// whether it did.
@@ -774,7 +970,7 @@ fn migrate_table_to_view(conn: &Connection) -> Result<bool> {
                      FROM credential_requests_v1);
              INSERT INTO request_rows
                SELECT o.event_time, k.id, t.id, a.id, o.source_port, s.id, o.byte_offset, o.line_len,
-                      o.seq, o.incomplete, o.ingested_at
+                      o.seq, o.incomplete, o.ingested_at, false
                FROM credential_requests_v1 o
                JOIN request_kinds k
                  ON k.status = o.status AND k.request_path = o.request_path
@@ -830,6 +1026,9 @@ fn opt_ts(us: Option<i64>) -> Value {
     us.map_or(Value::Null, ts)
 }
 
+/// DuckDB's memory limit for the store unless configured (`--store-memory-mb`).
+pub const DEFAULT_MEMORY_MB: u64 = 128;
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -838,9 +1037,14 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store and its schema.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
+        Store::open_with_memory(path, DEFAULT_MEMORY_MB)
+    }
+
+    /// Opens the store letting DuckDB use at most `memory_mb` MiB (beyond, it spills to disk).
+    pub fn open_with_memory(path: &Path, memory_mb: u64) -> Result<Store, OpenError> {
         let config = duckdb::Config::default()
             .threads(1)
-            .and_then(|c| c.max_memory("256MB"))
+            .and_then(|c| c.max_memory(&format!("{}MB", memory_mb.max(16))))
             .map_err(|source| OpenError::Other {
                 path: path.to_path_buf(),
                 source,
@@ -981,12 +1185,29 @@ impl Store {
             .context("reading ingest_state")
     }
 
-    /// Commits the batch in one transaction; on error nothing of it is stored.
-    pub fn commit(&mut self, batch: &mut Batch) -> Result<()> {
+    /// Commits the batch in one transaction; on error nothing of it is stored. Returns the
+    /// committed rows in their published columns.
+    pub fn commit(&mut self, batch: &mut Batch) -> Result<Published> {
+        let now = now_us();
+        let published = Published {
+            first_seq: batch.first_seq,
+            last_seq: batch.next_seq - 1,
+            requests: (!batch.published.is_empty())
+                .then(|| batch.published.finish(now))
+                .transpose()?,
+            rejected: (!batch.rejected.is_empty())
+                .then(|| rejected_batch(&batch.host, &batch.rejected))
+                .transpose()?,
+            inventory: (!batch.inventory.is_empty())
+                .then(|| inventory_batch(&batch.host, &batch.inventory))
+                .transpose()?,
+            coverage: batch.coverage.clone(),
+            committed_at_us: now,
+        };
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        match self.write(batch) {
+        match self.write(batch, &published, now) {
             Ok(()) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(published),
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     Err(e).context("committing a batch")
@@ -999,8 +1220,7 @@ impl Store {
         }
     }
 
-    fn write(&mut self, batch: &mut Batch) -> Result<()> {
-        let now = now_us();
+    fn write(&mut self, batch: &mut Batch, published: &Published, now: i64) -> Result<()> {
         if !batch.requests.is_empty() {
             if !batch.dicts.loaded {
                 bail!("the batch's dictionary ids were never read from the store");
@@ -1019,44 +1239,16 @@ impl Store {
             }
             app.flush()?;
         }
-        if !batch.rejected.is_empty() {
-            let mut app = self.conn.appender("rejected_lines")?;
-            for r in &batch.rejected {
-                app.append_row(params![
-                    r.source_file,
-                    r.source_id,
-                    r.byte_offset as i64,
-                    r.line_len as i64,
-                    r.raw,
-                    r.reason,
-                    ts(r.ingested_at_us),
-                    batch.host,
-                    r.seq,
-                    r.incomplete,
-                    r.truncated
-                ])?;
+        for (table, rb) in [
+            ("rejected_lines", &published.rejected),
+            ("task_inventory", &published.inventory),
+        ] {
+            if let Some(rb) = rb {
+                let mut app = self.conn.appender(table)?;
+                app.append_record_batch(rb.clone())
+                    .with_context(|| format!("appending {table}"))?;
+                app.flush()?;
             }
-            app.flush()?;
-        }
-        if !batch.inventory.is_empty() {
-            let mut app = self.conn.appender("task_inventory")?;
-            for (at, seq, row) in &batch.inventory {
-                app.append_row(params![
-                    ts(*at),
-                    batch.host,
-                    row.task_arn,
-                    row.family,
-                    row.revision,
-                    row.known_status,
-                    row.desired_status,
-                    row.container_name,
-                    row.docker_id,
-                    row.network_mode,
-                    row.ipv4_address,
-                    seq
-                ])?;
-            }
-            app.flush()?;
         }
         for (seq, c) in &batch.coverage {
             // An interval is one row: extending it replaces the row, under a new seq.
@@ -1261,7 +1453,7 @@ mod tests {
         let published = Connection::open_in_memory().unwrap();
         published.execute_batch(PUBLISHED_SCHEMA).unwrap();
         let expected = columns(&published, "credential_requests");
-        assert_eq!(expected.len(), 20);
+        assert_eq!(expected.len(), 21);
         assert_eq!(columns(store.conn(), "credential_requests"), expected);
     }
 
@@ -1281,6 +1473,9 @@ mod tests {
         {
             let old = Connection::open(&path).unwrap();
             old.execute_batch(PUBLISHED_SCHEMA).unwrap();
+            // The table as the versions before the `truncated` column wrote it.
+            old.execute_batch("ALTER TABLE credential_requests DROP COLUMN truncated")
+                .unwrap();
             old.execute_batch(&format!("INSERT INTO credential_requests VALUES {rows}"))
                 .unwrap();
         }
@@ -1290,9 +1485,11 @@ mod tests {
             .query_row(
                 &format!(
                     "SELECT count(*) FROM (
-                       (SELECT * FROM credential_requests EXCEPT ALL SELECT * FROM (VALUES {rows}))
+                       (SELECT * EXCLUDE (truncated) FROM credential_requests
+                        EXCEPT ALL SELECT * FROM (VALUES {rows}))
                        UNION ALL
-                       (SELECT * FROM (VALUES {rows}) EXCEPT ALL SELECT * FROM credential_requests))"
+                       (SELECT * FROM (VALUES {rows})
+                        EXCEPT ALL SELECT * EXCLUDE (truncated) FROM credential_requests))"
                 ),
                 [],
                 |r| r.get(0),

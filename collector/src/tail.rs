@@ -33,8 +33,30 @@ pub const ABSENT_SCANS_GONE: u32 = 3;
 pub struct TailLimits {
     pub max_line_bytes: usize,
     pub batch_rows: usize,
-    pub batch_raw_bytes: usize,
+    /// A batch is full once it holds this many bytes ([`Batch::bytes`]).
+    pub batch_bytes: usize,
+    /// Text fields longer than this are stored cut to it, flagged `truncated`.
+    pub max_field_bytes: usize,
+    /// Raw bytes kept of one line at most (in `raw` of a request, or of a rejected line); a
+    /// longer line keeps its first bytes, flagged `truncated`.
+    pub max_raw_bytes: usize,
     pub incomplete_grace: Duration,
+}
+
+impl TailLimits {
+    fn cuts(&self) -> Cuts {
+        Cuts {
+            field: self.max_field_bytes,
+            raw: self.max_raw_bytes,
+        }
+    }
+}
+
+/// How much of a line's text and raw bytes is stored.
+#[derive(Debug, Clone, Copy)]
+struct Cuts {
+    field: usize,
+    raw: usize,
 }
 
 /// Why reading stopped before every file was at its end.
@@ -774,7 +796,7 @@ impl Tailer {
         let source_id = t.committed.source_id.clone();
         let mut read_any = false;
         while offset < size {
-            if batch.rows() >= limits.batch_rows || batch.raw_bytes() >= limits.batch_raw_bytes {
+            if batch.rows() >= limits.batch_rows || batch.bytes() >= limits.batch_bytes {
                 finish_pass(t, offset, size, read_any, false)?;
                 return Ok(ReadOutcome::BatchFull);
             }
@@ -799,11 +821,11 @@ impl Tailer {
                         incomplete: false,
                     },
                     None,
+                    limits.cuts(),
                 );
                 read_any = true;
                 pos += nl + 1;
-                if batch.rows() >= limits.batch_rows || batch.raw_bytes() >= limits.batch_raw_bytes
-                {
+                if batch.rows() >= limits.batch_rows || batch.bytes() >= limits.batch_bytes {
                     break;
                 }
             }
@@ -828,6 +850,7 @@ impl Tailer {
                                 incomplete: false,
                             },
                             truncated.then_some(limits.max_line_bytes),
+                            limits.cuts(),
                         );
                         read_any = true;
                         offset += line_len + 1;
@@ -839,7 +862,7 @@ impl Tailer {
             }
             offset += pos as u64;
             t.view_mut().committed_offset = offset;
-            if batch.rows() >= limits.batch_rows || batch.raw_bytes() >= limits.batch_raw_bytes {
+            if batch.rows() >= limits.batch_rows || batch.bytes() >= limits.batch_bytes {
                 finish_pass(t, offset, size, read_any, false)?;
                 return Ok(ReadOutcome::BatchFull);
             }
@@ -879,6 +902,7 @@ impl Tailer {
                 incomplete: true,
             },
             (len as usize > max).then_some(max),
+            self.limits.cuts(),
         );
         let check = check_hash(&t.file, size)?;
         let v = t.view_mut();
@@ -988,12 +1012,16 @@ fn emit(
     line: &[u8],
     at: Provenance<'_>,
     truncated_to: Option<usize>,
+    cuts: Cuts,
 ) {
+    let raw = &line[..line.len().min(cuts.raw)];
+    let raw_cut = raw.len() < line.len();
     if let Some(max) = truncated_to {
+        let kept = raw.len();
         batch.push_rejected(
-            line,
+            raw,
             format!(
-                "line of {} bytes is longer than the {max}-byte limit; its first {max} bytes are kept",
+                "line of {} bytes is longer than the {max}-byte limit; its first {kept} bytes are kept",
                 at.line_len
             ),
             at,
@@ -1003,14 +1031,19 @@ fn emit(
         return;
     }
     match parse_line(line) {
-        Ok(parsed) => {
+        Ok(mut parsed) => {
+            parsed.truncate_fields(cuts.field);
+            // Only lines that keep their raw bytes need them cut.
+            if raw_cut && crate::store::keeps_raw(&parsed) {
+                parsed.truncated = true;
+            }
             let us = parsed.event_time * 1_000_000;
             state.last_event_us = Some(state.last_event_us.map_or(us, |l| l.max(us)));
             reach.line(us, new_source);
             if parsed.lossy {
                 state.lossy += 1;
             }
-            batch.push_request(&parsed, line, at);
+            batch.push_request(&parsed, raw, at);
             state.lines += 1;
         }
         Err(e) => {
@@ -1019,7 +1052,7 @@ fn emit(
             } else {
                 e.to_string()
             };
-            batch.push_rejected(line, reason, at, false);
+            batch.push_rejected(raw, reason, at, raw_cut);
             state.rejected += 1;
         }
     }

@@ -435,3 +435,151 @@ fn unit_exposure_is_at_most_two() {
     );
     assert!(output.status.success(), "security failed:\n{report}");
 }
+
+/// The container the collector waits for (`dependsOn` … `SUCCESS`), which hands the data
+/// volume to the collector's user: a Docker volume (or a host directory) starts owned by root.
+fn state_owner(td: &Value) -> &Value {
+    let collector = &td["containerDefinitions"][0];
+    let dep = array_at(collector, "/dependsOn")
+        .iter()
+        .find(|d| d["condition"] == "SUCCESS")
+        .expect("the collector depends on a container that must succeed");
+    let name = str_at(dep, "/containerName");
+    array_at(td, "/containerDefinitions")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container named {name}"))
+}
+
+#[test]
+fn task_definition_gives_the_state_directory_to_the_collectors_user() {
+    let td = task_definition();
+    let collector = &td["containerDefinitions"][0];
+    let owner = state_owner(&td);
+    assert_eq!(owner["essential"], false, "it runs once and exits");
+    let data_volume = |c: &Value| -> String {
+        array_at(c, "/mountPoints")
+            .iter()
+            .find(|m| m["containerPath"] == DATA_DIR && m["readOnly"] != true)
+            .map(|m| str_at(m, "/sourceVolume").to_owned())
+            .unwrap_or_else(|| panic!("no writable mount at {DATA_DIR}"))
+    };
+    assert_eq!(
+        data_volume(owner),
+        data_volume(collector),
+        "the same volume"
+    );
+    let user = str_at(collector, "/user");
+    assert!(user.contains(':'), "the collector's user names uid:gid");
+    let command: Vec<&str> = array_at(owner, "/command")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(command, ["chown", "-R", user, DATA_DIR]);
+    let owner_user = owner["user"].as_str().unwrap_or("0");
+    assert!(
+        owner_user == "0" || owner_user.starts_with("0:"),
+        "chown needs root"
+    );
+    assert_eq!(
+        owner.pointer("/linuxParameters/capabilities/add"),
+        Some(&serde_json::json!(["CHOWN"])),
+        "only the capability chown needs"
+    );
+    assert_eq!(
+        owner.pointer("/linuxParameters/capabilities/drop"),
+        Some(&serde_json::json!(["ALL"]))
+    );
+    assert_eq!(owner["readonlyRootFilesystem"], true);
+}
+
+/// Runs the real binary `--once` as `user` (uid:gid) with its store and segments under `data`.
+fn collector_as(user: &str, audit: &Path, data: &Path) -> Output {
+    let (uid, gid) = user.split_once(':').unwrap();
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+        ])
+        .arg(env!("CARGO_BIN_EXE_credtrail-collector"))
+        .arg("--once")
+        .arg("--audit-dir")
+        .arg(audit)
+        .arg("--store")
+        .arg(data.join("collector.duckdb"))
+        .arg("--segments-dir")
+        .arg(data.join("segments"))
+        .args(["--host", "deploy-test", "--min-free-mb", "0"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_collectors_user_writes_its_state_once_the_owner_container_ran() {
+    // Needs root (to own the directory as a fresh volume is owned, and to switch users).
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !is_root || !has_setpriv {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let td = task_definition();
+    let user = str_at(&td["containerDefinitions"][0], "/user").to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let audit = tmp.path().join("ecs");
+    fs::create_dir(&audit).unwrap();
+    fs::set_permissions(&audit, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        audit.join("audit.log"),
+        "2026-11-20T10:00:00Z 200 172.17.0.2:40000 \"/v2/credentials\" \"ua\" arn:aws:ecs:us-east-1:1:task/p/1 GetCredentials 2 prod arn:aws:ecs:us-east-1:1:container-instance/p/2\n",
+    )
+    .unwrap();
+    fs::set_permissions(audit.join("audit.log"), fs::Permissions::from_mode(0o644)).unwrap();
+    // A new volume: an empty directory owned by root, mode 0755.
+    let data = tmp.path().join("volume");
+    fs::create_dir(&data).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let refused = collector_as(&user, &audit, &data);
+    assert!(
+        !refused.status.success(),
+        "without the owner container the collector's user cannot write a root-owned volume"
+    );
+
+    let command: Vec<String> = array_at(state_owner(&td), "/command")
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap()
+                .replace(DATA_DIR, data.to_str().unwrap())
+        })
+        .collect();
+    let chown = Command::new(&command[0])
+        .args(&command[1..])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    let ran = collector_as(&user, &audit, &data);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let uid: u32 = user.split(':').next().unwrap().parse().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(data.join("collector.duckdb")).unwrap().uid(),
+        uid
+    );
+    assert!(
+        !credtrail_collector::segment::files_of(&data.join("segments"), "credential_requests")
+            .is_empty(),
+        "segments published"
+    );
+}

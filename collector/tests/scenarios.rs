@@ -341,6 +341,7 @@ fn s14_ten_megabyte_line_is_stored_and_later_lines_still_read() {
     env.append("audit.log", &big);
     env.lines("audit.log", 2, 4);
     let mut config = env.config();
+    config.max_raw_bytes = 16 * 1024 * 1024;
     let mut c = open(&config);
     drain(&mut c);
     assert_eq!(numbers(&c), vec![0, 1, 2, 3]);
@@ -360,6 +361,7 @@ fn s14_ten_megabyte_line_is_stored_and_later_lines_still_read() {
     env.lines("audit.log", 5, 6);
     config = env.config();
     config.max_line_bytes = 1024 * 1024;
+    config.max_raw_bytes = 16 * 1024 * 1024;
     let mut c = open(&config);
     drain(&mut c);
     assert_eq!(numbers(&c), vec![5]);
@@ -367,6 +369,23 @@ fn s14_ten_megabyte_line_is_stored_and_later_lines_still_read() {
         sql(
             &c,
             "SELECT count(*) FROM rejected_lines WHERE octet_length(raw) = 1048576 AND line_len = 10485760 AND truncated"
+        ),
+        1
+    );
+    invariants(&c);
+    c.finish();
+
+    // by default the raw bytes kept of any line are bounded (64 KiB), the line still flagged
+    let env = Env::new();
+    env.append("audit.log", &big);
+    env.lines("audit.log", 7, 8);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(numbers(&c), vec![7]);
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM rejected_lines WHERE octet_length(raw) = 65536 AND line_len = 10485760 AND truncated"
         ),
         1
     );

@@ -102,6 +102,7 @@ fn render_lines(w: &World, host: usize) -> Vec<(i64, Vec<u8>)> {
             cluster: task.map(|_| Cow::Borrowed(cluster.name.as_str())),
             container_instance_arn: task.map(|_| Cow::Borrowed(h.container_instance_arn.as_str())),
             lossy: false,
+            truncated: false,
         };
         let mut buf = Vec::with_capacity(360);
         line.write_to(&mut buf);

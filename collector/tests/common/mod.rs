@@ -41,6 +41,10 @@ impl Env {
         c.notify = false;
         c.min_free_mb = 0;
         c.incomplete_grace_secs = 3600;
+        // The checks read the whole credential_requests view through the collector's own
+        // connection (one process cannot open the file twice): give them the memory of a
+        // query over every row, which the collector itself never runs.
+        c.store_memory_mb = 512;
         c
     }
 
