@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod config;
 pub mod coverage;
+pub mod fault;
 pub mod ingest;
 pub mod parse;
 pub mod segment;

@@ -4,7 +4,9 @@
 //! A segment is a range of `seq` values. The range is recorded (`pending_export`) *before* any
 //! file is written, so a crash halfway re-exports exactly the same range under exactly the same
 //! names, replacing rather than duplicating. Each file is written under a temporary name,
-//! synced, and renamed into `<table>/date=YYYY-MM-DD/hour=HH/<host>-<from>-<to>.parquet`.
+//! synced, and renamed into
+//! `<table>/date=YYYY-MM-DD/hour=HH/<host>-<store_id>-<from>-<to>.parquet`; the store ID (created with
+//! the store) keeps a rebuilt store, whose seq starts again, from replacing earlier segments.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -48,9 +50,11 @@ pub fn publish(store: &Store, dir: &Path, host: &str) -> Result<u64> {
         }
     };
     let mut files = 0;
-    let host = sanitize(host);
+    // The store's ID makes a name unique to this store's life: a rebuilt store's seq starts
+    // again at 1, and must publish beside, never over, what an earlier store published.
+    let prefix = format!("{}-{}", sanitize(host), sanitize(&store.store_id()?));
     for (table, time_col) in TABLES {
-        files += export_table(store, dir, &host, table, time_col, from, to)
+        files += export_table(store, dir, &prefix, table, time_col, from, to)
             .with_context(|| format!("publishing {table} rows {from}..={to}"))?;
     }
     sync_dir(dir)?;
@@ -62,7 +66,7 @@ pub fn publish(store: &Store, dir: &Path, host: &str) -> Result<u64> {
 fn export_table(
     store: &Store,
     dir: &Path,
-    host: &str,
+    prefix: &str,
     table: &str,
     time_col: &str,
     from: i64,
@@ -84,7 +88,7 @@ fn export_table(
             .join(format!("date={date}"))
             .join(format!("hour={hour:02}"));
         std::fs::create_dir_all(&part).with_context(|| format!("creating {}", part.display()))?;
-        let name = format!("{host}-{from:012}-{to:012}.parquet");
+        let name = format!("{prefix}-{from:012}-{to:012}.parquet");
         let final_path = part.join(&name);
         let tmp_path = part.join(format!(".{name}.tmp"));
         let sql = format!(

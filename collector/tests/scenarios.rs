@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use common::{Env, check_invariants, count, line, segment_numbers, sorted, stored_numbers};
@@ -289,6 +290,85 @@ fn s11_truncate_and_rewrite_to_a_larger_size_is_detected_by_content() {
     expected.extend(100..120);
     assert_eq!(numbers(&c), expected);
     invariants(&c);
+}
+
+#[test]
+fn s11_rewrite_in_place_to_the_same_size_is_detected_by_content() {
+    let env = Env::new();
+    env.lines("audit.log", 10, 15);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    let size = std::fs::metadata(env.path("audit.log")).unwrap().len();
+    // between two polls: the same number of bytes, other lines
+    let body: String = (20..25).map(|n| format!("{}\n", line(n))).collect();
+    assert_eq!(body.len() as u64, size);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.path("audit.log"))
+        .unwrap()
+        .write_all_at(body.as_bytes(), 0)
+        .unwrap();
+    drain(&mut c);
+    assert_eq!(numbers(&c), (10..15).chain(20..25).collect::<Vec<_>>());
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_events WHERE kind = 'truncated'"
+        ),
+        1
+    );
+    invariants(&c);
+}
+
+#[test]
+fn s31_an_unlistable_audit_directory_is_retried_not_fatal() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 3);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    // The directory's name now names a file: listing it fails (ENOTDIR), even for root.
+    let moved = env.tmp.path().join("ecs.moved");
+    std::fs::rename(&env.audit, &moved).unwrap();
+    std::fs::write(&env.audit, b"not a directory").unwrap();
+    c.poll(true, true)
+        .expect("a scan that fails is logged and retried");
+    c.poll(true, true).unwrap();
+    std::fs::remove_file(&env.audit).unwrap();
+    std::fs::rename(&moved, &env.audit).unwrap();
+    env.lines("audit.log", 3, 6);
+    drain(&mut c);
+    assert_eq!(numbers(&c), (0..6).collect::<Vec<_>>());
+    assert_eq!(sql(&c, "SELECT count(*) FROM ingest_gaps"), 0);
+    invariants(&c);
+}
+
+#[test]
+fn the_invariant_check_fails_when_a_line_is_stored_under_two_sources() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 5);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    invariants(&c);
+    // The same rows again under a second source of the same file, each tiling it correctly.
+    c.store()
+        .unwrap()
+        .conn()
+        .execute_batch(
+            "INSERT INTO request_sources SELECT id + 1000, host, source_file, source_id || '-again'
+               FROM request_sources;
+             INSERT INTO request_rows SELECT event_time, kind, task, address, source_port,
+                    source + 1000, byte_offset, line_len, seq + 1000, incomplete, ingested_at
+               FROM request_rows;",
+        )
+        .unwrap();
+    let conn = c.store().unwrap().conn();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_invariants(conn)));
+    let message = caught.expect_err("doubled lines must fail the check");
+    let text = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.contains("under two sources"), "{text}");
 }
 
 #[test]
