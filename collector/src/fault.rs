@@ -47,7 +47,10 @@ pub(crate) fn strikes(store: &Path, point: Point) -> bool {
         return false;
     }
     let mut plans = PLANS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(i) = plans.iter().position(|(p, at, _)| p == store && *at == point) else {
+    let Some(i) = plans
+        .iter()
+        .position(|(p, at, _)| p == store && *at == point)
+    else {
         return false;
     };
     plans[i].2 -= 1;

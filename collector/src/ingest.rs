@@ -468,10 +468,11 @@ impl Collector {
 
     pub fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
-        if let Some(store) = &self.store
-            && let Err(e) = store.checkpoint()
-        {
-            warn!(error = %format!("{e:#}"), "checkpoint failed");
+        if let Some(store) = &self.store {
+            info!("checkpoint: moving the WAL into the store file");
+            if let Err(e) = store.checkpoint() {
+                warn!(error = %format!("{e:#}"), "checkpoint failed");
+            }
         }
     }
 

@@ -234,8 +234,8 @@ impl Tailer {
                 fresh: true,
             });
         }
-        held.extend(self.unidentified.drain(..));
-        held.extend(self.vanished.drain(..));
+        held.append(&mut self.unidentified);
+        held.append(&mut self.vanished);
         // Files the store knows first, so each resumes before a copy of it is identified.
         held.sort_by_key(|u| !known.contains(&(u.dev, u.ino)));
         let mut seen = HashSet::new();
@@ -700,7 +700,9 @@ impl Tailer {
         loop {
             let id = format!(
                 "{:016x}",
-                xxh3_64(format!("{dev}:{ino}:{born}:{}:{}:{generation}", fp.len, fp.hash).as_bytes())
+                xxh3_64(
+                    format!("{dev}:{ino}:{born}:{}:{}:{generation}", fp.len, fp.hash).as_bytes()
+                )
             );
             if !in_use(&id) {
                 return id;

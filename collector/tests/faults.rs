@@ -130,7 +130,10 @@ fn gaps_and_events_of_a_failed_batch_are_recorded_on_the_retry() {
     let mut c = open(&config);
     fault::fail_commits(&config.store, 1);
     assert_eq!(drain_until_ok(&mut c, 5), 1);
-    assert_eq!(numbers(&c), sorted((0..5).chain(10..15).chain(20..25).collect()));
+    assert_eq!(
+        numbers(&c),
+        sorted((0..5).chain(10..15).chain(20..25).collect())
+    );
     assert_eq!(
         sql(
             &c,
@@ -193,7 +196,9 @@ fn a_corrupt_store_is_reported_as_corrupt() {
     std::fs::write(&env.store, b"garbage".repeat(1000)).unwrap();
     let text = format!(
         "{:#}",
-        Collector::open(&config, Some(Duration::from_secs(2))).err().expect("not a database")
+        Collector::open(&config, Some(Duration::from_secs(2)))
+            .err()
+            .expect("not a database")
     );
     assert!(text.contains("corrupt or not a DuckDB database"), "{text}");
 }

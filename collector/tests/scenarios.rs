@@ -207,6 +207,46 @@ fn s07_more_rolls_than_kept_while_stopped_records_a_gap() {
 }
 
 #[test]
+fn s07_hourly_rolls_more_than_kept_while_stopped_record_a_gap() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 10);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    c.finish();
+    // while stopped: unread lines in the live file, 5 hourly rolls, the oldest 4 deleted
+    env.lines("audit.log", 10, 15);
+    for h in 1..=5u64 {
+        env.rename("audit.log", &format!("audit.log.2026-11-20-{h:02}"));
+        env.lines("audit.log", 100 * h, 100 * h + 5);
+    }
+    for h in 1..=4u64 {
+        env.remove(&format!("audit.log.2026-11-20-{h:02}"));
+    }
+    let mut c = open(&env.config());
+    drain(&mut c);
+    let mut expected: Vec<u64> = (0..10).collect();
+    expected.extend(400..405); // audit.log.2026-11-20-05
+    expected.extend(500..505); // audit.log
+    assert_eq!(
+        numbers(&c),
+        expected,
+        "what is still there is read exactly once"
+    );
+    // Hourly names carry no index: the rolls never seen cannot be named, but the live file
+    // known at stop is, from its committed offset on, with no known end.
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_gaps
+             WHERE kind = 'source_lost' AND from_offset > 0 AND to_offset IS NULL"
+        ),
+        1,
+        "the loss is recorded"
+    );
+    invariants(&c);
+}
+
+#[test]
 fn s08_rolled_file_deleted_with_unread_bytes_is_drained_from_the_open_fd() {
     let env = Env::new();
     env.lines("audit.log", 0, 10);
@@ -245,6 +285,58 @@ fn s09_inode_reuse_reads_the_new_file_from_zero() {
     assert_eq!(numbers(&c), sorted(expected));
     invariants(&c);
     eprintln!("inode reuse observed on this file system: {reused}");
+}
+
+#[test]
+fn s09_inode_reused_while_stopped_is_read_from_zero() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.lines("audit.log", 0, 10);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    c.finish();
+    // While stopped the file is deleted, and a new one gets its inode: files are created until
+    // one does (names the collector ignores), then it becomes the new audit.log.
+    let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let old = ino(&env.path("audit.log"));
+    env.remove("audit.log");
+    let mut reused = None;
+    let mut spares = Vec::new();
+    for i in 0..1000 {
+        let p = env.path(&format!("spare-{i}"));
+        std::fs::write(&p, b"").unwrap();
+        if ino(&p) == old {
+            reused = Some(p);
+            break;
+        }
+        spares.push(p);
+    }
+    for p in spares {
+        std::fs::remove_file(p).unwrap();
+    }
+    let Some(reused) = reused else {
+        eprintln!("skipped: this file system did not reuse the inode in 1,000 creations");
+        return;
+    };
+    // Longer than what was read, so only the content tells it is another file.
+    std::fs::rename(&reused, env.path("audit.log")).unwrap();
+    env.lines("audit.log", 100, 120);
+    assert_eq!(ino(&env.path("audit.log")), old);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(numbers(&c), (0..10).chain(100..120).collect::<Vec<_>>());
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(DISTINCT source_id) FROM credential_requests"
+        ),
+        2
+    );
+    invariants(&c);
+    c.finish();
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(numbers(&c).len(), 30, "a second restart adds nothing");
 }
 
 #[test]
@@ -611,6 +703,32 @@ fn s20_real_enospc_on_a_small_tmpfs_resumes_when_space_frees() {
 }
 
 #[test]
+fn s20_failing_store_writes_keep_the_checkpoint_and_resume() {
+    // A write error in the store's transaction, as a full disk gives (injected at the store).
+    let env = Env::new();
+    let expected = env.lines("audit.log", 0, 20_000);
+    let mut config = env.config();
+    config.batch_rows = 2000;
+    let mut c = open(&config);
+    credtrail_collector::fault::fail_commits(&config.store, 3);
+    for _ in 0..3 {
+        assert!(c.drain(false).is_err(), "the commit fails");
+        assert_eq!(sql(&c, "SELECT count(*) FROM credential_requests"), 0);
+        assert_eq!(
+            sql(
+                &c,
+                "SELECT count(*) FROM ingest_state WHERE committed_offset > 0"
+            ),
+            0,
+            "the checkpoint did not advance"
+        );
+    }
+    drain(&mut c);
+    common::assert_same_lines(&numbers(&c), &expected);
+    invariants(&c);
+}
+
+#[test]
 fn s21_locked_store_backs_off_and_holds_files() {
     let env = Env::new();
     std::fs::create_dir_all(env.store.parent().unwrap()).unwrap();
@@ -707,6 +825,54 @@ fn s23_burst_of_300_mb_written_and_rolled_loses_nothing() {
     let stored = numbers(&c);
     assert_eq!(stored.len() as u64, n);
     assert_eq!(stored, (0..n).collect::<Vec<_>>());
+    invariants(&c);
+}
+
+#[test]
+fn s23_burst_with_old_rolls_deleted_reads_what_was_held_and_records_the_rest() {
+    let env = Env::new();
+    let mut c = open(&env.config());
+    // 1 MB size-mode rolls, the agent keeping 4; the collector scans every 7 rolls.
+    let per_roll = 1_000_000 / (line(0).len() as u64 + 1);
+    let max_rolls = 4u64;
+    let mut n = 0u64;
+    let mut expected = Vec::new();
+    let mut held = std::collections::BTreeSet::new();
+    let mut lost = 0u64;
+    for roll in 1..=40u64 {
+        env.lines("audit.log", n, n + per_roll);
+        n += per_roll;
+        env.rename("audit.log", &format!("audit.log.{roll}"));
+        if roll > max_rolls {
+            let old = roll - max_rolls;
+            env.remove(&format!("audit.log.{old}"));
+            if held.contains(&old) {
+                // open in the collector: drained from its descriptor
+                expected.extend((old - 1) * per_roll..old * per_roll);
+            } else {
+                lost += per_roll;
+            }
+        }
+        if roll % 7 == 0 {
+            c.poll(true, false).unwrap();
+            held.extend(roll.saturating_sub(max_rolls) + 1..=roll);
+        }
+    }
+    for roll in 40 - max_rolls + 1..=40 {
+        expected.extend((roll - 1) * per_roll..roll * per_roll);
+    }
+    expected.extend(env.lines("audit.log", n, n + 10));
+    drain(&mut c);
+    common::assert_same_lines(&numbers(&c), &sorted(expected.clone()));
+    assert!(lost > 0, "the test deletes rolls never seen");
+    assert_eq!(expected.len() as u64 + lost, n + 10);
+    assert!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_gaps WHERE kind = 'missing_rolls'"
+        ) > 0,
+        "rolls deleted before they were seen are recorded"
+    );
     invariants(&c);
 }
 
