@@ -946,6 +946,55 @@ fn s26_s27_without_notifications_the_rescan_finds_everything() {
 }
 
 #[test]
+fn s26_a_notification_queue_overflow_wakes_a_rescan_that_finds_everything() {
+    // Files created while the collector runs are found only by a rescan. Here the periodic
+    // rescan is an hour away, so the one wake-up is what an inotify queue overflow becomes (one
+    // event standing for every lost one, notify's `Rescan` flag, sent on as `Wake::Fs`): it
+    // alone must find 30 rolls and the live file.
+    let env = Env::new();
+    let mut config = env.config();
+    config.notify = false; // the test delivers the overflow
+    config.tick_ms = 50;
+    config.rescan_ms = 3_600_000;
+    config.heartbeat_ms = 3_600_000;
+    config.commit_interval_ms = 20;
+    config.segment_secs = 1;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run_config = config.clone();
+    let tx2 = tx.clone();
+    let handle = std::thread::spawn(move || credtrail_collector::follow(&run_config, tx2, rx));
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        for _ in 0..1200 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what} never happened");
+    };
+    // Running: its first coverage row is published.
+    wait_for("the first publication", &|| {
+        !credtrail_collector::segment::files_of(&env.segments, "collector_coverage").is_empty()
+    });
+    let mut expected = Vec::new();
+    for roll in 1..=30u64 {
+        expected.extend(env.lines("audit.log", roll * 100, roll * 100 + 10));
+        env.rename("audit.log", &format!("audit.log.{roll}"));
+    }
+    expected.extend(env.lines("audit.log", 0, 5));
+    tx.send(credtrail_collector::Wake::Fs).unwrap();
+    let expected = sorted(expected);
+    wait_for("publication of every line", &|| {
+        segment_numbers(&env.segments) == expected
+    });
+    tx.send(credtrail_collector::Wake::Shutdown).unwrap();
+    handle.join().unwrap().unwrap();
+    let c = open(&config);
+    assert_eq!(numbers(&c), expected);
+    invariants(&c);
+}
+
+#[test]
 fn s28_second_instance_refuses() {
     let env = Env::new();
     let c = open(&env.config());
