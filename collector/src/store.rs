@@ -586,12 +586,6 @@ impl Batch {
         std::mem::take(&mut self.dicts)
     }
 
-    /// Replaces the dictionaries of a batch that holds no requests (after the store reopened).
-    pub fn set_dictionaries(&mut self, dicts: Dictionaries) {
-        debug_assert!(self.requests.is_empty());
-        self.dicts = dicts;
-    }
-
     /// Forgets cached dictionary ids; only while the batch holds no requests.
     pub fn clear_dictionary_cache(&mut self) {
         debug_assert!(self.requests.is_empty());

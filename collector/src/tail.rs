@@ -6,7 +6,7 @@
 //! Every file is held open while it is tracked, so a roll deleted or renamed over while it still
 //! has unread bytes is drained from the open descriptor.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +24,10 @@ use crate::source::{
 use crate::store::{Batch, Event, Gap, Provenance, SourceState, SourceStatus, now_us};
 
 const CHUNK: usize = 1 << 20;
+
+/// IDs of ended sources remembered, so a file truncated and rewritten with the same first line
+/// gets a new ID (the agent never truncates; this bounds the memory of those that do).
+const RETIRED_KEPT: usize = 1024;
 
 /// Scans in a row that must miss a file (still linked somewhere) before it counts as gone.
 pub const ABSENT_SCANS_GONE: u32 = 3;
@@ -107,11 +111,11 @@ pub struct Tailer {
     /// Files that vanished before their first line was complete, held until the batch recording
     /// their gap commits (a failed commit finds them again).
     vanished: Vec<Unidentified>,
-    /// Sources this process read, each with whether it was first seen by this process (which
-    /// a source resumed after a failed commit keeps); and source IDs it retired (never handed
-    /// out again).
+    /// Sources being read, each with whether this process saw it first (which a source resumed
+    /// after a failed commit keeps); and the IDs of the latest sources that ended, never handed
+    /// out again while remembered.
     seen_in_run: HashMap<String, bool>,
-    retired: HashSet<String>,
+    retired: VecDeque<String>,
     /// Size-mode roll indices right after missing ones: a gap lies before their first line.
     gap_before_numbered: Vec<u64>,
     /// What was read since coverage was last recorded, and as of the last commit.
@@ -148,7 +152,7 @@ impl Tailer {
             buf: vec![0; CHUNK],
             vanished: Vec::new(),
             seen_in_run: HashMap::new(),
-            retired: HashSet::new(),
+            retired: VecDeque::new(),
             gap_before_numbered: Vec::new(),
             reach: Reach::default(),
             reach_committed: Reach::default(),
@@ -190,14 +194,28 @@ impl Tailer {
                 t.committed = next;
             }
         }
-        let retired = &mut self.retired;
+        let mut ended = Vec::new();
         self.tracked.retain(|t| {
             let active = t.committed.status == SourceStatus::Active;
             if !active {
-                retired.insert(t.committed.source_id.clone());
+                ended.push(t.committed.source_id.clone());
             }
             active
         });
+        for id in ended {
+            self.retire(id);
+        }
+        let tracked = &self.tracked;
+        self.seen_in_run
+            .retain(|id, _| tracked.iter().any(|t| t.committed.source_id == *id));
+    }
+
+    /// Remembers the ID of a source that ended (a bounded number of them).
+    fn retire(&mut self, id: String) {
+        if self.retired.len() >= RETIRED_KEPT {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(id);
     }
 
     /// Holds a file opened before the store was available (so its bytes survive deletion).
@@ -568,7 +586,7 @@ impl Tailer {
             let mut done = state;
             done.status = SourceStatus::Done;
             done.size_seen = size;
-            self.retired.insert(done.source_id.clone());
+            self.retire(done.source_id.clone());
             batch.set_state(done);
         }
         if let Some(state) = resumed {
@@ -692,7 +710,7 @@ impl Tailer {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let in_use = |id: &str| {
-            self.retired.contains(id)
+            self.retired.iter().any(|r| r == id)
                 || self.tracked.iter().any(|t| t.committed.source_id == id)
                 || self.orphans.iter().any(|(s, _)| s.source_id == id)
         };

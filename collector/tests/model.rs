@@ -335,7 +335,8 @@ fn run(actions: &[Action]) {
         m.stopped();
         open(&config)
     });
-    col.drain(false).unwrap();
+    col.drain(false)
+        .unwrap_or_else(|e| panic!("the last drain: {e:#}"));
     m.drained();
     col.publish().unwrap();
     m.published.extend(m.store.iter().copied());
