@@ -298,6 +298,8 @@ impl Collector {
         if self.batch.is_empty() {
             self.tailer.stage_states(&mut self.batch);
             if self.batch.is_empty() {
+                // Nothing to commit, and the store is open: no failure is pending any more.
+                self.commit_failed &= self.store.is_none();
                 return true;
             }
         }

@@ -252,3 +252,29 @@ fn a_line_read_again_into_a_rebuilt_store_keeps_its_source_id() {
         "(source_id, byte_offset) names the same line in every store's life"
     );
 }
+
+#[test]
+fn a_drain_after_a_failed_one_succeeds_when_its_first_poll_has_nothing_to_commit() {
+    let env = Env::new();
+    let config = env.config();
+    env.lines("audit.log.1", 0, 5);
+    env.lines("audit.log", 5, 10);
+    let mut c = open(&config);
+    c.drain(false).unwrap();
+    c.finish();
+    // While stopped the roll is deleted: its state waits three scans before it counts as gone,
+    // and until then a poll has nothing to commit.
+    env.remove("audit.log.1");
+    let mut c = open(&config);
+    fault::fail_commits(&config.store, 1);
+    assert!(c.drain(false).is_err());
+    c.drain(false)
+        .expect("nothing fails any more: the drain succeeds");
+    assert_eq!(numbers(&c), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        sql(&c, "SELECT count(*) FROM ingest_state"),
+        1,
+        "the deleted roll's state is gone"
+    );
+    check_invariants(c.store().unwrap().conn());
+}

@@ -392,3 +392,22 @@ fn a_truncation_between_two_failed_commits_and_a_rebuild() {
         Publish,
     ]);
 }
+
+/// A failed drain, then a drain whose first poll has nothing to commit (a deleted roll's state
+/// waits three scans): it once reported a failure that no longer was.
+#[test]
+fn a_failed_drain_then_a_first_poll_with_nothing_to_commit() {
+    use Action::*;
+    run(&[
+        Append(4),
+        RollSize,
+        Append(3),
+        Drain,
+        Kill,
+        DeleteOldestRoll,
+        Restart,
+        FailNextCommit,
+        Drain,
+        Drain,
+    ]);
+}
