@@ -1815,3 +1815,55 @@ fn one_host_name_on_two_container_instances_stays_two_hosts() {
         vec![Some("1 1".into()), Some("2 2".into())]
     );
 }
+
+#[test]
+fn a_line_read_again_into_a_rebuilt_collector_store_is_stored_once() {
+    // The collector's store is deleted and rebuilt (a corrupt disk, an operator's reset): the
+    // new store reads the audit files still there from their start and publishes them again,
+    // beside the earlier segments. The analyzer keeps each line once.
+    let tmp = tempfile::tempdir().unwrap();
+    let ecs_dir = tmp.path().join("ecs");
+    std::fs::create_dir_all(&ecs_dir).unwrap();
+    let state = tmp.path().join("state");
+    let segments = tmp.path().join("segments");
+    let append = |from: u32, to: u32| {
+        let text: String = (from..to).map(audit_line).collect();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ecs_dir.join("audit.log"))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let mut config = credtrail_collector::Config::new(&ecs_dir, state.join("collector.duckdb"));
+    config.host = Some("i-0abc".into());
+    config.segments_dir = Some(segments.clone());
+    config.notify = false;
+    config.min_free_mb = 0;
+    append(0, 10);
+    credtrail_collector::run_once(&config).unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    append(10, 15);
+    credtrail_collector::run_once(&config).unwrap();
+    let files = credtrail_collector::segment::files_of(&segments, "credential_requests");
+    assert_eq!(
+        files.len(),
+        2,
+        "the rebuilt store publishes beside: {files:?}"
+    );
+
+    let store = Store::open_in_memory().unwrap();
+    let s = audit::ingest(&store, &[segments], &audit::Options::default()).unwrap();
+    assert_eq!(s.added[0], 15, "{s}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(DISTINCT regexp_extract(user_agent, 'n=(\\d+)$', 1)) FROM credential_requests"
+        ),
+        15
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM credential_requests"),
+        15
+    );
+}

@@ -94,14 +94,15 @@ impl Collector {
         let store = loop {
             match Store::open_with_memory(&config.store, config.store_memory_mb) {
                 Ok(store) => break store,
-                Err(OpenError::Locked { message, .. }) => {
+                Err(e @ (OpenError::Locked { .. } | OpenError::NoSpace { .. })) => {
                     if wait.is_some_and(|w| started.elapsed() >= w) {
-                        bail!(
-                            "store {} stayed locked by another process: {message}",
-                            config.store.display()
-                        );
+                        return Err(e).context("the store stayed unavailable");
                     }
-                    warn!(store = %config.store.display(), %message, "store is locked by another process; retrying");
+                    if matches!(e, OpenError::Locked { .. }) {
+                        warn!(store = %config.store.display(), error = %e, "store is locked by another process; retrying");
+                    } else {
+                        error!(store = %config.store.display(), error = %e, "store file system is full: waiting for free space, nothing is lost");
+                    }
                     hold_audit_files(&config.audit_dir, &mut held);
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -136,7 +137,12 @@ impl Collector {
             tailer.hold(path, file)?;
         }
         let publisher = match &config.segments_dir {
-            Some(dir) => Some(Publisher::new(dir, &host, segment_limits(config))?),
+            Some(dir) => Some(Publisher::new(
+                dir,
+                &host,
+                &store.store_id()?,
+                segment_limits(config),
+            )?),
             None => None,
         };
         Ok(Collector {
@@ -234,20 +240,26 @@ impl Collector {
                 .is_none_or(|t| t.elapsed() >= self.config.heartbeat().min(Duration::from_secs(1)));
         if rescan || due || scan_for_heartbeat {
             let started = crate::store::now_us();
-            self.tailer
-                .scan(&mut self.batch)
-                .with_context(|| format!("scanning {}", self.config.audit_dir.display()))?;
             self.last_rescan = Some(Instant::now());
-            self.scanned_at_us = Some(started);
+            match self.tailer.scan(&mut self.batch) {
+                Ok(()) => self.scanned_at_us = Some(started),
+                // An I/O error is never the end: logged, and the next scan tries again.
+                Err(e) => {
+                    warn!(dir = %self.config.audit_dir.display(), error = %e, "scanning the audit directory failed; retrying at the next scan");
+                }
+            }
         }
         loop {
             if self.space_is_low() {
                 return Ok(());
             }
-            let outcome = self
-                .tailer
-                .read(&mut self.batch, flush_incomplete)
-                .with_context(|| format!("reading {}", self.config.audit_dir.display()))?;
+            let outcome = match self.tailer.read(&mut self.batch, flush_incomplete) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    warn!(dir = %self.config.audit_dir.display(), error = %e, "reading an audit file failed; retrying at the next poll");
+                    ReadOutcome::CaughtUp
+                }
+            };
             if self.batch_since.is_none() && (!self.batch.is_empty() || self.tailer.has_pending()) {
                 self.batch_since = Some(Instant::now());
             }
@@ -317,6 +329,8 @@ impl Collector {
         if self.batch.is_empty() {
             self.tailer.stage_states(&mut self.batch);
             if self.batch.is_empty() {
+                // Nothing to commit, and the store is open: no failure is pending any more.
+                self.commit_failed &= self.store.is_none();
                 return true;
             }
         }
@@ -357,38 +371,44 @@ impl Collector {
                     p.discard_spool();
                 }
                 error!(error = %format!("{e:#}"), rows, "commit failed; reopening the store and reading these lines again");
-                let inventory = self.batch.take_inventory();
-                let seq_guess = self.batch.next_seq();
+                // Until the store is open again nothing is read, staged or committed; then the
+                // batch and every decision in memory are rebuilt from what the store holds.
                 self.store = None;
-                self.tailer.rolled_back();
-                // Until the store is open again the batch has no dictionaries (`reopen` reads
-                // them), and nothing is read into it.
-                self.batch = Batch::new(self.host.clone(), seq_guess, Default::default());
                 self.reopen();
-                if let Some(next_seq) = self.store.as_ref().and_then(|s| s.next_seq().ok()) {
-                    let dicts = self.batch.take_dictionaries();
-                    self.batch = Batch::new(self.host.clone(), next_seq, dicts);
-                }
-                for (at, row) in inventory {
-                    self.batch.push_inventory(at, vec![row]);
-                }
-                self.batch_since = (!self.batch.is_empty()).then(Instant::now);
                 false
             }
         }
     }
 
-    /// Reopens the store after a failure and takes its word for every file offset and every
-    /// dictionary id.
+    /// Reopens the store after a failure and takes its word for everything: every file offset
+    /// and identity (the tailer is rebuilt from its states, so decisions of the failed batch are
+    /// taken again, gaps and events recorded again), every dictionary id and the next seq.
+    /// Inventory snapshots, which exist only in memory, move to the new batch.
     fn reopen(&mut self) -> bool {
         match Store::open_with_memory(&self.config.store, self.config.store_memory_mb) {
-            Ok(store) => match store
-                .load_states()
-                .and_then(|s| Ok((s, store.dictionaries()?)))
-            {
-                Ok((states, dicts)) => {
-                    self.tailer.resync(states);
-                    self.batch.set_dictionaries(dicts);
+            Ok(store) => match store.load_states().and_then(|s| {
+                Ok((
+                    s,
+                    store.dictionaries()?,
+                    store.next_seq()?,
+                    store.store_id()?,
+                ))
+            }) {
+                Ok((states, dicts, next_seq, store_id)) => {
+                    self.tailer.rebuild(states);
+                    if let Some(p) = self.publisher.as_mut() {
+                        p.set_store(&self.host, &store_id);
+                    }
+                    let inventory = self.batch.take_inventory();
+                    self.batch = Batch::new(self.host.clone(), next_seq, dicts);
+                    for (at, row) in inventory {
+                        self.batch.push_inventory(at, vec![row]);
+                    }
+                    self.batch_since = (!self.batch.is_empty()).then(Instant::now);
+                    self.coverage_pending = None;
+                    // The next poll lists the directory again: the rebuilt tailer finds its
+                    // files there and among those it holds.
+                    self.last_rescan = None;
                     self.store = Some(store);
                     info!(store = %self.config.store.display(), "store reopened");
                     true
@@ -494,10 +514,11 @@ impl Collector {
 
     pub fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
-        if let Some(store) = &self.store
-            && let Err(e) = store.checkpoint()
-        {
-            warn!(error = %format!("{e:#}"), "checkpoint failed");
+        if let Some(store) = &self.store {
+            info!("checkpoint: moving the WAL into the store file");
+            if let Err(e) = store.checkpoint() {
+                warn!(error = %format!("{e:#}"), "checkpoint failed");
+            }
         }
     }
 

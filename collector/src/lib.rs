@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod config;
 pub mod coverage;
+pub mod fault;
 pub mod ingest;
 pub mod parse;
 pub mod segment;
@@ -247,5 +248,9 @@ mod tests {
             notify::event::RemoveKind::File
         ))));
         assert!(super::wakes(&Err(notify::Error::generic("queue overflow"))));
+        // inotify's IN_Q_OVERFLOW, as notify reports it
+        assert!(super::wakes(
+            &ev(EventKind::Other).map(|e: Event| e.set_flag(notify::event::Flag::Rescan))
+        ));
     }
 }

@@ -2,7 +2,9 @@
 //! the data.
 //!
 //! A segment is a range of `seq` values, one file per table and hour:
-//! `<table>/date=YYYY-MM-DD/hour=HH/<name>` ([`segment_name`]). Rows are written from what each
+//! `<table>/date=YYYY-MM-DD/hour=HH/<host>-<store_id>-<from>-<to>.parquet` ([`segment_name`]); the
+//! store ID (created with the store) keeps a rebuilt store, whose seq starts again, from
+//! replacing what an earlier store published. Rows are written from what each
 //! commit stored ([`Published`]): the [`Publisher`] keeps a *spool*, open Parquet files (under
 //! temporary names) that every commit appends to, and publication closes them, syncs them and
 //! renames them into place. The store is only read back for rows no spool holds: rows committed
@@ -55,14 +57,20 @@ const PENDING_EXPORT: &str = "pending_export";
 /// Rows per Parquet row group (DuckDB's row group size).
 const ROW_GROUP_ROWS: usize = 122_880;
 
-/// The file name of one segment: the host and the `seq` range it holds.
-fn segment_name(host: &str, from: i64, to: i64) -> String {
-    format!("{host}-{from:012}-{to:012}.parquet")
+/// The file name of one segment: `prefix` (the host and the store's ID, [`name_prefix`]) and the
+/// `seq` range it holds.
+fn segment_name(prefix: &str, from: i64, to: i64) -> String {
+    format!("{prefix}-{from:012}-{to:012}.parquet")
 }
 
 /// The temporary name of a segment being written, whose range starts at `from`.
-fn temporary_name(host: &str, from: i64) -> String {
-    format!(".{host}-{from:012}.parquet.tmp")
+fn temporary_name(prefix: &str, from: i64) -> String {
+    format!(".{prefix}-{from:012}.parquet.tmp")
+}
+
+/// What every segment name of one store starts with: its host and its ID.
+fn name_prefix(host: &str, store_id: &str) -> String {
+    format!("{}-{}", sanitize(host), sanitize(store_id))
 }
 
 fn is_temporary(name: &str) -> bool {
@@ -94,6 +102,8 @@ impl Default for SegmentLimits {
 pub struct Publisher {
     dir: PathBuf,
     host: String,
+    /// [`name_prefix`] of the store the rows come from.
+    prefix: String,
     limits: SegmentLimits,
     spool: Option<Spool>,
 }
@@ -111,16 +121,27 @@ struct Spool {
 impl Publisher {
     /// A publisher into `dir` (created if needed); removes files a stopped process left half
     /// written.
-    pub fn new(dir: &Path, host: &str, limits: SegmentLimits) -> Result<Publisher> {
+    pub fn new(dir: &Path, host: &str, store_id: &str, limits: SegmentLimits) -> Result<Publisher> {
         create_dirs(dir)?;
+        let prefix = name_prefix(host, store_id);
         let host = sanitize(host);
         remove_temporaries(dir)?;
         Ok(Publisher {
             dir: dir.to_path_buf(),
             host,
+            prefix,
             limits,
             spool: None,
         })
+    }
+
+    /// The store was opened again (it may have been rebuilt, with a new ID): names follow it.
+    pub fn set_store(&mut self, host: &str, store_id: &str) {
+        let prefix = name_prefix(host, store_id);
+        if prefix != self.prefix {
+            self.discard_spool();
+            self.prefix = prefix;
+        }
     }
 
     /// Appends what a commit stored to the spool. A failure here loses nothing: the spool is
@@ -141,7 +162,13 @@ impl Publisher {
             None => self.spool.insert(Spool {
                 from: p.first_seq,
                 upto: p.first_seq - 1,
-                files: Files::new(&self.dir, &self.host, p.first_seq, self.limits),
+                files: Files::new(
+                    &self.dir,
+                    &self.host,
+                    &self.prefix,
+                    p.first_seq,
+                    self.limits,
+                ),
                 coverage: BTreeMap::new(),
             }),
         };
@@ -212,7 +239,7 @@ impl Publisher {
     /// Writes the rows with `seq` in `from..=to` read back from the store, in pieces that fit
     /// the limits, into one file per table and hour named by the whole range.
     fn read_back(&self, store: &Store, from: i64, to: i64) -> Result<u64> {
-        let mut files = Files::new(&self.dir, &self.host, from, self.limits);
+        let mut files = Files::new(&self.dir, &self.host, &self.prefix, from, self.limits);
         let written = (|| -> Result<()> {
             for (a, b) in pieces(store, from, to, self.limits)? {
                 for (table, (name, _)) in TABLES.iter().enumerate() {
@@ -320,6 +347,8 @@ fn pieces(store: &Store, from: i64, to: i64, limits: SegmentLimits) -> Result<Ve
 struct Files {
     dir: PathBuf,
     host: String,
+    /// [`name_prefix`]: what the files' names start with.
+    prefix: String,
     from: i64,
     limits: SegmentLimits,
     open: HashMap<(usize, i64), HourFile>,
@@ -332,10 +361,11 @@ struct HourFile {
 }
 
 impl Files {
-    fn new(dir: &Path, host: &str, from: i64, limits: SegmentLimits) -> Files {
+    fn new(dir: &Path, host: &str, prefix: &str, from: i64, limits: SegmentLimits) -> Files {
         Files {
             dir: dir.to_path_buf(),
             host: host.to_string(),
+            prefix: prefix.to_string(),
             from,
             limits,
             open: HashMap::new(),
@@ -403,7 +433,7 @@ impl Files {
                 .join(format!("date={date}"))
                 .join(format!("hour={hh}"));
             create_dirs(&part)?;
-            let tmp = part.join(temporary_name(&self.host, self.from));
+            let tmp = part.join(temporary_name(&self.prefix, self.from));
             let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let writer = ArrowWriter::try_new(
                 BufWriter::with_capacity(256 << 10, f),
@@ -418,7 +448,7 @@ impl Files {
 
     /// Closes every file, syncs it and renames it to its segment name for `from..=to`.
     fn finish(self, to: i64) -> Result<u64> {
-        let name = segment_name(&self.host, self.from, to);
+        let name = segment_name(&self.prefix, self.from, to);
         let mut files = 0;
         let mut open: Vec<HourFile> = self.open.into_values().collect();
         open.sort_by(|a, b| a.part.cmp(&b.part));

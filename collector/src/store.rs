@@ -27,11 +27,18 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The columns of `credential_requests` as published (the view's, the segments', the analyzer's).
 pub const PUBLISHED_SCHEMA: &str = include_str!("segments.sql");
 
-/// Why the store could not be opened; the caller matches on `Locked`.
+/// Why the store could not be opened; the caller waits on `Locked` and `NoSpace`.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("store {path} is locked by another process: {message}")]
     Locked { path: PathBuf, message: String },
+    #[error("store {path} cannot be written: its file system is full ({message})")]
+    NoSpace { path: PathBuf, message: String },
+    #[error(
+        "store {path} is corrupt or not a DuckDB database ({message}); move it aside to start a new store \
+         (published segments are kept, and the audit files still on disk are read again)"
+    )]
+    Corrupt { path: PathBuf, message: String },
     #[error("cannot open store {path}")]
     Other {
         path: PathBuf,
@@ -630,12 +637,6 @@ impl Batch {
         std::mem::take(&mut self.dicts)
     }
 
-    /// Replaces the dictionaries of a batch that holds no requests (after the store reopened).
-    pub fn set_dictionaries(&mut self, dicts: Dictionaries) {
-        debug_assert!(self.requests.is_empty());
-        self.dicts = dicts;
-    }
-
     /// Forgets cached dictionary ids; only while the batch holds no requests.
     pub fn clear_dictionary_cache(&mut self) {
         debug_assert!(self.requests.is_empty());
@@ -1034,6 +1035,30 @@ pub struct Store {
     path: PathBuf,
 }
 
+const STORE_ID: &str = "store_id";
+
+impl OpenError {
+    /// Tells a lock held by another process, a full disk and a damaged file apart by DuckDB's
+    /// message (its errors carry no code).
+    fn classify(path: &Path, source: duckdb::Error) -> OpenError {
+        let message = source.to_string();
+        let path = path.to_path_buf();
+        if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+            OpenError::Locked { path, message }
+        } else if message.contains("No space left on device") {
+            OpenError::NoSpace { path, message }
+        } else if message.contains("not a valid DuckDB database")
+            || message.contains("Corrupt database")
+            || message.contains("checksum")
+            || message.contains("Serialization Error")
+        {
+            OpenError::Corrupt { path, message }
+        } else {
+            OpenError::Other { path, source }
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store and its schema.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
@@ -1049,35 +1074,68 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let conn = Connection::open_with_flags(path, config).map_err(|source| {
-            let message = source.to_string();
-            if message.contains("lock") {
-                OpenError::Locked {
-                    path: path.to_path_buf(),
-                    message,
-                }
-            } else {
-                OpenError::Other {
+        let conn = Connection::open_with_flags(path, config)
+            .map_err(|source| OpenError::classify(path, source))?;
+        if crate::fault::strikes(path, crate::fault::Point::Open) {
+            return Err(OpenError::NoSpace {
+                path: path.to_path_buf(),
+                message: crate::fault::NO_SPACE.to_string(),
+            });
+        }
+        let created = migrate_table_to_view(&conn).map_err(|source| {
+            match source.downcast::<duckdb::Error>() {
+                Ok(e) => OpenError::classify(path, e),
+                Err(source) => OpenError::Migrate {
                     path: path.to_path_buf(),
                     source,
-                }
+                },
             }
-        })?;
-        let created = migrate_table_to_view(&conn).map_err(|source| OpenError::Migrate {
-            path: path.to_path_buf(),
-            source,
         })?;
         if !created {
             conn.execute_batch(SCHEMA)
-                .map_err(|source| OpenError::Other {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                .map_err(|source| OpenError::classify(path, source))?;
         }
-        Ok(Store {
+        let store = Store {
             conn,
             path: path.to_path_buf(),
-        })
+        };
+        store
+            .ensure_store_id()
+            .map_err(|source| match source.downcast::<duckdb::Error>() {
+                Ok(e) => OpenError::classify(path, e),
+                Err(source) => OpenError::Migrate {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
+        Ok(store)
+    }
+
+    /// This store's ID, created with it (`collector_meta.store_id`): segment names carry it, so
+    /// a store rebuilt from nothing publishes beside, never over, what an earlier one published.
+    pub fn store_id(&self) -> Result<String> {
+        self.meta(STORE_ID)?
+            .context("collector_meta has no store_id")
+    }
+
+    fn ensure_store_id(&self) -> Result<()> {
+        if self.meta(STORE_ID)?.is_some() {
+            return Ok(());
+        }
+        let id = format!(
+            "{:016x}",
+            xxh3_64(
+                format!(
+                    "{}:{}:{}:{:?}",
+                    self.path.display(),
+                    now_us(),
+                    std::process::id(),
+                    std::thread::current().id()
+                )
+                .as_bytes()
+            )
+        );
+        self.set_meta(&[(STORE_ID, Some(&id))])
     }
 
     pub fn path(&self) -> &Path {
@@ -1205,7 +1263,13 @@ impl Store {
             committed_at_us: now,
         };
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        match self.write(batch, &published, now) {
+        let written = self.write(batch, &published, now).and_then(|()| {
+            if crate::fault::strikes(&self.path, crate::fault::Point::Commit) {
+                bail!(crate::fault::NO_SPACE);
+            }
+            Ok(())
+        });
+        match written {
             Ok(()) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(published),
                 Err(e) => {
@@ -1305,6 +1369,18 @@ impl Store {
         // in the same transaction, so the state table stays bounded.
         self.conn
             .execute("DELETE FROM ingest_state WHERE status = 'done'", [])?;
+        // One file (device, inode) has at most one source being read: two would store its lines
+        // twice. Refused here, whatever the tailer decided.
+        let doubled: Option<String> = self.conn.query_row(
+            "SELECT string_agg(dev || ':' || ino, ', ') FROM (
+               SELECT dev, ino FROM ingest_state WHERE status = 'active'
+               GROUP BY dev, ino HAVING count(*) > 1)",
+            [],
+            |r| r.get(0),
+        )?;
+        if let Some(files) = doubled {
+            bail!("two active sources for one file (device:inode {files}); the batch is refused");
+        }
         for g in &batch.gaps {
             self.conn.execute(
                 "INSERT INTO ingest_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

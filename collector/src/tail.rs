@@ -6,7 +6,7 @@
 //! Every file is held open while it is tracked, so a roll deleted or renamed over while it still
 //! has unread bytes is drained from the open descriptor.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +24,10 @@ use crate::source::{
 use crate::store::{Batch, Event, Gap, Provenance, SourceState, SourceStatus, now_us};
 
 const CHUNK: usize = 1 << 20;
+
+/// IDs of ended sources remembered, so a file truncated and rewritten with the same first line
+/// gets a new ID (the agent never truncates; this bounds the memory of those that do).
+const RETIRED_KEPT: usize = 1024;
 
 /// Scans in a row that must miss a file (still linked somewhere) before it counts as gone.
 pub const ABSENT_SCANS_GONE: u32 = 3;
@@ -88,6 +92,9 @@ struct Tracked {
     new_in_run: bool,
     /// A gap lies just before this file's first line (rolls missing before it).
     gap_before: bool,
+    /// The next reading pass checks the file's identity even when its size did not change (set
+    /// at every rescan: an in-place rewrite to the same size changes no size).
+    recheck: bool,
 }
 
 impl Tracked {
@@ -106,6 +113,9 @@ struct Unidentified {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Opened before the directory listing that names it (held while the store was unavailable,
+    /// or again after a failed commit): the next scan counts it as newly found.
+    fresh: bool,
 }
 
 pub struct Tailer {
@@ -116,9 +126,18 @@ pub struct Tailer {
     /// States loaded at startup that no file has claimed yet, with the scans that missed them.
     orphans: Vec<(SourceState, u32)>,
     max_numbered_seen: Option<u64>,
+    /// `max_numbered_seen` as of the last commit.
+    max_numbered_committed: Option<u64>,
     unreadable: HashMap<PathBuf, Instant>,
     buf: Vec<u8>,
-    source_counter: u64,
+    /// Files that vanished before their first line was complete, held until the batch recording
+    /// their gap commits (a failed commit finds them again).
+    vanished: Vec<Unidentified>,
+    /// Sources being read, each with whether this process saw it first (which a source resumed
+    /// after a failed commit keeps); and the IDs of the latest sources that ended, never handed
+    /// out again while remembered.
+    seen_in_run: HashMap<String, bool>,
+    retired: VecDeque<String>,
     /// Size-mode roll indices right after missing ones: a gap lies before their first line.
     gap_before_numbered: Vec<u64>,
     /// What was read since coverage was last recorded, and as of the last commit.
@@ -150,9 +169,12 @@ impl Tailer {
                 .map(|s| (s, 0))
                 .collect(),
             max_numbered_seen,
+            max_numbered_committed: max_numbered_seen,
             unreadable: HashMap::new(),
             buf: vec![0; CHUNK],
-            source_counter: 0,
+            vanished: Vec::new(),
+            seen_in_run: HashMap::new(),
+            retired: VecDeque::new(),
             gap_before_numbered: Vec::new(),
             reach: Reach::default(),
             reach_committed: Reach::default(),
@@ -187,13 +209,35 @@ impl Tailer {
     /// The batch committed: what it held of each file is now durable.
     pub fn committed(&mut self) {
         self.reach_committed = self.reach.clone();
+        self.max_numbered_committed = self.max_numbered_seen;
+        self.vanished.clear();
         for t in &mut self.tracked {
             if let Some(next) = t.next.take() {
                 t.committed = next;
             }
         }
-        self.tracked
-            .retain(|t| t.committed.status == SourceStatus::Active);
+        let mut ended = Vec::new();
+        self.tracked.retain(|t| {
+            let active = t.committed.status == SourceStatus::Active;
+            if !active {
+                ended.push(t.committed.source_id.clone());
+            }
+            active
+        });
+        for id in ended {
+            self.retire(id);
+        }
+        let tracked = &self.tracked;
+        self.seen_in_run
+            .retain(|id, _| tracked.iter().any(|t| t.committed.source_id == *id));
+    }
+
+    /// Remembers the ID of a source that ended (a bounded number of them).
+    fn retire(&mut self, id: String) {
+        if self.retired.len() >= RETIRED_KEPT {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(id);
     }
 
     /// Holds a file opened before the store was available (so its bytes survive deletion).
@@ -204,54 +248,52 @@ impl Tailer {
             path,
             dev: meta.dev(),
             ino: meta.ino(),
+            fresh: true,
         });
         Ok(())
     }
 
-    /// After the store was reopened: its states are the truth for every file's offset.
-    pub fn resync(&mut self, states: Vec<SourceState>) {
-        self.reach.rolled_back(&self.reach_committed);
-        for t in &mut self.tracked {
-            t.next = None;
-            t.at_end = false;
-            match states.iter().find(|s| s.source_id == t.committed.source_id) {
-                Some(s) => t.committed = s.clone(),
-                None => {
-                    // Never committed: read from the start.
-                    let c = &mut t.committed;
-                    c.committed_offset = 0;
-                    c.check_hash = None;
-                    c.lines = 0;
-                    c.rejected = 0;
-                    c.lossy = 0;
-                    c.incomplete = 0;
-                    c.last_event_us = None;
-                    c.status = SourceStatus::Active;
-                    t.next = Some(c.clone());
-                }
-            }
+    /// After a failed commit, with the states the store holds: every decision taken since the
+    /// last commit (offsets, new sources, truncations, files found gone, gaps, events) is
+    /// forgotten, and taken again from the store's word as at a start, with every file that was
+    /// open still held (so a file deleted meanwhile is still read). Nothing in memory can then
+    /// disagree with the store.
+    pub fn rebuild(&mut self, states: Vec<SourceState>) {
+        let known: HashSet<(u64, u64)> = states
+            .iter()
+            .filter(|s| s.status == SourceStatus::Active)
+            .map(|s| (s.dev, s.ino))
+            .collect();
+        let mut held: Vec<Unidentified> = Vec::new();
+        for t in self.tracked.drain(..) {
+            held.push(Unidentified {
+                file: t.file,
+                path: t.path,
+                dev: t.committed.dev,
+                ino: t.committed.ino,
+                fresh: true,
+            });
         }
-        self.tracked
-            .retain(|t| t.committed.status == SourceStatus::Active);
-        for s in states {
-            let known = self
-                .tracked
-                .iter()
-                .any(|t| t.committed.source_id == s.source_id)
-                || self.orphans.iter().any(|(o, _)| o.source_id == s.source_id);
-            if !known && s.status == SourceStatus::Active {
-                self.orphans.push((s, 0));
-            }
+        held.append(&mut self.unidentified);
+        held.append(&mut self.vanished);
+        // Files the store knows first, so each resumes before a copy of it is identified.
+        held.sort_by_key(|u| !known.contains(&(u.dev, u.ino)));
+        let mut seen = HashSet::new();
+        held.retain(|u| seen.insert((u.dev, u.ino)));
+        for u in &mut held {
+            u.fresh = true;
         }
-    }
-
-    /// The batch was thrown away: read its lines again from the committed offsets.
-    pub fn rolled_back(&mut self) {
-        self.reach.rolled_back(&self.reach_committed);
-        for t in &mut self.tracked {
-            t.next = None;
-            t.at_end = false;
-        }
+        let mut reach = std::mem::take(&mut self.reach);
+        reach.rolled_back(&self.reach_committed);
+        let mut fresh = Tailer::new(self.dir.clone(), self.limits.clone(), states);
+        fresh.max_numbered_seen = fresh.max_numbered_seen.max(self.max_numbered_committed);
+        fresh.max_numbered_committed = fresh.max_numbered_seen;
+        fresh.unidentified = held;
+        fresh.reach = reach;
+        fresh.reach_committed = std::mem::take(&mut self.reach_committed);
+        fresh.seen_in_run = std::mem::take(&mut self.seen_in_run);
+        fresh.retired = std::mem::take(&mut self.retired);
+        *self = fresh;
     }
 
     /// True when some file's state changed since the last commit (a rename, a size seen).
@@ -283,11 +325,20 @@ impl Tailer {
                 }
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.unreadable_dir(&e);
+                return Ok(());
+            }
         };
         self.dir_missing = false;
         for entry in rd {
-            let entry = entry?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.unreadable_dir(&e);
+                    return Ok(());
+                }
+            };
             let name = entry.file_name();
             let Some(name_str) = name.to_str() else {
                 continue;
@@ -324,6 +375,7 @@ impl Tailer {
             }) {
                 t.present = true;
                 t.absent_scans = 0;
+                t.recheck = true;
                 if t.path != path {
                     t.path.clone_from(&path);
                     t.name = Some(class.clone());
@@ -338,11 +390,22 @@ impl Tailer {
                 .find(|u| u.dev == key.0 && u.ino == key.1)
             {
                 u.path.clone_from(&path);
+                if std::mem::take(&mut u.fresh)
+                    && let FileName::Numbered(n) = class
+                {
+                    new_numbered.push(n);
+                }
                 continue;
             }
             match File::open(&path) {
                 Ok(file) => {
-                    let fmeta = file.metadata()?;
+                    let fmeta = match file.metadata() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.unreadable_file(batch, &path, &e);
+                            continue;
+                        }
+                    };
                     if (fmeta.dev(), fmeta.ino()) != key {
                         continue; // replaced between stat and open: the next scan sees it
                     }
@@ -355,6 +418,7 @@ impl Tailer {
                         path,
                         dev: key.0,
                         ino: key.1,
+                        fresh: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -412,6 +476,19 @@ impl Tailer {
         }
     }
 
+    /// The directory could not be listed (permissions, an I/O error): nothing is concluded from
+    /// this scan (no file counts as absent), and the next one tries again.
+    fn unreadable_dir(&mut self, e: &io::Error) {
+        let due = self
+            .unreadable
+            .get(&self.dir)
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(300));
+        if due {
+            self.unreadable.insert(self.dir.clone(), Instant::now());
+            warn!(dir = %self.dir.display(), error = %e, "cannot list the audit directory; will retry");
+        }
+    }
+
     fn unreadable_file(&mut self, batch: &mut Batch, path: &Path, e: &io::Error) {
         let due = self
             .unreadable
@@ -441,7 +518,13 @@ impl Tailer {
                 kept.push(u);
                 continue;
             }
-            let size = u.file.metadata()?.len();
+            let size = match u.file.metadata() {
+                Ok(m) => m.len(),
+                Err(_) => {
+                    kept.push(u); // looked at again by the next scan
+                    continue;
+                }
+            };
             if size > 0 {
                 let detail = format!(
                     "{} vanished before its first line was complete; its {size} bytes hold no complete line",
@@ -460,6 +543,7 @@ impl Tailer {
                     detail,
                 });
             }
+            self.vanished.push(u);
         }
         self.unidentified = kept;
         Ok(())
@@ -493,50 +577,67 @@ impl Tailer {
         fp: Fingerprint,
     ) -> io::Result<()> {
         let size = file.metadata()?.len();
-        // Resume a source committed by an earlier run, if this is still the same content.
-        if let Some(pos) = self
+        // Resume a source committed earlier, if this is still the same content. Every other
+        // state of the same (device, inode) has ended: the store keeps one active source per file.
+        let mut resumed: Option<SourceState> = None;
+        while let Some(pos) = self
             .orphans
             .iter()
             .position(|(s, _)| s.dev == dev && s.ino == ino)
         {
             let (state, _) = self.orphans.swap_remove(pos);
             let same_start = state.fp_len == fp.len && state.fp_hash == fp.hash;
-            let still_same = same_start
+            let still_same = resumed.is_none()
+                && same_start
                 && size >= state.committed_offset
                 && match state.check_hash {
                     Some(h) => check_hash(&file, state.committed_offset)? == Some(h),
                     None => true,
                 };
             if still_same {
-                info!(path = %path.display(), offset = state.committed_offset, "resuming");
-                if let Some(t) = state.last_event_us {
-                    // Every line after it is read now: coverage continues from it.
-                    self.reach.line(t, false);
-                }
-                let name = file_name_of(&path);
-                self.tracked.push(Tracked {
-                    committed: state,
-                    next: None,
-                    last_change: changed_at(&file),
-                    file,
-                    path,
-                    name,
-                    present: true,
-                    absent_scans: 0,
-                    last_size: size,
-                    at_end: false,
-                    new_in_run: false,
-                    gap_before: false,
-                });
-                return Ok(());
+                resumed = Some(state);
+                continue;
             }
-            if let Some(gap) = lost_while_stopped(&state, "was replaced or rewritten") {
+            if self.seen_in_run.contains_key(&state.source_id) {
+                // Read by this process before a failed commit: what it found then is found again.
+                self.record_truncation(batch, &state, &path, size);
+            } else if let Some(gap) = lost_while_stopped(&state, "was replaced or rewritten") {
                 self.reach.lost();
                 batch.gaps.push(gap);
             }
             let mut done = state;
             done.status = SourceStatus::Done;
+            done.size_seen = size;
+            self.retire(done.source_id.clone());
             batch.set_state(done);
+        }
+        if let Some(state) = resumed {
+            info!(path = %path.display(), offset = state.committed_offset, "resuming");
+            let new_in_run = *self
+                .seen_in_run
+                .entry(state.source_id.clone())
+                .or_insert(false);
+            if let Some(t) = state.last_event_us {
+                // Every line after it is read now: coverage continues from it.
+                self.reach.line(t, new_in_run);
+            }
+            let name = file_name_of(&path);
+            self.tracked.push(Tracked {
+                committed: state,
+                next: None,
+                last_change: changed_at(&file),
+                file,
+                path,
+                name,
+                present: true,
+                absent_scans: 0,
+                last_size: size,
+                at_end: false,
+                new_in_run,
+                gap_before: false,
+                recheck: false,
+            });
+            return Ok(());
         }
         if let Some(other) = self.tracked.iter().find(|t| {
             t.committed.fp_hash == fp.hash
@@ -569,20 +670,8 @@ impl Tailer {
         size: u64,
     ) {
         let first_seen_us = now_us();
-        self.source_counter += 1;
-        let source_id = format!(
-            "{:016x}",
-            xxh3_64(
-                format!(
-                    "{dev}:{ino}:{}:{}:{first_seen_us}:{}:{}",
-                    fp.len,
-                    fp.hash,
-                    self.source_counter,
-                    std::process::id()
-                )
-                .as_bytes()
-            )
-        );
+        let source_id = self.source_id_for(&file, dev, ino, fp);
+        self.seen_in_run.insert(source_id.clone(), true);
         let state = SourceState {
             source_id,
             dev,
@@ -625,6 +714,59 @@ impl Tailer {
             at_end: false,
             new_in_run: true,
             gap_before,
+            recheck: false,
+        });
+    }
+
+    /// A source's ID: a hash of what identifies the file (device, inode, the inode's birth time
+    /// where the file system keeps one, the fingerprint), never of when or by which store it was
+    /// first read, so a store rebuilt from nothing names a line as the earlier store did and
+    /// readers that dedupe on (host, source_id, byte_offset) keep it once. A file whose new
+    /// content starts as its old one did (truncated and rewritten alike) gets the next
+    /// generation while this process knows the old ID.
+    fn source_id_for(&self, file: &File, dev: u64, ino: u64, fp: Fingerprint) -> String {
+        let born = file
+            .metadata()
+            .and_then(|m| m.created())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let in_use = |id: &str| {
+            self.retired.iter().any(|r| r == id)
+                || self.tracked.iter().any(|t| t.committed.source_id == id)
+                || self.orphans.iter().any(|(s, _)| s.source_id == id)
+        };
+        let mut generation = 0u32;
+        loop {
+            let id = format!(
+                "{:016x}",
+                xxh3_64(
+                    format!("{dev}:{ino}:{born}:{}:{}:{generation}", fp.len, fp.hash).as_bytes()
+                )
+            );
+            if !in_use(&id) {
+                return id;
+            }
+            generation += 1;
+        }
+    }
+
+    /// Records that a file read by this process was truncated or rewritten in place.
+    fn record_truncation(&mut self, batch: &mut Batch, old: &SourceState, path: &Path, size: u64) {
+        let detail = format!(
+            "{} was truncated or rewritten in place (size {size}, read up to byte {}); \
+             its new content is read as a new source",
+            path.display(),
+            old.committed_offset
+        );
+        warn!("{detail}");
+        // Bytes written between the last read and the truncation are gone, unseen.
+        self.reach.lost();
+        batch.events.push(Event {
+            kind: "truncated",
+            source_id: Some(old.source_id.clone()),
+            path: Some(path.display().to_string()),
+            detail,
         });
     }
 
@@ -671,6 +813,37 @@ impl Tailer {
                 i += 1;
                 continue;
             }
+            match self.read_file(batch, i, flush_incomplete, has_live, newest_dated.as_ref()) {
+                Ok(ReadOutcome::BatchFull) => return Ok(ReadOutcome::BatchFull),
+                Ok(ReadOutcome::CaughtUp) => {}
+                Err(e) => {
+                    // One file's I/O error stops neither the others nor the next attempt.
+                    let path = self.tracked[i].path.clone();
+                    let due = self
+                        .unreadable
+                        .get(&path)
+                        .is_none_or(|at| at.elapsed() >= Duration::from_secs(300));
+                    if due {
+                        self.unreadable.insert(path.clone(), Instant::now());
+                        warn!(path = %path.display(), error = %e, "cannot read audit file; will retry");
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(ReadOutcome::CaughtUp)
+    }
+
+    /// Reads what is new in one tracked file (the `i`th).
+    fn read_file(
+        &mut self,
+        batch: &mut Batch,
+        i: usize,
+        flush_incomplete: bool,
+        has_live: bool,
+        newest_dated: Option<&FileName>,
+    ) -> io::Result<ReadOutcome> {
+        {
             let meta = self.tracked[i].file.metadata()?;
             let size = meta.len();
             {
@@ -682,8 +855,7 @@ impl Tailer {
                 }
             }
             if !self.verify_identity(batch, i, size)? {
-                i += 1;
-                continue;
+                return Ok(ReadOutcome::CaughtUp);
             }
             let gone = meta.nlink() == 0 || self.tracked[i].absent_scans >= ABSENT_SCANS_GONE;
             let rolled = {
@@ -691,7 +863,7 @@ impl Tailer {
                 gone || match &t.name {
                     Some(FileName::Numbered(_)) => true,
                     Some(d @ FileName::Dated { .. }) => {
-                        has_live || newest_dated.as_ref().is_some_and(|n| n != d)
+                        has_live || newest_dated.is_some_and(|n| n != d)
                     }
                     Some(FileName::Live) | None => false,
                 }
@@ -713,7 +885,6 @@ impl Tailer {
                 v.status = SourceStatus::Done;
                 v.size_seen = size;
             }
-            i += 1;
         }
         Ok(ReadOutcome::CaughtUp)
     }
@@ -721,11 +892,12 @@ impl Tailer {
     /// A file shorter than what was read, or whose prefix or last committed bytes changed, was
     /// truncated or rewritten in place: the old source ends, the content is a new source.
     fn verify_identity(&mut self, batch: &mut Batch, i: usize, size: u64) -> io::Result<bool> {
-        let t = &self.tracked[i];
-        let v = t.view();
-        if t.at_end && size == v.size_seen {
+        let t = &mut self.tracked[i];
+        if t.at_end && size == t.view().size_seen && !std::mem::take(&mut t.recheck) {
             return Ok(true);
         }
+        let t = &self.tracked[i];
+        let v = t.view();
         let fp = Fingerprint {
             len: v.fp_len,
             hash: v.fp_hash,
@@ -742,22 +914,9 @@ impl Tailer {
         if same {
             return Ok(true);
         }
+        let (old, path) = (self.tracked[i].view().clone(), self.tracked[i].path.clone());
+        self.record_truncation(batch, &old, &path, size);
         let t = &mut self.tracked[i];
-        let old_offset = t.view().committed_offset;
-        let detail = format!(
-            "{} was truncated or rewritten in place (size {size}, read up to byte {old_offset}); \
-             its new content is read as a new source",
-            t.path.display()
-        );
-        warn!("{detail}");
-        // Bytes written between the last read and the truncation are gone, unseen.
-        self.reach.lost();
-        batch.events.push(Event {
-            kind: "truncated",
-            source_id: Some(t.committed.source_id.clone()),
-            path: Some(t.path.display().to_string()),
-            detail,
-        });
         let v = t.view_mut();
         v.status = SourceStatus::Done;
         v.size_seen = size;
@@ -768,6 +927,7 @@ impl Tailer {
             path,
             dev,
             ino,
+            fresh: false,
         });
         // The old entry leaves `tracked` when the batch commits; until then it must not match
         // the inode again, which `view().status == Done` ensures.

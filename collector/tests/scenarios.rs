@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use common::{Env, check_invariants, count, line, segment_numbers, sorted, stored_numbers};
@@ -206,6 +207,46 @@ fn s07_more_rolls_than_kept_while_stopped_records_a_gap() {
 }
 
 #[test]
+fn s07_hourly_rolls_more_than_kept_while_stopped_record_a_gap() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 10);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    c.finish();
+    // while stopped: unread lines in the live file, 5 hourly rolls, the oldest 4 deleted
+    env.lines("audit.log", 10, 15);
+    for h in 1..=5u64 {
+        env.rename("audit.log", &format!("audit.log.2026-11-20-{h:02}"));
+        env.lines("audit.log", 100 * h, 100 * h + 5);
+    }
+    for h in 1..=4u64 {
+        env.remove(&format!("audit.log.2026-11-20-{h:02}"));
+    }
+    let mut c = open(&env.config());
+    drain(&mut c);
+    let mut expected: Vec<u64> = (0..10).collect();
+    expected.extend(400..405); // audit.log.2026-11-20-05
+    expected.extend(500..505); // audit.log
+    assert_eq!(
+        numbers(&c),
+        expected,
+        "what is still there is read exactly once"
+    );
+    // Hourly names carry no index: the rolls never seen cannot be named, but the live file
+    // known at stop is, from its committed offset on, with no known end.
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_gaps
+             WHERE kind = 'source_lost' AND from_offset > 0 AND to_offset IS NULL"
+        ),
+        1,
+        "the loss is recorded"
+    );
+    invariants(&c);
+}
+
+#[test]
 fn s08_rolled_file_deleted_with_unread_bytes_is_drained_from_the_open_fd() {
     let env = Env::new();
     env.lines("audit.log", 0, 10);
@@ -244,6 +285,58 @@ fn s09_inode_reuse_reads_the_new_file_from_zero() {
     assert_eq!(numbers(&c), sorted(expected));
     invariants(&c);
     eprintln!("inode reuse observed on this file system: {reused}");
+}
+
+#[test]
+fn s09_inode_reused_while_stopped_is_read_from_zero() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.lines("audit.log", 0, 10);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    c.finish();
+    // While stopped the file is deleted, and a new one gets its inode: files are created until
+    // one does (names the collector ignores), then it becomes the new audit.log.
+    let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let old = ino(&env.path("audit.log"));
+    env.remove("audit.log");
+    let mut reused = None;
+    let mut spares = Vec::new();
+    for i in 0..1000 {
+        let p = env.path(&format!("spare-{i}"));
+        std::fs::write(&p, b"").unwrap();
+        if ino(&p) == old {
+            reused = Some(p);
+            break;
+        }
+        spares.push(p);
+    }
+    for p in spares {
+        std::fs::remove_file(p).unwrap();
+    }
+    let Some(reused) = reused else {
+        eprintln!("skipped: this file system did not reuse the inode in 1,000 creations");
+        return;
+    };
+    // Longer than what was read, so only the content tells it is another file.
+    std::fs::rename(&reused, env.path("audit.log")).unwrap();
+    env.lines("audit.log", 100, 120);
+    assert_eq!(ino(&env.path("audit.log")), old);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(numbers(&c), (0..10).chain(100..120).collect::<Vec<_>>());
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(DISTINCT source_id) FROM credential_requests"
+        ),
+        2
+    );
+    invariants(&c);
+    c.finish();
+    let mut c = open(&env.config());
+    drain(&mut c);
+    assert_eq!(numbers(&c).len(), 30, "a second restart adds nothing");
 }
 
 #[test]
@@ -289,6 +382,86 @@ fn s11_truncate_and_rewrite_to_a_larger_size_is_detected_by_content() {
     expected.extend(100..120);
     assert_eq!(numbers(&c), expected);
     invariants(&c);
+}
+
+#[test]
+fn s11_rewrite_in_place_to_the_same_size_is_detected_by_content() {
+    let env = Env::new();
+    env.lines("audit.log", 10, 15);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    let size = std::fs::metadata(env.path("audit.log")).unwrap().len();
+    // between two polls: the same number of bytes, other lines
+    let body: String = (20..25).map(|n| format!("{}\n", line(n))).collect();
+    assert_eq!(body.len() as u64, size);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.path("audit.log"))
+        .unwrap()
+        .write_all_at(body.as_bytes(), 0)
+        .unwrap();
+    drain(&mut c);
+    assert_eq!(numbers(&c), (10..15).chain(20..25).collect::<Vec<_>>());
+    assert_eq!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_events WHERE kind = 'truncated'"
+        ),
+        1
+    );
+    invariants(&c);
+}
+
+#[test]
+fn s31_an_unlistable_audit_directory_is_retried_not_fatal() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 3);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    // The directory's name now names a file: listing it fails (ENOTDIR), even for root.
+    let moved = env.tmp.path().join("ecs.moved");
+    std::fs::rename(&env.audit, &moved).unwrap();
+    std::fs::write(&env.audit, b"not a directory").unwrap();
+    c.poll(true, true)
+        .expect("a scan that fails is logged and retried");
+    c.poll(true, true).unwrap();
+    std::fs::remove_file(&env.audit).unwrap();
+    std::fs::rename(&moved, &env.audit).unwrap();
+    env.lines("audit.log", 3, 6);
+    drain(&mut c);
+    assert_eq!(numbers(&c), (0..6).collect::<Vec<_>>());
+    assert_eq!(sql(&c, "SELECT count(*) FROM ingest_gaps"), 0);
+    invariants(&c);
+}
+
+#[test]
+fn the_invariant_check_fails_when_a_line_is_stored_under_two_sources() {
+    let env = Env::new();
+    env.lines("audit.log", 0, 5);
+    let mut c = open(&env.config());
+    drain(&mut c);
+    invariants(&c);
+    // The same rows again under a second source of the same file, each tiling it correctly.
+    c.store()
+        .unwrap()
+        .conn()
+        .execute_batch(
+            "INSERT INTO request_sources SELECT id + 1000, host, source_file, source_id || '-again'
+               FROM request_sources;
+             INSERT INTO request_rows SELECT event_time, kind, task, address, source_port,
+                    source + 1000, byte_offset, line_len, seq + 1000, incomplete, ingested_at,
+                    truncated
+               FROM request_rows;",
+        )
+        .unwrap();
+    let conn = c.store().unwrap().conn();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_invariants(conn)));
+    let message = caught.expect_err("doubled lines must fail the check");
+    let text = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.contains("under two sources"), "{text}");
 }
 
 #[test]
@@ -550,6 +723,32 @@ fn s20_real_enospc_on_a_small_tmpfs_resumes_when_space_frees() {
 }
 
 #[test]
+fn s20_failing_store_writes_keep_the_checkpoint_and_resume() {
+    // A write error in the store's transaction, as a full disk gives (injected at the store).
+    let env = Env::new();
+    let expected = env.lines("audit.log", 0, 20_000);
+    let mut config = env.config();
+    config.batch_rows = 2000;
+    let mut c = open(&config);
+    credtrail_collector::fault::fail_commits(&config.store, 3);
+    for _ in 0..3 {
+        assert!(c.drain(false).is_err(), "the commit fails");
+        assert_eq!(sql(&c, "SELECT count(*) FROM credential_requests"), 0);
+        assert_eq!(
+            sql(
+                &c,
+                "SELECT count(*) FROM ingest_state WHERE committed_offset > 0"
+            ),
+            0,
+            "the checkpoint did not advance"
+        );
+    }
+    drain(&mut c);
+    common::assert_same_lines(&numbers(&c), &expected);
+    invariants(&c);
+}
+
+#[test]
 fn s21_locked_store_backs_off_and_holds_files() {
     let env = Env::new();
     std::fs::create_dir_all(env.store.parent().unwrap()).unwrap();
@@ -650,6 +849,54 @@ fn s23_burst_of_300_mb_written_and_rolled_loses_nothing() {
 }
 
 #[test]
+fn s23_burst_with_old_rolls_deleted_reads_what_was_held_and_records_the_rest() {
+    let env = Env::new();
+    let mut c = open(&env.config());
+    // 1 MB size-mode rolls, the agent keeping 4; the collector scans every 7 rolls.
+    let per_roll = 1_000_000 / (line(0).len() as u64 + 1);
+    let max_rolls = 4u64;
+    let mut n = 0u64;
+    let mut expected = Vec::new();
+    let mut held = std::collections::BTreeSet::new();
+    let mut lost = 0u64;
+    for roll in 1..=40u64 {
+        env.lines("audit.log", n, n + per_roll);
+        n += per_roll;
+        env.rename("audit.log", &format!("audit.log.{roll}"));
+        if roll > max_rolls {
+            let old = roll - max_rolls;
+            env.remove(&format!("audit.log.{old}"));
+            if held.contains(&old) {
+                // open in the collector: drained from its descriptor
+                expected.extend((old - 1) * per_roll..old * per_roll);
+            } else {
+                lost += per_roll;
+            }
+        }
+        if roll % 7 == 0 {
+            c.poll(true, false).unwrap();
+            held.extend(roll.saturating_sub(max_rolls) + 1..=roll);
+        }
+    }
+    for roll in 40 - max_rolls + 1..=40 {
+        expected.extend((roll - 1) * per_roll..roll * per_roll);
+    }
+    expected.extend(env.lines("audit.log", n, n + 10));
+    drain(&mut c);
+    common::assert_same_lines(&numbers(&c), &sorted(expected.clone()));
+    assert!(lost > 0, "the test deletes rolls never seen");
+    assert_eq!(expected.len() as u64 + lost, n + 10);
+    assert!(
+        sql(
+            &c,
+            "SELECT count(*) FROM ingest_gaps WHERE kind = 'missing_rolls'"
+        ) > 0,
+        "rolls deleted before they were seen are recorded"
+    );
+    invariants(&c);
+}
+
+#[test]
 fn s24_clock_step_back_rename_over_a_roll_with_unread_bytes() {
     let env = Env::new();
     env.lines("audit.log", 0, 10);
@@ -715,6 +962,55 @@ fn s26_s27_without_notifications_the_rescan_finds_everything() {
     handle.join().unwrap().unwrap();
     let c = open(&config);
     assert_eq!(numbers(&c), sorted(expected));
+    invariants(&c);
+}
+
+#[test]
+fn s26_a_notification_queue_overflow_wakes_a_rescan_that_finds_everything() {
+    // Files created while the collector runs are found only by a rescan. Here the periodic
+    // rescan is an hour away, so the one wake-up is what an inotify queue overflow becomes (one
+    // event standing for every lost one, notify's `Rescan` flag, sent on as `Wake::Fs`): it
+    // alone must find 30 rolls and the live file.
+    let env = Env::new();
+    let mut config = env.config();
+    config.notify = false; // the test delivers the overflow
+    config.tick_ms = 50;
+    config.rescan_ms = 3_600_000;
+    config.heartbeat_ms = 3_600_000;
+    config.commit_interval_ms = 20;
+    config.segment_secs = 1;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run_config = config.clone();
+    let tx2 = tx.clone();
+    let handle = std::thread::spawn(move || credtrail_collector::follow(&run_config, tx2, rx));
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        for _ in 0..1200 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what} never happened");
+    };
+    // Running: its first coverage row is published.
+    wait_for("the first publication", &|| {
+        !credtrail_collector::segment::files_of(&env.segments, "collector_coverage").is_empty()
+    });
+    let mut expected = Vec::new();
+    for roll in 1..=30u64 {
+        expected.extend(env.lines("audit.log", roll * 100, roll * 100 + 10));
+        env.rename("audit.log", &format!("audit.log.{roll}"));
+    }
+    expected.extend(env.lines("audit.log", 0, 5));
+    tx.send(credtrail_collector::Wake::Fs).unwrap();
+    let expected = sorted(expected);
+    wait_for("publication of every line", &|| {
+        segment_numbers(&env.segments) == expected
+    });
+    tx.send(credtrail_collector::Wake::Shutdown).unwrap();
+    handle.join().unwrap().unwrap();
+    let c = open(&config);
+    assert_eq!(numbers(&c), expected);
     invariants(&c);
 }
 

@@ -147,6 +147,41 @@ pub fn check_invariants(conn: &Connection) {
            UNION ALL SELECT id FROM request_sources GROUP BY id HAVING count(*) > 1)",
     );
     assert_eq!(shared, 0, "a dictionary id names two values");
+    // Across the sources of one file: the same bytes at the same place of the same file name
+    // are one line, and a second source holding them stored it twice (a copy under another
+    // name is its own file, and stays allowed).
+    let doubled: Vec<String> = {
+        let mut stmt = conn
+            .prepare(
+                "WITH places AS (
+                   SELECT source_file, byte_offset, line_len, source_id FROM credential_requests
+                   UNION ALL SELECT source_file, byte_offset, line_len, source_id FROM rejected_lines),
+                 shared AS (
+                   SELECT source_file, byte_offset, line_len FROM places
+                   GROUP BY ALL HAVING count(DISTINCT source_id) > 1)
+                 SELECT source_file || ' @' || byte_offset || ' under ' || string_agg(DISTINCT source_id, ', ')
+                 FROM (SELECT source_file, byte_offset, line_len, source_id,
+                              coalesce(raw, encode(concat_ws('|', event_time, status, source_ip, source_port,
+                                  request_path, user_agent, task_arn, event_type, cluster,
+                                  container_instance_arn))) AS bytes
+                       FROM credential_requests SEMI JOIN shared USING (source_file, byte_offset, line_len)
+                       UNION ALL
+                       SELECT source_file, byte_offset, line_len, source_id, raw
+                       FROM rejected_lines SEMI JOIN shared USING (source_file, byte_offset, line_len))
+                 GROUP BY source_file, byte_offset, line_len, bytes
+                 HAVING count(DISTINCT source_id) > 1
+                 ORDER BY 1 LIMIT 5",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(
+        doubled.is_empty(),
+        "the same line of a file is stored under two sources: {doubled:?}"
+    );
     let mut stmt = conn
         .prepare(
             "SELECT source_id, byte_offset, line_len, incomplete FROM (
