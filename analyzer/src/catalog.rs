@@ -280,11 +280,11 @@ impl Catalog {
                         actions,
                     );
                 }
-                [kind @ ("unlogged" | "data"), pattern, why] => {
-                    let obs = if *kind == "unlogged" {
-                        Observability::Unlogged
-                    } else {
-                        Observability::DataEvent
+                [kind @ ("unlogged" | "data" | "hidden"), pattern, why] => {
+                    let obs = match *kind {
+                        "unlogged" => Observability::Unlogged,
+                        "data" => Observability::DataEvent,
+                        _ => Observability::Unknown,
                     };
                     let hits = self.expand(pattern);
                     if hits.is_empty() {
@@ -627,6 +627,30 @@ mod tests {
             assert_eq!(obs(a), Observability::Management, "{a}");
         }
         assert!(c.describe().contains("recorded by no known API operation"));
+    }
+
+    #[test]
+    fn calls_whose_request_decides_the_action() {
+        let c = get();
+        // Every action such a call may need counts as used.
+        let partiql = c.actions_for_event("dynamodb.amazonaws.com", "ExecuteStatement");
+        assert_eq!(partiql.len(), 4, "{partiql:?}");
+        assert!(partiql.contains(&"dynamodb:PartiQLSelect".to_string()));
+        let tx = c.actions_for_event("dynamodb.amazonaws.com", "TransactWriteItems");
+        assert!(
+            tx.contains(&"dynamodb:PutItem".to_string()) && tx.len() == 4,
+            "{tx:?}"
+        );
+        // An action a parameter of another call needs is never judged.
+        for a in ["s3:GetObjectVersion", "s3:PutObjectAcl"] {
+            let x = c.action(a).unwrap();
+            assert_eq!(x.observability, Observability::Unknown, "{a}");
+            assert!(x.note.as_deref().unwrap().contains("also needed by"), "{a}");
+        }
+        assert_eq!(
+            c.actions_for_event("s3.amazonaws.com", "GetObject"),
+            ["s3:GetObject"]
+        );
     }
 
     #[test]

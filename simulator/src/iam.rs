@@ -16,7 +16,7 @@ pub fn planted_unused(p: Profile) -> &'static [&'static str] {
         Profile::OrdersApi => &["secretsmanager:PutSecretValue"],
         Profile::CatalogApi => &["dynamodb:UpdateTable"],
         Profile::OrdersWorker => &["s3:DeleteObject", "sqs:PurgeQueue"],
-        Profile::MediaWorker => &["s3:PutObjectAcl"],
+        Profile::MediaWorker => &["s3:DeleteObjectTagging"],
         Profile::BillingApi => &["ssm:PutParameter", "kms:CreateGrant"],
         Profile::IngestGateway => &["logs:DeleteLogGroup"],
         Profile::ReportBuilder => &["glue:DeleteTable"],
