@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Env, check_invariants, count, line, segment_numbers, sorted, stored_numbers};
+use common::{
+    Env, check_invariants, count, line, segment_numbers, sigterm, sorted, stored_numbers,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credtrail-collector");
 
@@ -261,8 +263,7 @@ fn sigkill_during_checkpoint_and_while_rolls_are_deleted_stores_nothing_twice() 
         });
         std::thread::sleep(Duration::from_millis(100 + rng.next(500)));
         if round % 2 == 0 {
-            let pid = child.id().to_string();
-            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            sigterm(child.id());
             if rx.recv_timeout(Duration::from_secs(60)).is_ok()
                 && child.try_wait().unwrap().is_none()
             {
@@ -511,14 +512,7 @@ fn sigterm_commits_and_exits_zero() {
     std::thread::sleep(Duration::from_millis(300));
     env.lines("audit.log", 0, 1000);
     std::thread::sleep(Duration::from_millis(500));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(sigterm(child.id()));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let conn = duckdb::Connection::open(&env.store).unwrap();
@@ -553,13 +547,7 @@ fn sigterm_during_a_backlog_stops_at_the_next_commit_and_loses_nothing() {
         assert!(child.try_wait().unwrap().is_none(), "exited early");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(sigterm(pid));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let stored = {
@@ -643,21 +631,15 @@ fn fake_agent() -> String {
 type Interval = (String, i32, String, Option<String>, i64, i64);
 
 fn published_coverage(segments: &Path) -> Vec<Interval> {
-    let files = credtrail_collector::segment::files_of(segments, "collector_coverage");
-    if files.is_empty() {
+    let Some(from) = common::published_table(segments, "collector_coverage") else {
         return Vec::new();
-    }
-    let list = files
-        .iter()
-        .map(|f| format!("'{}'", f.display()))
-        .collect::<Vec<_>>()
-        .join(",");
+    };
     let conn = duckdb::Connection::open_in_memory().unwrap();
     let mut stmt = conn
         .prepare(&format!(
             "SELECT run_id, interval_no, mode, container_instance_arn, epoch_us(covered_from),
                     epoch_us(covered_until)
-             FROM read_parquet([{list}])
+             FROM {from}
              QUALIFY row_number() OVER (PARTITION BY host, run_id, interval_no
                                         ORDER BY covered_until DESC, seq DESC) = 1
              ORDER BY run_started_at, interval_no"

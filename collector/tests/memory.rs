@@ -55,19 +55,6 @@ fn hostile_line(n: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-fn read_parquet(dir: &Path, table: &str) -> Option<String> {
-    let files = credtrail_collector::segment::files_of(dir, table);
-    if files.is_empty() {
-        return None;
-    }
-    let list = files
-        .iter()
-        .map(|f| format!("'{}'", f.display()))
-        .collect::<Vec<_>>()
-        .join(",");
-    Some(format!("read_parquet([{list}], hive_partitioning = false)"))
-}
-
 #[test]
 fn hostile_user_agents_are_stored_cut_and_published_within_the_deploy_memory() {
     let limit = deploy_limit_bytes();
@@ -107,7 +94,7 @@ fn hostile_user_agents_are_stored_cut_and_published_within_the_deploy_memory() {
     let probe = Connection::open_in_memory().unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     let published = loop {
-        let n = read_parquet(&env.segments, "credential_requests")
+        let n = common::published_table(&env.segments, "credential_requests")
             .map(|src| count(&probe, &format!("SELECT count(*) FROM {src}")))
             .unwrap_or(0);
         if n as u64 >= lines || Instant::now() > deadline {
@@ -120,13 +107,7 @@ fn hostile_user_agents_are_stored_cut_and_published_within_the_deploy_memory() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let peak = proc_status_kb(pid, "VmHWM:") * 1024;
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(common::sigterm(pid));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(published as u64, lines, "every line published");
@@ -137,7 +118,7 @@ fn hostile_user_agents_are_stored_cut_and_published_within_the_deploy_memory() {
         limit / 1_000_000
     );
 
-    let src = read_parquet(&env.segments, "credential_requests").unwrap();
+    let src = common::published_table(&env.segments, "credential_requests").unwrap();
     let cut = count(
         &probe,
         &format!(
@@ -167,7 +148,7 @@ fn hostile_user_agents_are_stored_cut_and_published_within_the_deploy_memory() {
 /// two multisets are equal). `ingested_at` of coverage rows is when the interval was last
 /// extended in both.
 fn differences(conn: &Connection, segments: &Path, table: &str) -> i64 {
-    let src = read_parquet(segments, table).unwrap();
+    let src = common::published_table(segments, table).unwrap();
     let names = |from: &str| -> Vec<String> {
         conn.prepare(&format!(
             "SELECT column_name FROM (DESCRIBE SELECT * FROM {from})"

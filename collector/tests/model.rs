@@ -165,20 +165,14 @@ fn stored(c: &Collector) -> Vec<u64> {
 
 /// Published lines, one per (host, source_id, byte_offset), as the analyzer keeps them.
 fn published(env: &Env) -> Vec<u64> {
-    let files = credtrail_collector::segment::files_of(&env.segments, "credential_requests");
-    if files.is_empty() {
+    let Some(from) = common::published_table(&env.segments, "credential_requests") else {
         return Vec::new();
-    }
-    let list = files
-        .iter()
-        .map(|f| format!("'{}'", f.display()))
-        .collect::<Vec<_>>()
-        .join(",");
+    };
     let conn = duckdb::Connection::open_in_memory().unwrap();
     let mut stmt = conn
         .prepare(&format!(
             "SELECT CAST(regexp_extract(any_value(user_agent), 'n=(\\d+)$', 1) AS UBIGINT)
-             FROM read_parquet([{list}]) GROUP BY host, source_id, byte_offset ORDER BY 1"
+             FROM {from} GROUP BY host, source_id, byte_offset ORDER BY 1"
         ))
         .unwrap();
     stmt.query_map([], |r| r.get::<_, u64>(0))

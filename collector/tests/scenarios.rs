@@ -1360,16 +1360,12 @@ fn coverage_segments_publish_every_extension_of_an_interval() {
     let files = credtrail_collector::segment::files_of(&env.segments, "collector_coverage");
     assert_eq!(files.len(), 2, "{files:?}");
     let conn = duckdb::Connection::open_in_memory().unwrap();
-    let list = files
-        .iter()
-        .map(|f| format!("'{}'", f.display()))
-        .collect::<Vec<_>>()
-        .join(",");
+    let from = common::published_table(&env.segments, "collector_coverage").unwrap();
     let (rows, intervals, until): (i64, i64, i64) = conn
         .query_row(
             &format!(
                 "SELECT count(*), count(DISTINCT (run_id, interval_no)), epoch_us(max(covered_until))
-                 FROM read_parquet([{list}])"
+                 FROM {from}"
             ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),

@@ -221,22 +221,40 @@ pub fn check_invariants(conn: &Connection) {
     }
 }
 
-/// Rows of a table across every published segment file, as numbers (requests) or a count.
-pub fn segment_numbers(segments: &Path) -> Vec<u64> {
-    let files = credtrail_collector::segment::files_of(segments, "credential_requests");
+/// A `read_parquet(…)` over every published segment file of `table` under `segments`, for a
+/// FROM clause; `None` when nothing is published.
+pub fn published_table(segments: &Path, table: &str) -> Option<String> {
+    let files = credtrail_collector::segment::files_of(segments, table);
     if files.is_empty() {
-        return Vec::new();
+        return None;
     }
-    let conn = Connection::open_in_memory().unwrap();
     let list = files
         .iter()
         .map(|f| format!("'{}'", f.display()))
         .collect::<Vec<_>>()
         .join(",");
+    Some(format!("read_parquet([{list}], hive_partitioning = false)"))
+}
+
+/// Sends SIGTERM to `pid`; true when `kill` succeeded.
+pub fn sigterm(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Rows of a table across every published segment file, as numbers (requests) or a count.
+pub fn segment_numbers(segments: &Path) -> Vec<u64> {
+    let Some(from) = published_table(segments, "credential_requests") else {
+        return Vec::new();
+    };
+    let conn = Connection::open_in_memory().unwrap();
     let mut stmt = conn
         .prepare(&format!(
             "SELECT CAST(regexp_extract(user_agent, 'n=(\\d+)$', 1) AS UBIGINT)
-             FROM read_parquet([{list}]) WHERE user_agent LIKE '%n=%' ORDER BY 1"
+             FROM {from} WHERE user_agent LIKE '%n=%' ORDER BY 1"
         ))
         .unwrap();
     stmt.query_map([], |r| r.get::<_, u64>(0))
