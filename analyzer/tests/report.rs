@@ -499,6 +499,8 @@ fn finding(kind: &str, severity: Severity, role: &str, evidence: Value) -> Findi
         host: None,
         source_ip: None,
         evidence,
+        detected_severity: None,
+        suppressed: None,
     }
 }
 
