@@ -253,6 +253,78 @@ pub fn finding(f: &Finding, now: i64, defaults: &Defaults) -> Result<Value> {
 mod tests {
     use super::*;
 
+    fn sample(evidence: Value) -> Finding {
+        Finding {
+            kind: "use_after_stop".into(),
+            severity: Severity::High,
+            title: "t".repeat(300),
+            first_seen: Some("2026-11-16T00:10:00Z".into()),
+            last_seen: None,
+            count: 1,
+            cluster_arn: None,
+            task_arn: Some("arn:aws:ecs:eu-west-1:123456789012:task/c/0123".into()),
+            role_arn: None,
+            host: Some("  ".into()),
+            source_ip: None,
+            evidence,
+            detected_severity: None,
+            suppressed: None,
+        }
+    }
+
+    #[test]
+    fn limits_hold() {
+        let mut ev = Map::new();
+        for i in 0..80 {
+            ev.insert(format!("k{i:02}"), json!("v"));
+        }
+        ev.insert("k00".into(), json!("x".repeat(5000)));
+        ev.insert("blank".into(), json!(" "));
+        let a = super::finding(&sample(Value::Object(ev)), 0, &Defaults::default()).unwrap();
+        let fields = a["ProductFields"].as_object().unwrap();
+        assert!(fields.len() <= MAX_FIELDS, "{}", fields.len());
+        assert_eq!(
+            fields["credtrail/evidence/k00"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            MAX_FIELD_VALUE
+        );
+        assert!(!fields.contains_key("credtrail/evidence/blank"));
+        assert!(
+            fields["credtrail/evidence_omitted"]
+                .as_str()
+                .unwrap()
+                .contains("k79")
+        );
+        assert_eq!(a["Title"].as_str().unwrap().chars().count(), MAX_TITLE);
+        assert_eq!(a["Region"], "eu-west-1");
+        assert_eq!(a["AwsAccountId"], "123456789012");
+        assert_eq!(
+            a["ProductArn"],
+            "arn:aws:securityhub:eu-west-1:123456789012:product/123456789012/default"
+        );
+        // a white-space host is no resource
+        assert_eq!(a["Resources"].as_array().unwrap().len(), 1);
+        assert_eq!(a["CreatedAt"], "2026-11-16T00:10:00Z");
+        assert_eq!(a["LastObservedAt"], "2026-11-16T00:10:00Z");
+    }
+
+    #[test]
+    fn needs_an_account_and_region() {
+        let mut f = sample(Value::Null);
+        f.task_arn = None;
+        f.role_arn = Some("arn:aws:iam::123456789012:role/r".into());
+        let e = super::finding(&f, 0, &Defaults::default()).unwrap_err();
+        assert!(e.to_string().contains("set [export] aws_region"), "{e}");
+        let d = Defaults {
+            region: Some("us-west-2".into()),
+            account: None,
+        };
+        assert_eq!(super::finding(&f, 0, &d).unwrap()["Region"], "us-west-2");
+    }
+
     #[test]
     fn clip_counts_characters() {
         assert_eq!(clip("abc", 3), "abc");

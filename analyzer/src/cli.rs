@@ -71,7 +71,7 @@ pub fn long_version() -> String {
 /// The configuration file of this run: `--config`, `CREDTRAIL_CONFIG` (clap reads both into
 /// `path`), else the default location when it exists.
 fn config(path: Option<&std::path::Path>) -> Result<crate::config::Config> {
-    match crate::config::Config::locate(path, None) {
+    match crate::config::Config::locate(path) {
         Some(p) => Ok(crate::config::Config::load(&p)?),
         None => Ok(crate::config::Config::default()),
     }

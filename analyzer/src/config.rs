@@ -222,14 +222,11 @@ fn is_ident(s: &str) -> bool {
 }
 
 impl Config {
-    /// The file to read: `flag`, else `$CREDTRAIL_CONFIG` (`env`), else [`DEFAULT_PATH`] when
-    /// it exists; `None` when there is none.
-    pub fn locate(flag: Option<&Path>, env: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
-        if let Some(p) = flag {
+    /// The file to read: `given` (`--config`, or `$CREDTRAIL_CONFIG`, which clap reads into the
+    /// same flag), else [`DEFAULT_PATH`] when it exists; `None` when there is none.
+    pub fn locate(given: Option<&Path>) -> Option<PathBuf> {
+        if let Some(p) = given.filter(|p| !p.as_os_str().is_empty()) {
             return Some(p.to_path_buf());
-        }
-        if let Some(e) = env.filter(|e| !e.is_empty()) {
-            return Some(PathBuf::from(e));
         }
         let default = Path::new(DEFAULT_PATH);
         default.is_file().then(|| default.to_path_buf())
