@@ -103,6 +103,21 @@ pub struct Catalog {
     pub operations: usize,
 }
 
+/// The versions of the built-in catalog's sources (`#version` of the action catalog and of the
+/// API operations), read from their headers only: cheap enough for `--version`.
+pub fn versions() -> (String, String) {
+    fn header_version(gz: &[u8]) -> String {
+        use std::io::BufRead;
+        let r = std::io::BufReader::new(flate2::read::GzDecoder::new(gz));
+        r.lines()
+            .map_while(|l| l.ok())
+            .take_while(|l| l.starts_with('#'))
+            .find_map(|l| l.strip_prefix("#version\t").map(str::to_string))
+            .unwrap_or_default()
+    }
+    (header_version(ACTIONS_GZ), header_version(OPERATIONS_GZ))
+}
+
 /// The catalog built into this binary (parsed once).
 pub fn get() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();

@@ -14,11 +14,16 @@ use credtrail_sim::{self as simulate, Attack, SimConfig};
 /// Tells ECS operators who used their tasks' IAM credentials, from where, and which
 /// permissions nobody needs.
 #[derive(Debug, Parser)]
-#[command(name = "credtrail", version, about)]
+#[command(name = "credtrail", version, long_version = long_version(), about)]
 pub struct Cli {
     /// The analyzer's DuckDB store.
     #[arg(long, global = true, default_value = "credtrail.duckdb")]
     pub store: PathBuf,
+
+    /// credtrail.toml: thresholds, expected egress, severity overrides, suppressions (default:
+    /// /etc/credtrail/credtrail.toml when it exists).
+    #[arg(long, global = true, env = crate::config::ENV)]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +57,24 @@ pub enum Command {
     /// Write DIR/report.md and DIR/report.html: findings, least privilege per role, and
     /// timelines, as one self-contained page (no script, no external resource).
     Report(crate::report::ReportArgs),
+}
+
+/// `credtrail --version`: the program's version and the built-in catalog's.
+pub fn long_version() -> String {
+    let (actions, operations) = crate::catalog::versions();
+    format!(
+        "{}\nIAM action catalog {actions}; API operations from {operations}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The configuration file of this run: `--config`, `CREDTRAIL_CONFIG` (clap reads both into
+/// `path`), else the default location when it exists.
+fn config(path: Option<&std::path::Path>) -> Result<crate::config::Config> {
+    match crate::config::Config::locate(path) {
+        Some(p) => Ok(crate::config::Config::load(&p)?),
+        None => Ok(crate::config::Config::default()),
+    }
 }
 
 fn parse_attacks(s: &str) -> Result<std::collections::BTreeSet<Attack>, String> {
@@ -107,7 +130,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Analyze(a) => {
             let store = crate::store::Store::open(&cli.store)?;
             let mut out = std::io::stdout().lock();
-            let fail = crate::detect::analyze(&store, &a, &mut out)?;
+            let config = config(cli.config.as_deref())?;
+            let fail = crate::detect::analyze(&store, &a, &config, &mut out)?;
             out.flush()?;
             if fail {
                 std::process::exit(3);
@@ -136,7 +160,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Report(a) => {
             let store = crate::store::Store::open(&cli.store)?;
-            crate::report::run(&store, &a, &mut std::io::stdout().lock())
+            let config = config(cli.config.as_deref())?;
+            crate::report::run(&store, &a, &config, &mut std::io::stdout().lock())
         }
         Command::Coverage(a) => {
             let store = crate::store::Store::open_read_only(&cli.store)?;

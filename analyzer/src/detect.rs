@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::header::{QueryFile, list};
 use crate::store::{Store, sql_string};
@@ -85,7 +85,9 @@ pub const KEY_COLUMNS: &[&str] = &["cluster_arn", "task_arn", "role_arn", "host"
 pub const RESERVED_PARAMS: &[&str] = &["since", "until"];
 
 /// Finding severity, ordered low < medium < high < critical.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -260,10 +262,16 @@ pub struct Finding {
     pub host: Option<String>,
     pub source_ip: Option<String>,
     pub evidence: serde_json::Value,
+    /// The detection's own severity, when the configuration reports the kind at another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_severity: Option<Severity>,
+    /// Set when a suppression of the configuration matches: shown, never counted by `--fail-on`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<crate::config::Suppressed>,
 }
 
 impl Finding {
-    fn column(&self, name: &str) -> Option<&str> {
+    pub fn column(&self, name: &str) -> Option<&str> {
         match name {
             "cluster_arn" => self.cluster_arn.as_deref(),
             "task_arn" => self.task_arn.as_deref(),
@@ -386,6 +394,8 @@ pub fn run_one(store: &Store, d: &Detection, opts: &RunOptions) -> Result<Vec<Fi
             host,
             source_ip,
             evidence,
+            detected_severity: None,
+            suppressed: None,
         });
     }
     for f in &mut out {
@@ -417,6 +427,8 @@ fn order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
         .then_with(|| a.task_arn.cmp(&b.task_arn))
         .then_with(|| a.host.cmp(&b.host))
         .then_with(|| a.source_ip.cmp(&b.source_ip))
+        .then_with(|| a.role_arn.cmp(&b.role_arn))
+        .then_with(|| a.cluster_arn.cmp(&b.cluster_arn))
 }
 
 /// Check `--param` names against the detections: unknown names are errors.
@@ -488,6 +500,10 @@ pub enum Format {
     Jsonl,
     Json,
     Markdown,
+    /// OCSF Detection Finding (class 2004), one JSON object per line.
+    Ocsf,
+    /// AWS Security Hub findings (ASFF), a JSON array as `BatchImportFindings` takes it.
+    Asff,
 }
 
 /// `credtrail analyze`.
@@ -502,10 +518,11 @@ pub struct AnalyzeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Print only findings at or above this severity.
-    #[arg(long, value_enum, default_value_t = Severity::Low)]
-    pub min_severity: Severity,
-    /// Exit with status 3 when a printed finding is at or above this severity.
+    /// Print only findings at or above this severity (default: the configuration's, else low).
+    #[arg(long, value_enum)]
+    pub min_severity: Option<Severity>,
+    /// Exit with status 3 when a printed finding that is not suppressed is at or above this
+    /// severity (default: the configuration's `[analyze] fail_on`).
     #[arg(long, value_enum)]
     pub fail_on: Option<Severity>,
     /// Override a detection parameter: `name=value` (every detection declaring it) or
@@ -533,7 +550,12 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 }
 
 /// Run `analyze`; returns whether a finding reached `--fail-on` (the caller exits with 3).
-pub fn analyze(store: &Store, a: &AnalyzeArgs, out: &mut dyn Write) -> Result<bool> {
+pub fn analyze(
+    store: &Store,
+    a: &AnalyzeArgs,
+    config: &crate::config::Config,
+    out: &mut dyn Write,
+) -> Result<bool> {
     let loaded = match &a.queries {
         Some(dir) => load_dir(dir)?,
         None => builtin(),
@@ -542,30 +564,54 @@ pub fn analyze(store: &Store, a: &AnalyzeArgs, out: &mut dyn Write) -> Result<bo
         tracing::error!("skipped detection: {e}");
         eprintln!("warning: skipped detection: {e}");
     }
+    let flags = RunOptions {
+        params: a.params.iter().cloned().collect(),
+        ..RunOptions::default()
+    };
+    check_params(&loaded.detections, &flags)?;
+    config.check(&loaded.detections)?;
     let opts = RunOptions {
         since: a.since.clone(),
         until: a.until.clone(),
-        params: a.params.iter().cloned().collect(),
+        params: config.run_params(&a.params),
     };
     store.check_time("--since", opts.since.as_deref())?;
     store.check_time("--until", opts.until.as_deref())?;
-    check_params(&loaded.detections, &opts)?;
-    let report = run(store, &loaded.detections, &opts);
+    let mut report = run(store, &loaded.detections, &opts);
     for (file, e) in &report.failed {
         eprintln!("warning: detection failed and was skipped: {file}: {e}");
     }
+    let expired = config.apply(&mut report.findings, crate::config::today());
+    for e in &expired {
+        eprintln!("warning: {}", escape_control(&e.to_string()));
+    }
+    let min = a
+        .min_severity
+        .or(config.min_severity)
+        .unwrap_or(Severity::Low);
     let findings: Vec<Finding> = report
         .findings
         .into_iter()
-        .filter(|f| f.severity >= a.min_severity)
+        .filter(|f| f.severity >= min)
         .collect();
-    render(&findings, a.format, out)?;
-    Ok(a.fail_on
-        .is_some_and(|s| findings.iter().any(|f| f.severity >= s)))
+    let defaults =
+        crate::asff::Defaults::new(config.aws_region.clone(), config.aws_account_id.clone());
+    render(&findings, a.format, &defaults, out)?;
+    Ok(a.fail_on.or(config.fail_on).is_some_and(|s| {
+        findings
+            .iter()
+            .any(|f| f.suppressed.is_none() && f.severity >= s)
+    }))
 }
 
-/// Print findings in one of the formats.
-pub fn render(findings: &[Finding], format: Format, out: &mut dyn Write) -> Result<()> {
+/// Print findings in one of the formats (`asff`: the region and account for findings whose ARNs
+/// name none).
+pub fn render(
+    findings: &[Finding],
+    format: Format,
+    asff: &crate::asff::Defaults,
+    out: &mut dyn Write,
+) -> Result<()> {
     match format {
         Format::Jsonl => {
             for f in findings {
@@ -575,8 +621,38 @@ pub fn render(findings: &[Finding], format: Format, out: &mut dyn Write) -> Resu
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(findings)?)?,
         Format::Table => table(findings, out)?,
         Format::Markdown => markdown(findings, out)?,
+        Format::Ocsf => {
+            let now = crate::store::now_us().div_euclid(1000);
+            for f in findings {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&crate::ocsf::finding(f, now))?
+                )?;
+            }
+        }
+        Format::Asff => {
+            let now = crate::store::now_us().div_euclid(1_000_000);
+            let all = findings
+                .iter()
+                .map(|f| crate::asff::finding(f, now, asff))
+                .collect::<Result<Vec<_>>>()?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+        }
     }
     Ok(())
+}
+
+/// The title, with the suppression that covers the finding (or the severity it was detected at).
+pub fn shown_title(f: &Finding) -> String {
+    let mut t = f.title.clone();
+    if let Some(d) = f.detected_severity {
+        t.push_str(&format!(" [detected as {}]", d.as_str()));
+    }
+    if let Some(s) = &f.suppressed {
+        t.push_str(&format!(" [{s}]"));
+    }
+    t
 }
 
 fn subject(f: &Finding) -> String {
@@ -598,7 +674,7 @@ fn table_rows(findings: &[Finding]) -> Vec<[String; 7]> {
                 f.count.to_string(),
                 escape_control(&subject(f)).into_owned(),
                 escape_control(f.source_ip.as_deref().unwrap_or("")).into_owned(),
-                escape_control(&f.title).into_owned(),
+                escape_control(&shown_title(f)).into_owned(),
             ]
         })
         .collect()
@@ -669,7 +745,7 @@ fn markdown(findings: &[Finding], out: &mut dyn Write) -> Result<()> {
             f.count.to_string(),
             subject(f),
             f.source_ip.clone().unwrap_or_default(),
-            f.title.clone(),
+            shown_title(f),
         ];
         let cells: Vec<String> = cells.iter().map(|c| md_cell(c)).collect();
         writeln!(out, "| {} |", cells.join(" | "))?;

@@ -2,11 +2,13 @@
 //! permissions nobody needs. The library is the program; `main.rs` parses flags and maps errors
 //! to exit codes.
 
+pub mod asff;
 pub mod audit;
 pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod cloudtrail;
+pub mod config;
 pub mod coverage;
 pub mod demo;
 pub mod detect;
@@ -16,6 +18,7 @@ pub mod iam;
 pub mod ingest;
 pub mod investigation;
 pub mod network;
+pub mod ocsf;
 pub mod policy;
 pub mod privilege;
 pub mod report;

@@ -363,6 +363,49 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
         .expect("the hostile call is a use_after_stop finding");
     assert_eq!(hostile_call["evidence"]["calls"][0]["user_agent"], HOSTILE);
 
+    // The exports carry the hostile strings as JSON string values, exactly, one object a line.
+    let ocsf = credtrail(&db, &["analyze", "--format", "ocsf"]);
+    assert!(
+        !ocsf.contains('\x1b') && !ocsf.contains('\x07'),
+        "control characters are escaped"
+    );
+    let ocsf: Vec<Value> = ocsf
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ocsf.len(), findings.len());
+    let call = ocsf
+        .iter()
+        .find(|o| {
+            o["finding_info"]["types"][0] == "use_after_stop"
+                && o["resources"][0]["uid"] == call_task.as_str()
+        })
+        .unwrap();
+    assert_eq!(
+        call["evidences"][0]["data"]["calls"][0]["user_agent"],
+        HOSTILE
+    );
+    let asff = Command::new(env!("CARGO_BIN_EXE_credtrail"))
+        .args(["--store", s(&db), "analyze", "--format", "asff"])
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("CREDTRAIL_CONFIG")
+        .output()
+        .unwrap();
+    assert!(asff.status.success(), "{asff:?}");
+    assert!(
+        !asff.stdout.contains(&0x1b),
+        "control characters are escaped"
+    );
+    let asff: Vec<Value> = serde_json::from_slice(&asff.stdout).unwrap();
+    let fetch = asff
+        .iter()
+        .find(|a| {
+            a["GeneratorId"] == "credtrail/fetch_unusual_client"
+                && a["Resources"][0]["Id"] == fetch_task.as_str()
+        })
+        .unwrap();
+    assert_eq!(fetch["Title"], hostile_fetch["title"]);
+
     let out_dir = dir.path().join("out");
     let printed = credtrail(&db, &["report", "--out", s(&out_dir)]);
     assert!(
@@ -499,6 +542,8 @@ fn finding(kind: &str, severity: Severity, role: &str, evidence: Value) -> Findi
         host: None,
         source_ip: None,
         evidence,
+        detected_severity: None,
+        suppressed: None,
     }
 }
 

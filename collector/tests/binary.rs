@@ -592,6 +592,19 @@ fn help_names_every_flag_and_its_environment_variable() {
     }
 }
 
+#[test]
+fn version_prints_the_package_version() {
+    for flag in ["--version", "-V"] {
+        let out = Command::new(BIN).arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("credtrail-collector {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
+
 /// A stand-in for the ECS agent's introspection API on 127.0.0.1: `/v1/metadata` and an empty
 /// `/v1/tasks`. Returns its base URL.
 fn fake_agent() -> String {

@@ -783,6 +783,22 @@ fn finding(o: &mut String, i: usize, f: &Finding) {
         esc(&f.kind),
         esc(&f.title)
     );
+    if let Some(s) = &f.suppressed {
+        let _ = write!(
+            o,
+            "<p class=\"suppressed\"><strong>Suppressed</strong> until {}: {} <span class=\"muted\">({})</span></p>",
+            esc(&s.expires),
+            esc(&s.reason),
+            esc(&s.origin)
+        );
+    }
+    if let Some(d) = f.detected_severity {
+        let _ = write!(
+            o,
+            "<p class=\"muted\">Detected as {} (severity set by the configuration)</p>",
+            d.as_str()
+        );
+    }
     o.push_str("<dl class=\"fields\">");
     let fields = [
         ("task", &f.task_arn),
@@ -823,6 +839,20 @@ fn findings(o: &mut String, d: &Data) {
     );
     if d.findings.is_empty() {
         o.push_str("<p class=\"muted\">No findings.</p>");
+    }
+    let suppressed = d.findings.iter().filter(|f| f.suppressed.is_some()).count();
+    if suppressed > 0 {
+        let _ = write!(
+            o,
+            "<p>{suppressed} of them suppressed by the configuration (marked below).</p>"
+        );
+    }
+    for e in &d.expired {
+        let _ = write!(
+            o,
+            "<p class=\"expired\"><strong>Expired suppression</strong>: {}</p>",
+            esc(&e.to_string())
+        );
     }
     for (sev, n) in d.by_severity() {
         if n == 0 {

@@ -457,6 +457,22 @@ fn privilege(o: &mut String, d: &Data) {
 
 fn finding(o: &mut String, n: usize, f: &Finding) {
     let _ = writeln!(o, "#### {n}. {} — {}\n", md(&f.kind), md(&f.title));
+    if let Some(s) = &f.suppressed {
+        let _ = writeln!(
+            o,
+            "- **suppressed** until {}: {} ({})",
+            md(&s.expires),
+            md(&s.reason),
+            md(&s.origin)
+        );
+    }
+    if let Some(d) = f.detected_severity {
+        let _ = writeln!(
+            o,
+            "- detected as {} (severity set by the configuration)",
+            d.as_str()
+        );
+    }
     for (k, v) in [
         ("task", &f.task_arn),
         ("role", &f.role_arn),
@@ -484,6 +500,19 @@ fn finding(o: &mut String, n: usize, f: &Finding) {
 
 fn findings(o: &mut String, d: &Data) {
     let _ = writeln!(o, "## Findings ({})\n", d.findings.len());
+    let suppressed = d.findings.iter().filter(|f| f.suppressed.is_some()).count();
+    if suppressed > 0 {
+        let _ = writeln!(
+            o,
+            "{suppressed} of them suppressed by the configuration (marked below).\n"
+        );
+    }
+    for e in &d.expired {
+        let _ = writeln!(o, "- **expired suppression**: {}", md(&e.to_string()));
+    }
+    if !d.expired.is_empty() {
+        o.push('\n');
+    }
     if d.findings.is_empty() {
         o.push_str("No findings.\n");
     }

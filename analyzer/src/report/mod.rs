@@ -161,6 +161,8 @@ pub struct Data {
     /// covered host, shared host names, missing inputs, time ranges. Not limited to the window.
     pub reach: Option<crate::coverage::Coverage>,
     pub findings: Vec<Finding>,
+    /// Suppressions of the configuration past their expiry date (no longer applied).
+    pub expired: Vec<crate::config::Expired>,
     /// Detections that failed or did not load: (file, error).
     pub failed: Vec<(String, String)>,
     pub roles: Vec<RolePrivilege>,
@@ -654,9 +656,20 @@ fn timeline(
 
 /// Read everything the report shows from the store, running the built-in detections.
 pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> Result<Data> {
+    collect_with(store, since, until, &crate::config::Config::default())
+}
+
+/// [`collect`] with a configuration's thresholds, severities and suppressions.
+pub fn collect_with(
+    store: &Store,
+    since: Option<String>,
+    until: Option<String>,
+    config: &crate::config::Config,
+) -> Result<Data> {
     store.check_time("--since", since.as_deref())?;
     store.check_time("--until", until.as_deref())?;
     let loaded = detect::builtin();
+    config.check(&loaded.detections)?;
     let mut failed: Vec<(String, String)> = loaded
         .errors
         .iter()
@@ -668,11 +681,12 @@ pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> R
         &RunOptions {
             since: since.clone(),
             until: until.clone(),
-            params: BTreeMap::new(),
+            params: config.run_params(&[]),
         },
     );
     failed.extend(run.failed);
     let mut findings = run.findings;
+    let expired = config.apply(&mut findings, crate::config::today());
     add_request_parameters(store, &mut findings)?;
     let coverage = coverage(store, &since, &until)?;
     let reach = crate::coverage::read(store)?;
@@ -689,6 +703,7 @@ pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> R
         coverage,
         reach: Some(reach),
         findings,
+        expired,
         failed,
         roles,
         timeline,
@@ -717,8 +732,19 @@ pub fn write(data: &Data, dir: &Path) -> Result<Written> {
 }
 
 /// `credtrail report`: collect, render, and print what was written.
-pub fn run(store: &Store, args: &ReportArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    let data = collect(store, args.since.clone(), args.until.clone())?;
+pub fn run(
+    store: &Store,
+    args: &ReportArgs,
+    config: &crate::config::Config,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let data = collect_with(store, args.since.clone(), args.until.clone(), config)?;
+    for e in &data.expired {
+        eprintln!(
+            "warning: {}",
+            crate::terminal::escape_control(&e.to_string())
+        );
+    }
     for (file, e) in &data.failed {
         eprintln!(
             "warning: detection failed and was skipped: {file}: {}",
@@ -758,6 +784,8 @@ mod tests {
             cluster_arn: None,
             task_arn: None,
             role_arn: Some("arn:aws:iam::123456789012:role/app-task".into()),
+            detected_severity: None,
+            suppressed: None,
             host: None,
             source_ip: None,
             evidence,
