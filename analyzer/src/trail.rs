@@ -81,17 +81,31 @@ impl Selector {
 
     /// One line: what the selector logs.
     pub fn describe(&self) -> String {
-        let mut out = match self.category().as_str() {
+        let head = match self.category().as_str() {
             "Management" => "management events".to_string(),
-            "Data" => format!(
-                "data events of {}",
-                self.equals("resources.type")
-                    .map(|v| v.join(", "))
-                    .unwrap_or_else(|| "every resource type".into())
-            ),
+            "Data" => "data events of".to_string(),
             other => format!("{other} events"),
         };
-        out.push_str(&format!(", {}", self.read_write()));
+        match self.category().as_str() {
+            "Data" => format!("{head} {}", self.details()),
+            _ => format!("{head}, {}", self.details()),
+        }
+    }
+
+    /// What the selector logs within its category: for data events the resource type first,
+    /// then read/write and every other condition.
+    pub fn details(&self) -> String {
+        let mut out = String::new();
+        if self.category() == "Data" {
+            out.push_str(
+                &self
+                    .equals("resources.type")
+                    .map(|v| v.join(", "))
+                    .unwrap_or_else(|| "every resource type".into()),
+            );
+            out.push_str(", ");
+        }
+        out.push_str(self.read_write());
         for c in &self.conditions {
             if matches!(c.field.as_str(), "eventCategory" | "readOnly")
                 || (c.field == "resources.type" && c.operator == "Equals")
@@ -361,7 +375,15 @@ fn arn_region_account(arn: &str) -> (Option<String>, Option<String>) {
 /// region, and, when no trail is known but files were read, the files.
 pub fn load(conn: &Connection) -> Result<Vec<Scope>> {
     let mut trails: BTreeMap<String, Scope> = BTreeMap::new();
-    let described: Vec<(String, String)> = {
+    // A store written before describe-trails was read, opened read-only, has no such table.
+    let has_trails: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'cloudtrail_trails'",
+        [],
+        |r| r.get(0),
+    )?;
+    let described: Vec<(String, String)> = if has_trails == 0 {
+        Vec::new()
+    } else {
         let mut stmt = conn.prepare(
             "SELECT trail_arn, document::VARCHAR FROM cloudtrail_trails ORDER BY trail_arn",
         )?;

@@ -655,3 +655,75 @@ fn trail_documents_are_stored_and_bad_ones_rejected_with_why() {
         1
     );
 }
+
+#[test]
+fn coverage_shows_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = World {
+        docs: vec![
+            selectors(json!([{
+                "ReadWriteType": "WriteOnly", "IncludeManagementEvents": true,
+                "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3:::app-bucket/"]}],
+                "ExcludeManagementEventSources": ["kms.amazonaws.com", "rdsdata.amazonaws.com"]
+            }])),
+            described(false),
+        ],
+        ..World::default()
+    }
+    .store(dir.path());
+    let c = credtrail::coverage::read(&store).unwrap();
+    assert_eq!(c.trails.len(), 1, "{:#?}", c.trails);
+    let t = &c.trails[0];
+    assert_eq!(t.trail, TRAIL);
+    assert_eq!(t.regions, Some(vec!["us-east-1".to_string()]));
+    assert_eq!(t.accounts, Some(vec![ACCOUNT.to_string()]));
+    assert_eq!(
+        t.management_events,
+        ["write-only, eventSource NotEquals kms.amazonaws.com, rdsdata.amazonaws.com"]
+    );
+    assert_eq!(
+        t.data_events,
+        ["AWS::S3::Object, write-only, resources.ARN StartsWith arn:aws:s3:::app-bucket/"]
+    );
+    let mut out = Vec::new();
+    credtrail::coverage::command(
+        &store,
+        &credtrail::coverage::CoverageArgs {
+            format: credtrail::coverage::Format::Table,
+        },
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(&format!(
+            "  {TRAIL} (trail)\n    regions: us-east-1 · accounts: {ACCOUNT}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("event selectors (aws cloudtrail get-event-selectors)"),
+        "{text}"
+    );
+
+    // LookupEvents only: management events of its region, and the selectors are missing.
+    let dir = tempfile::tempdir().unwrap();
+    let store = World {
+        lookup: true,
+        ..World::default()
+    }
+    .store(dir.path());
+    let c = credtrail::coverage::read(&store).unwrap();
+    assert_eq!(c.trails.len(), 1, "{:#?}", c.trails);
+    assert_eq!(c.trails[0].trail, "LookupEvents us-east-1");
+    assert_eq!(
+        c.trails[0].management_events,
+        ["management events of us-east-1 only"]
+    );
+    assert!(c.trails[0].data_events.is_empty());
+    assert!(
+        c.missing_inputs
+            .iter()
+            .any(|m| m.input.starts_with("event selectors"))
+    );
+}
