@@ -408,13 +408,36 @@ acts AS (
                FROM cloudtrail_event_actions GROUP BY action) ex ON ex.action = a.action
     WHERE a.observability IN ('management', 'data')
 ),
+-- The resources each role is granted each action on that the action can name: not an ARN of
+-- another service (a statement may list a queue beside a bucket's objects; a data action's ARN
+-- service is its prefix, but EBS snapshots' `ec2` and CloudTrail channels' `cloudtrail`), and
+-- of S3's, objects for object actions and buckets for bucket actions (none left: the
+-- statement's resources as they are).
+grant_resources AS (
+    SELECT g.role_arn, g.action,
+           coalesce(nullif(list_filter(rs, x ->
+               CASE WHEN x NOT LIKE 'arn:%' OR regexp_matches(split_part(x, ':', 3), '[*?$]')
+                      THEN true
+                    WHEN split_part(x, ':', 3) <> a.prefix
+                         AND NOT (a.prefix = 'ebs' AND split_part(x, ':', 3) = 'ec2')
+                         AND NOT (a.prefix = 'cloudtrail-data' AND split_part(x, ':', 3) = 'cloudtrail')
+                      THEN false
+                    WHEN a.prefix <> 's3' THEN true
+                    WHEN list_contains(i.resource_types, 'object') THEN x LIKE 'arn:%:s3:::%/%'
+                    ELSE x NOT LIKE 'arn:%:s3:::%/%' END), []::VARCHAR[]), rs) AS resources
+    FROM (SELECT role_arn, action,
+                 CASE WHEN len(resources) = 0 THEN ['*'] ELSE resources END AS rs
+          FROM role_grants) g
+    JOIN acts a ON a.action = g.action
+    JOIN iam_actions i ON i.action = g.action
+),
 -- One row per (action, granted resource pattern) for data events, per action for management
 -- events (their resources do not decide what is logged).
 targets AS (
     SELECT DISTINCT g.action, CASE WHEN a.observability = 'data' THEN r END AS resource
-    FROM role_grants g
+    FROM grant_resources g
     JOIN acts a ON a.action = g.action,
-         unnest(CASE WHEN len(g.resources) = 0 THEN ['*'] ELSE g.resources END) AS u(r)
+         unnest(g.resources) AS u(r)
 ),
 checks AS (
     SELECT t.action, t.resource, f.trail, f.selector, f.field,
@@ -513,11 +536,9 @@ per_region AS (
     LEFT JOIN (SELECT p.trail, p.regions, p.accounts, g2.role_arn, g2.action,
                       bool_and(p.covered) AS covered_all,
                       array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE NOT p.covered))), '; ') AS why
-               FROM role_grants g2
+               FROM grant_resources g2
                JOIN per_scope p ON p.action = g2.action
-                AND (p.resource IS NULL
-                     OR list_contains(CASE WHEN len(g2.resources) = 0 THEN ['*'] ELSE g2.resources END,
-                                      p.resource))
+                AND (p.resource IS NULL OR list_contains(g2.resources, p.resource))
                GROUP BY p.trail, p.regions, p.accounts, g2.role_arn, g2.action) p
       ON p.role_arn = g.role_arn AND p.action = g.action
      AND (p.regions IS NULL OR reg.region IS NULL OR list_contains(p.regions, reg.region))

@@ -24,10 +24,23 @@ const GRANTS: [(&str, &[&str]); 8] = [
     ("kms:DescribeKey", &["*"]),
     ("ec2:DescribeInstances", &["*"]),
     ("s3:GetObject", &["arn:aws:s3:::app-bucket/*"]),
-    ("s3:PutObject", &["arn:aws:s3:::app-bucket/*"]),
+    // A statement naming the bucket, its objects and a queue: PutObject can name the objects
+    // only.
+    (
+        "s3:PutObject",
+        &[
+            "arn:aws:s3:::app-bucket",
+            "arn:aws:s3:::app-bucket/*",
+            "arn:aws:sqs:us-east-1:123456789012:jobs",
+        ],
+    ),
     (
         "s3:DeleteObject",
-        &["arn:aws:s3:::app-bucket/*", "arn:aws:s3:::logs-bucket/*"],
+        &[
+            "arn:aws:s3:::app-bucket/*",
+            "arn:aws:s3:::logs-bucket/*",
+            "arn:aws:sqs:us-east-1:123456789012:jobs",
+        ],
     ),
     ("iam:PassRole", &["*"]),
 ];
