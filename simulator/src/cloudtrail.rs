@@ -1819,7 +1819,7 @@ fn field_pair(out: &mut Vec<u8>, name: &str, value: &str) {
 /// The buckets (name before `-<account>-<region>`) whose object-level data events the simulated
 /// trail logs; object calls on every other bucket are not logged, as on a trail that selects
 /// data events for some buckets only.
-pub const LOGGED_BUCKETS: [&str; 2] = ["acme-orders-archive", "acme-media"];
+pub const LOGGED_BUCKETS: [&str; 3] = ["acme-orders-archive", "acme-media", "acme-misc"];
 
 /// The event sources whose management events the simulated trail excludes
 /// (`ExcludeManagementEventSources` / `eventSource` NotEquals).
@@ -1884,7 +1884,7 @@ pub fn event_selectors(w: &World) -> serde_json::Value {
             {"Name": "Management events but KMS",
              "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]},
                                 {"Field": "eventSource", "NotEquals": EXCLUDED_SOURCES}]},
-            {"Name": "S3 object data events of the archive and media buckets",
+            {"Name": "S3 object data events of the archive, media and misc buckets",
              "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Data"]},
                                 {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
                                 {"Field": "resources.ARN", "StartsWith": prefixes}]}
