@@ -256,6 +256,10 @@ fn active(w: &World, i: usize) -> bool {
 }
 
 /// The APIs a task's application calls on its own.
+/// An unused-permissions truth line to plant: whether the role's tasks ran, the role, its
+/// unused actions, its cluster.
+type Unused<'a> = (bool, usize, &'a [&'a str], Option<String>);
+
 /// The APIs a task's own clients call that the trail logs (an attack the trail cannot show is
 /// not planted).
 fn own_apis(w: &World, i: usize) -> Vec<Api> {
@@ -908,7 +912,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     // A role that is also its family's execution role carries the managed
                     // execution policy, whose push-side ECR action nothing uses either.
                     // Its one unused action is read-level, so detections.md rates it low.
-                    let shared: Vec<(bool, usize, &[&str], Option<String>)> =
+                    let shared: Vec<Unused<'_>> =
                         cx.w.services
                             .iter()
                             .enumerate()
@@ -926,7 +930,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                             .collect();
                     // The execution role's kms:Decrypt is unverifiable (the trail excludes KMS
                     // events), which leaves it one read-level unused action: low.
-                    let emergent: [((bool, usize, &[&str], Option<String>), &str); 2] = [
+                    let emergent: [(Unused<'_>, &str); 2] = [
                         (
                             (
                                 exec_ran,
