@@ -14,7 +14,11 @@
 //!    `CREDTRAIL_BENCH_SEEDS` (default 1001,1002,1003,1004,1005, seeds no test uses), scored per
 //!    finding kind: planted findings found and missed, findings matching nothing planted, recall
 //!    and precision; found findings at another severity than their truth line states, and
-//!    unplanted ones at medium or above.
+//!    unplanted ones at medium or above. The simulated trail excludes KMS and logs S3 object
+//!    events of some buckets only: an action it cannot show must come out unverifiable, never
+//!    unused (a planted unused action is planted only where the trail can show it, so an
+//!    action wrongly called unused makes its finding unplanted); KMS actions called unused are
+//!    counted apart (must be 0).
 //!
 //! Numbers are printed, never asserted: the tests check behaviour, this measures it.
 
@@ -187,6 +191,9 @@ fn quality() {
     let hours = env_or("CREDTRAIL_BENCH_QUALITY_HOURS", 6) as u32;
     let mut all: BTreeMap<&'static str, KindScore> = BTreeMap::new();
     let mut benign_total = 0;
+    // Actions called unused, and of those, KMS actions (the simulated trail excludes KMS: each
+    // would be a wrong verdict).
+    let (mut listed_total, mut listed_kms) = (0usize, 0usize);
     for seed in &seeds {
         let tmp = tempfile::tempdir().unwrap();
         let truth = build(tmp.path(), *seed, hosts, hours);
@@ -199,6 +206,23 @@ fn quality() {
             .into_iter()
             .partition(|f| !expected_benign(&manifest, f));
         benign_total += benign.len();
+        for f in findings.iter().filter(|f| f.kind == "unused_permissions") {
+            for a in f.evidence["unused_actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let a = a.as_str().unwrap_or("");
+                listed_total += 1;
+                if a.starts_with("kms:") {
+                    listed_kms += 1;
+                    println!(
+                        "  seed {seed}: {a} called unused by a trail that excludes KMS ({})",
+                        f.role_arn.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
         let scores = score::score(&truth, &findings);
         let mut line = Vec::new();
         for (kind, s) in &scores {
@@ -259,6 +283,9 @@ fn quality() {
             .join(", ")
     );
     print_scores(&all);
+    println!(
+        "unused actions listed: {listed_total}, of which KMS actions (the trail excludes KMS, must be 0): {listed_kms}"
+    );
     println!(
         "benign at medium (a stale credential ID beside working clients, an all-429 throttling window): {benign_total}"
     );

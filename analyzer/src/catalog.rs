@@ -64,6 +64,9 @@ pub struct Action {
     pub observability: Observability,
     /// Why the action is not a management event, when it is not.
     pub note: Option<String>,
+    /// For a data event: the `resources.type` a trail's data event selector names to log it
+    /// (`AWS::S3::Object`); `None` when none is known.
+    pub data_resource_type: Option<String>,
 }
 
 impl Action {
@@ -173,6 +176,7 @@ impl Catalog {
                         .collect(),
                     observability: Observability::Management,
                     note: None,
+                    data_resource_type: None,
                 }),
                 ["R", p, key, arn] => {
                     c.resource_arns
@@ -294,6 +298,22 @@ impl Catalog {
                         (src.to_ascii_lowercase(), name.to_ascii_lowercase()),
                         actions,
                     );
+                }
+                ["datatype", pattern, resource_type] => {
+                    let hits = self.expand(pattern);
+                    if hits.is_empty() {
+                        return Err(anyhow::anyhow!("{}: matches no action", bad()));
+                    }
+                    for i in hits {
+                        if self.actions[i].observability != Observability::DataEvent {
+                            return Err(anyhow::anyhow!(
+                                "{}: {} is not a data event",
+                                bad(),
+                                self.actions[i].canonical()
+                            ));
+                        }
+                        self.actions[i].data_resource_type = Some(resource_type.to_string());
+                    }
                 }
                 [kind @ ("unlogged" | "data" | "hidden"), pattern, why] => {
                     let obs = match *kind {
@@ -489,7 +509,7 @@ impl Catalog {
                     action VARCHAR NOT NULL, prefix VARCHAR NOT NULL, name VARCHAR NOT NULL,
                     access_level VARCHAR NOT NULL, resource_types VARCHAR[] NOT NULL,
                     required_resource_types VARCHAR[] NOT NULL, dependent_actions VARCHAR[] NOT NULL,
-                    observability VARCHAR NOT NULL, note VARCHAR);
+                    observability VARCHAR NOT NULL, note VARCHAR, data_resource_type VARCHAR);
                  CREATE OR REPLACE TABLE cloudtrail_event_actions (
                     event_source VARCHAR NOT NULL, event_name VARCHAR NOT NULL, action VARCHAR NOT NULL);
                  CREATE OR REPLACE TABLE cloudtrail_source_prefixes (
@@ -497,7 +517,8 @@ impl Catalog {
                  CREATE OR REPLACE TEMP TABLE iam_actions_staging (
                     action VARCHAR, prefix VARCHAR, name VARCHAR, access_level VARCHAR,
                     resource_types VARCHAR, required_resource_types VARCHAR,
-                    dependent_actions VARCHAR, observability VARCHAR, note VARCHAR);",
+                    dependent_actions VARCHAR, observability VARCHAR, note VARCHAR,
+                    data_resource_type VARCHAR);",
             )?;
             {
                 // Lists cannot be bound as parameters: staged as JSON text, converted below.
@@ -519,7 +540,8 @@ impl Catalog {
                         list(&req),
                         list(&a.dependent_actions),
                         a.observability.as_str(),
-                        a.note
+                        a.note,
+                        a.data_resource_type
                     ])?;
                 }
                 app.flush()?;
@@ -529,7 +551,8 @@ impl Catalog {
                  SELECT action, prefix, name, access_level,
                         from_json(resource_types, '[\"VARCHAR\"]'),
                         from_json(required_resource_types, '[\"VARCHAR\"]'),
-                        from_json(dependent_actions, '[\"VARCHAR\"]'), observability, note
+                        from_json(dependent_actions, '[\"VARCHAR\"]'), observability, note,
+                        data_resource_type
                  FROM iam_actions_staging;
                  DROP TABLE iam_actions_staging;",
             )?;

@@ -3,7 +3,9 @@
 //! of raw audit files); tasks on no covered host (Fargate, or a host without a collector), whose
 //! missing fetches mean nothing; host names shared by several container instances (reported,
 //! never merged); the inputs that are missing and what their absence leaves undecided; and
-//! CloudTrail's time range against the audit log's.
+//! CloudTrail's time range against the audit log's; and the trail coverage model (trail.rs):
+//! per trail and LookupEvents region, the regions, accounts, management and data events it
+//! covers, which decide what can be called unused.
 //!
 //! The intervals and the matching of tasks to hosts are SQL (`host_coverage`,
 //! `host_instances`, `task_host_coverage`, `task_coverage` in `views.sql`); this module reads
@@ -45,6 +47,71 @@ pub struct Coverage {
     pub tasks_on_no_covered_host: Vec<UncoveredTask>,
     pub missing_inputs: Vec<MissingInput>,
     pub time_ranges: TimeRanges,
+    /// What each source of CloudTrail events covers (trail.rs).
+    pub trails: Vec<TrailCoverage>,
+}
+
+/// One scope of the trail coverage model, as `credtrail coverage` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrailCoverage {
+    /// The trail's ARN, `LookupEvents <region>`, or `CloudTrail files`.
+    pub trail: String,
+    /// trail | lookup | files.
+    pub origin: &'static str,
+    pub home_region: Option<String>,
+    /// `None`: every region.
+    pub regions: Option<Vec<String>>,
+    /// `None`: every account.
+    pub accounts: Option<Vec<String>>,
+    /// Whether its event selectors are known.
+    pub selectors_known: bool,
+    /// The management events it logs, one line per selector (empty: none).
+    pub management_events: Vec<String>,
+    /// The data events it logs, one line per selector: resource type, read/write, ARNs.
+    pub data_events: Vec<String>,
+    /// Selectors on neither category as such.
+    pub other_events: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl TrailCoverage {
+    fn of(s: crate::trail::Scope) -> TrailCoverage {
+        let (mut management_events, mut data_events, mut other_events) =
+            (Vec::new(), Vec::new(), Vec::new());
+        match (&s.origin, &s.selectors) {
+            (crate::trail::Origin::Lookup, _) => {
+                management_events.push(format!(
+                    "management events of {} only",
+                    s.home_region.as_deref().unwrap_or("its region")
+                ));
+            }
+            (_, None) => {
+                management_events.push("assumed: every management event".into());
+                data_events.push("judged by their presence in the events read".into());
+            }
+            (_, Some(sel)) => {
+                for x in sel {
+                    match x.category().as_str() {
+                        "Management" => management_events.push(x.details()),
+                        "Data" => data_events.push(x.details()),
+                        _ => other_events.push(x.describe()),
+                    }
+                }
+            }
+        }
+        TrailCoverage {
+            trail: s.trail,
+            origin: s.origin.as_str(),
+            home_region: s.home_region,
+            regions: s.regions,
+            accounts: s.accounts,
+            selectors_known: s.selectors.is_some(),
+            management_events,
+            data_events,
+            other_events,
+            notes: s.notes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -261,6 +328,20 @@ pub fn read(store: &Store) -> Result<Coverage> {
             consequence: "which data events and sources the trail logs is unknown: actions only data events show are unverifiable, never unused",
         });
     }
+    let trails: Vec<TrailCoverage> = crate::trail::load(store.conn())
+        .context("reading the trail coverage model")?
+        .into_iter()
+        .map(TrailCoverage::of)
+        .collect();
+    if trails
+        .iter()
+        .any(|t| t.notes.iter().any(|n| n.starts_with("not described")))
+    {
+        missing_inputs.push(MissingInput {
+            input: "trail descriptions (aws cloudtrail describe-trails)",
+            consequence: "whether a trail logs every region and every account of its organization is unknown: only its home region and its own account count as covered",
+        });
+    }
     let cloudtrail = time_range(store, "cloudtrail_events", "event_time", "event_time")?;
     if cloudtrail.is_none() {
         missing_inputs.push(MissingInput {
@@ -313,6 +394,7 @@ pub fn read(store: &Store) -> Result<Coverage> {
             coverage,
             notes,
         },
+        trails,
     })
 }
 
@@ -446,6 +528,52 @@ fn render_table(c: &Coverage, out: &mut dyn Write) -> Result<()> {
                 rows
             )
         )?;
+    }
+    writeln!(
+        out,
+        "\nTrail coverage (an action is called unused only where this covers its event)"
+    )?;
+    if c.trails.is_empty() {
+        writeln!(
+            out,
+            "  no CloudTrail source: no action can be called unused"
+        )?;
+    }
+    let list = |v: &Option<Vec<String>>, all: &str| match v {
+        None => all.to_string(),
+        Some(v) if v.is_empty() => "none".to_string(),
+        Some(v) => v
+            .iter()
+            .map(|x| escape_control(x).into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    for t in &c.trails {
+        writeln!(out, "  {} ({})", escape_control(&t.trail), t.origin)?;
+        writeln!(
+            out,
+            "    regions: {} · accounts: {}",
+            list(&t.regions, "every region"),
+            list(&t.accounts, "every account")
+        )?;
+        for (name, lines) in [
+            ("management events", &t.management_events),
+            ("data events", &t.data_events),
+            ("other events", &t.other_events),
+        ] {
+            if lines.is_empty() && name == "other events" {
+                continue;
+            }
+            if lines.is_empty() {
+                writeln!(out, "    {name}: none")?;
+            }
+            for l in lines {
+                writeln!(out, "    {name}: {}", escape_control(l))?;
+            }
+        }
+        for n in &t.notes {
+            writeln!(out, "    - {}", escape_control(n))?;
+        }
     }
     writeln!(out, "\nInputs missing")?;
     if c.missing_inputs.is_empty() {

@@ -466,6 +466,12 @@ pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
     report
         .timings
         .push(("cloudtrail_event_map".into(), start.elapsed().as_secs_f64()));
+    // ... and the trail coverage model that says which of those actions the trail could show.
+    if let Err(e) = crate::trail::refresh(store) {
+        report
+            .failed
+            .push(("trail_coverage".into(), format!("{e:#}")));
+    }
     let mut keyed = Vec::new();
     for d in dets {
         let start = std::time::Instant::now();

@@ -29,3 +29,4 @@ pub mod statement;
 pub mod store;
 pub mod terminal;
 pub mod timestamp;
+pub mod trail;

@@ -84,6 +84,45 @@ CREATE TABLE IF NOT EXISTS cloudtrail_event_selectors (
     ingested_at              TIMESTAMP NOT NULL
 );
 
+-- What each trail is (`aws cloudtrail describe-trails` output met among CloudTrail files): one
+-- row per trail ARN, the newest snapshot (a shadow trail listed from another region is the same
+-- trail).
+CREATE TABLE IF NOT EXISTS cloudtrail_trails (
+    trail_arn             VARCHAR NOT NULL,
+    name                  VARCHAR,
+    home_region           VARCHAR,
+    multi_region          BOOLEAN,
+    organization          BOOLEAN,
+    global_service_events BOOLEAN,
+    custom_selectors      BOOLEAN,
+    document              JSON NOT NULL,
+    source_file           VARCHAR NOT NULL,
+    ingested_at           TIMESTAMP NOT NULL
+);
+
+-- The trail coverage model (trail.rs `refresh`, from cloudtrail_trails,
+-- cloudtrail_event_selectors and the LookupEvents regions): what each source of CloudTrail
+-- events covers. `trail_scopes`: one row per trail (its ARN), per LookupEvents region
+-- (`LookupEvents <region>`), or, when no trail is known, the files read (`CloudTrail files`);
+-- NULL `regions` / `accounts`: every one. `selectors_known` false: its selectors were not read
+-- (management events assumed, data events judged by their presence).
+CREATE TABLE IF NOT EXISTS trail_scopes (
+    trail           VARCHAR NOT NULL,
+    origin          VARCHAR NOT NULL,   -- trail | lookup | files
+    regions         VARCHAR[],
+    accounts        VARCHAR[],
+    selectors_known BOOLEAN NOT NULL
+);
+-- Every selector of every trail as advanced field selectors (basic selectors converted): an event
+-- is logged when, for some selector of a trail, every one of its fields holds.
+CREATE TABLE IF NOT EXISTS trail_selector_fields (
+    trail    VARCHAR NOT NULL,
+    selector INTEGER NOT NULL,
+    field    VARCHAR NOT NULL,
+    operator VARCHAR NOT NULL,   -- Equals | NotEquals | StartsWith | NotStartsWith | EndsWith | NotEndsWith
+    vals     VARCHAR[] NOT NULL
+);
+
 -- Incremental LookupEvents: the newest event time fetched per region.
 CREATE TABLE IF NOT EXISTS cloudtrail_watermarks (
     region          VARCHAR NOT NULL,
@@ -318,8 +357,9 @@ CREATE TABLE IF NOT EXISTS iam_actions (
     action VARCHAR NOT NULL, prefix VARCHAR NOT NULL, name VARCHAR NOT NULL,
     access_level VARCHAR NOT NULL, resource_types VARCHAR[] NOT NULL,
     required_resource_types VARCHAR[] NOT NULL, dependent_actions VARCHAR[] NOT NULL,
-    observability VARCHAR NOT NULL, note VARCHAR
+    observability VARCHAR NOT NULL, note VARCHAR, data_resource_type VARCHAR
 );
+ALTER TABLE iam_actions ADD COLUMN IF NOT EXISTS data_resource_type VARCHAR;
 CREATE TABLE IF NOT EXISTS cloudtrail_event_actions (
     event_source VARCHAR NOT NULL, event_name VARCHAR NOT NULL, action VARCHAR NOT NULL
 );

@@ -333,12 +333,48 @@ WHERE NOT EXISTS (SELECT 1 FROM denied d WHERE d.role_arn = a.role_arn AND d.act
   AND (a.role_arn NOT IN (SELECT role_arn FROM bounded)
        OR EXISTS (SELECT 1 FROM boundary_allows b WHERE b.role_arn = a.role_arn AND b.action = a.action));
 
+-- Whether a value of an event field meets one condition of a trail's advanced field selector.
+CREATE OR REPLACE MACRO trail_field_holds(op, vals, x) AS coalesce(CASE op
+    WHEN 'Equals' THEN len(list_filter(vals, v -> v = x)) > 0
+    WHEN 'NotEquals' THEN len(list_filter(vals, v -> v = x)) = 0
+    WHEN 'StartsWith' THEN len(list_filter(vals, v -> starts_with(x, v))) > 0
+    WHEN 'NotStartsWith' THEN len(list_filter(vals, v -> starts_with(x, v))) = 0
+    WHEN 'EndsWith' THEN len(list_filter(vals, v -> ends_with(x, v))) > 0
+    WHEN 'NotEndsWith' THEN len(list_filter(vals, v -> ends_with(x, v))) = 0
+    ELSE false END AND x IS NOT NULL, false);
+
+-- The literal start of an IAM resource pattern: up to its first wildcard or policy variable.
+CREATE OR REPLACE MACRO arn_pattern_literal(p) AS regexp_extract(p, '^[^*?$]*');
+
+-- Whether every ARN an IAM resource pattern can name meets one `resources.ARN` condition (a
+-- pattern with a wildcard is judged by its literal start; where that cannot decide, it does not).
+CREATE OR REPLACE MACRO trail_arn_holds(op, vals, p) AS coalesce(CASE op
+    WHEN 'Equals' THEN NOT regexp_matches(p, '[*?$]') AND len(list_filter(vals, v -> v = p)) > 0
+    WHEN 'StartsWith' THEN len(list_filter(vals, v -> starts_with(arn_pattern_literal(p), v))) > 0
+    WHEN 'EndsWith' THEN NOT regexp_matches(p, '[*?$]')
+                         AND len(list_filter(vals, v -> ends_with(p, v))) > 0
+    WHEN 'NotEquals' THEN len(list_filter(vals, v -> CASE WHEN regexp_matches(p, '[*?$]')
+                                                         THEN starts_with(v, arn_pattern_literal(p))
+                                                         ELSE v = p END)) = 0
+    WHEN 'NotStartsWith' THEN len(list_filter(vals, v ->
+                                  starts_with(arn_pattern_literal(p), v)
+                                  OR (regexp_matches(p, '[*?$]')
+                                      AND starts_with(v, arn_pattern_literal(p))))) = 0
+    WHEN 'NotEndsWith' THEN NOT regexp_matches(p, '[*?$]')
+                            AND len(list_filter(vals, v -> ends_with(p, v))) = 0
+    ELSE false END, false);
+
 -- Whether the trail that was read could show each granted action, over the observation window
--- (`--since`, else the first CloudTrail event, to `--until`, else the last): unverifiable when
--- the catalog does not know the action, no API operation is known to record it (catalog.rs),
--- CloudTrail never logs it, or it is a data event while
--- the trail holds none for that service in the window. Cheap (no per-call work): what
--- `unused_role` asks of a role before calling it unused.
+-- (`--since`, else the first CloudTrail event, to `--until`, else the last), with the reason when
+-- it could not: the catalog does not know the action, no API operation is known to record it
+-- (catalog.rs), CloudTrail never logs it, or the trail coverage model (trail.rs: `trail_scopes`,
+-- `trail_selector_fields`) says no source of events read covers its event in every region the
+-- role's tasks ran in (IAM's global events: us-east-1) for the role's account: management events
+-- off, its event source excluded, read-only or write events not logged, data events of its
+-- resource type not selected, or selected only for ARNs that do not hold every resource the role
+-- is granted it on. A source whose selectors were not read (the files of an undescribed trail)
+-- covers management events, and data events of a service when the trail read holds some in the
+-- window. Cheap (no per-call work): what `unused_role` asks of a role before calling it unused.
 CREATE OR REPLACE VIEW grant_visibility AS
 WITH win AS (
     SELECT coalesce(getvariable('since')::TIMESTAMP, min(event_time)) AS window_start,
@@ -353,6 +389,175 @@ data_prefixes AS (
             AND e.event_time >= win.window_start AND e.event_time <= win.window_end) d
     JOIN cloudtrail_event_map m
       ON m.event_source = d.event_source AND m.event_name = d.event_name AND m.action IS NOT NULL
+),
+-- The granted actions CloudTrail records, with what a selector can look at: category, event
+-- sources and names, read-only (IAM access level Read or List), data resource type.
+acts AS (
+    SELECT a.action, a.prefix, a.observability, a.data_resource_type,
+           CASE WHEN a.observability = 'data' THEN 'Data' ELSE 'Management' END AS category,
+           a.access_level IN ('Read', 'List') AS read_only,
+           list_distinct(coalesce(src.sources, [a.prefix || '.amazonaws.com'])
+                         || coalesce(ex.sources, [])) AS event_sources,
+           list_distinct([a.name] || coalesce(ex.names, [])) AS event_names
+    FROM (SELECT DISTINCT action FROM role_grants) g
+    JOIN iam_actions a ON a.action = g.action
+    LEFT JOIN (SELECT prefix, list(DISTINCT event_source) AS sources
+               FROM cloudtrail_source_prefixes GROUP BY prefix) src ON src.prefix = a.prefix
+    LEFT JOIN (SELECT action, list(DISTINCT event_source) AS sources,
+                      list(DISTINCT event_name) AS names
+               FROM cloudtrail_event_actions GROUP BY action) ex ON ex.action = a.action
+    WHERE a.observability IN ('management', 'data')
+),
+-- The resources each role is granted each action on that the action can name: not an ARN of
+-- another service (a statement may list a queue beside a bucket's objects; a data action's ARN
+-- service is its prefix, but EBS snapshots' `ec2` and CloudTrail channels' `cloudtrail`), and
+-- of S3's, objects for object actions and buckets for bucket actions (none left: the
+-- statement's resources as they are).
+grant_resources AS (
+    SELECT g.role_arn, g.action,
+           coalesce(nullif(list_filter(rs, x ->
+               CASE WHEN x NOT LIKE 'arn:%' OR regexp_matches(split_part(x, ':', 3), '[*?$]')
+                      THEN true
+                    WHEN split_part(x, ':', 3) <> a.prefix
+                         AND NOT (a.prefix = 'ebs' AND split_part(x, ':', 3) = 'ec2')
+                         AND NOT (a.prefix = 'cloudtrail-data' AND split_part(x, ':', 3) = 'cloudtrail')
+                      THEN false
+                    WHEN a.prefix <> 's3' THEN true
+                    WHEN list_contains(i.resource_types, 'object') THEN x LIKE 'arn:%:s3:::%/%'
+                    ELSE x NOT LIKE 'arn:%:s3:::%/%' END), []::VARCHAR[]), rs) AS resources
+    FROM (SELECT role_arn, action,
+                 CASE WHEN len(resources) = 0 THEN ['*'] ELSE resources END AS rs
+          FROM role_grants) g
+    JOIN acts a ON a.action = g.action
+    JOIN iam_actions i ON i.action = g.action
+),
+-- One row per (action, granted resource pattern) for data events, per action for management
+-- events (their resources do not decide what is logged).
+targets AS (
+    SELECT DISTINCT g.action, CASE WHEN a.observability = 'data' THEN r END AS resource
+    FROM grant_resources g
+    JOIN acts a ON a.action = g.action,
+         unnest(g.resources) AS u(r)
+),
+checks AS (
+    SELECT t.action, t.resource, f.trail, f.selector, f.field,
+           f.field IN ('eventCategory', 'resources.type') AS selecting,
+           CASE f.field
+               WHEN 'eventCategory' THEN trail_field_holds(f.operator, f.vals, a.category)
+               WHEN 'resources.type' THEN trail_field_holds(f.operator, f.vals, a.data_resource_type)
+               WHEN 'readOnly' THEN trail_field_holds(f.operator, list_transform(f.vals, v -> lower(v)),
+                                                      CASE WHEN a.read_only THEN 'true' ELSE 'false' END)
+               WHEN 'eventSource' THEN len(list_filter(a.event_sources,
+                                           s -> NOT trail_field_holds(f.operator, f.vals, s))) = 0
+               WHEN 'eventName' THEN len(list_filter(a.event_names,
+                                         n -> NOT trail_field_holds(f.operator, f.vals, n))) = 0
+               WHEN 'resources.ARN' THEN t.resource IS NOT NULL
+                                         AND trail_arn_holds(f.operator, f.vals, t.resource)
+               ELSE false
+           END AS holds,
+           CASE f.field
+               WHEN 'readOnly' THEN CASE WHEN a.read_only THEN 'read-only' ELSE 'write' END
+                   || format(' {} events are not logged (readOnly {} {})', lower(a.category),
+                             f.operator, array_to_string(f.vals, ', '))
+               WHEN 'eventSource' THEN format('{} {} events are not logged (eventSource {} {})',
+                   array_to_string(a.event_sources, ', '), lower(a.category), f.operator,
+                   array_to_string(f.vals, ', '))
+               WHEN 'eventName' THEN format('not every event recording it ({}) is logged (eventName {} {})',
+                   array_to_string(a.event_names, ', '), f.operator, array_to_string(f.vals, ', '))
+               WHEN 'resources.ARN' THEN format('{} data events are logged only where resources.ARN {} {}, not for every resource of {}',
+                   a.data_resource_type, f.operator, array_to_string(f.vals, ', '), t.resource)
+               ELSE format('a selector filters on {}, which cannot be judged here', f.field)
+           END AS why
+    FROM targets t
+    JOIN acts a ON a.action = t.action
+    CROSS JOIN trail_selector_fields f
+),
+selectors AS (
+    SELECT action, resource, trail, selector,
+           bool_and(holds) AS logs,
+           bool_and(holds) FILTER (WHERE selecting) AS selects,
+           list(why ORDER BY why) FILTER (WHERE NOT holds AND NOT selecting) AS whys
+    FROM checks GROUP BY action, resource, trail, selector
+),
+-- Per source of events and (action, resource): covered, or why not.
+per_scope AS (
+    SELECT s.trail, s.origin, s.regions, s.accounts, t.action, t.resource,
+           CASE WHEN NOT s.selectors_known
+                THEN a.observability = 'management' OR dp.prefix IS NOT NULL
+                ELSE coalesce(bool_or(x.logs), false) END AS covered,
+           CASE
+               WHEN NOT s.selectors_known
+                 THEN format('a data event, and the trail read holds no {} data events', a.prefix)
+               WHEN s.origin = 'lookup' AND a.observability = 'data'
+                 THEN format('a data event, and {} returns management events only', s.trail)
+               WHEN NOT coalesce(bool_or(x.selects), false) AND a.observability = 'data'
+                    AND a.data_resource_type IS NULL
+                 THEN 'a data event of no resource type known here, so no selector is known to log it'
+               WHEN NOT coalesce(bool_or(x.selects), false) AND a.observability = 'data'
+                 THEN format('the trail logs no {} data events', a.data_resource_type)
+               WHEN NOT coalesce(bool_or(x.selects), false)
+                 THEN 'the trail logs no management events (IncludeManagementEvents false)'
+               ELSE array_to_string(list_sort(list_distinct(flatten(
+                        list(x.whys) FILTER (WHERE x.selects AND x.whys IS NOT NULL)))), '; ')
+           END AS why
+    FROM trail_scopes s
+    CROSS JOIN targets t
+    JOIN acts a ON a.action = t.action
+    LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix
+    LEFT JOIN selectors x ON x.trail = s.trail AND x.action = t.action
+                         AND x.resource IS NOT DISTINCT FROM t.resource
+    GROUP BY s.trail, s.origin, s.regions, s.accounts, s.selectors_known, t.action, t.resource,
+             a.observability, a.prefix, a.data_resource_type, dp.prefix
+),
+-- Where each role acts: its account, and the regions its tasks ran in (none known: any).
+role_where AS (
+    SELECT g.role_arn, split_part(g.role_arn, ':', 5) AS account,
+           coalesce(r.regions, [NULL::VARCHAR]) AS regions
+    FROM (SELECT DISTINCT role_arn FROM role_grants) g
+    LEFT JOIN (SELECT role_arn,
+                      nullif(list_sort(list_distinct(list(split_part(t, ':', 4))
+                                                     FILTER (WHERE split_part(t, ':', 4) <> ''))),
+                             []::VARCHAR[]) AS regions
+               FROM task_roles, unnest(task_arns) AS u(t) GROUP BY role_arn) r
+      ON r.role_arn = g.role_arn
+),
+-- Per (role, action, region): covered when some source of events covering that region and
+-- account covers the action on every resource the role is granted it on.
+per_region AS (
+    SELECT g.role_arn, g.action, reg.region,
+           coalesce(bool_or(p.covered_all), false) AS covered,
+           array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE p.why <> ''))), '; ') AS why,
+           count(p.trail) AS scopes
+    FROM role_grants g
+    JOIN acts a ON a.action = g.action
+    JOIN role_where w ON w.role_arn = g.role_arn
+    CROSS JOIN LATERAL (SELECT unnest(CASE WHEN a.prefix IN ('iam', 'cloudfront', 'route53', 'organizations')
+                                           THEN ['us-east-1'] ELSE w.regions END) AS region) reg
+    LEFT JOIN (SELECT p.trail, p.regions, p.accounts, g2.role_arn, g2.action,
+                      bool_and(p.covered) AS covered_all,
+                      array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE NOT p.covered))), '; ') AS why
+               FROM grant_resources g2
+               JOIN per_scope p ON p.action = g2.action
+                AND (p.resource IS NULL OR list_contains(g2.resources, p.resource))
+               GROUP BY p.trail, p.regions, p.accounts, g2.role_arn, g2.action) p
+      ON p.role_arn = g.role_arn AND p.action = g.action
+     AND (p.regions IS NULL OR reg.region IS NULL OR list_contains(p.regions, reg.region))
+     AND (p.accounts IS NULL OR list_contains(p.accounts, w.account))
+    GROUP BY g.role_arn, g.action, reg.region
+),
+-- A region named in the reason only when the regions differ.
+coverage AS (
+    SELECT role_arn, action, bool_and(covered) AS covered,
+           CASE WHEN bool_and(NOT covered AND scopes > 0) AND count(DISTINCT why) = 1
+                THEN any_value(why)
+                ELSE array_to_string(list_sort(list(
+                    CASE WHEN scopes = 0 AND region IS NULL
+                           THEN 'no trail read covers its account'
+                         WHEN scopes = 0 THEN format('no trail read covers {}', region)
+                         WHEN region IS NULL THEN why
+                         ELSE format('{}: {}', region, why) END) FILTER (WHERE NOT covered)), '; ')
+           END AS why
+    FROM per_region GROUP BY role_arn, action
 )
 SELECT g.role_arn, g.action,
        CASE
@@ -360,12 +565,11 @@ SELECT g.role_arn, g.action,
            WHEN a.observability = 'unlogged' THEN coalesce('CloudTrail never logs it: ' || a.note,
                                                            'CloudTrail never logs it')
            WHEN a.observability = 'unknown' THEN coalesce(a.note, 'no CloudTrail event is known to record it')
-           WHEN a.observability = 'data' AND dp.prefix IS NULL
-             THEN format('a data event, and the trail read holds no {} data events', a.prefix)
+           WHEN NOT coalesce(c.covered, false) THEN coalesce(nullif(c.why, ''), 'no trail read covers it')
        END AS unverifiable_reason
 FROM role_grants g
 LEFT JOIN iam_actions a ON a.action = g.action
-LEFT JOIN data_prefixes dp ON dp.prefix = a.prefix;
+LEFT JOIN coverage c ON c.role_arn = g.role_arn AND c.action = g.action;
 
 -- Granted vs used vs unverifiable, per role and action, over the observation window: `--since`
 -- (else the first CloudTrail event) to `--until` (else the last). `used`: an authorized call of a

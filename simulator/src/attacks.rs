@@ -256,14 +256,22 @@ fn active(w: &World, i: usize) -> bool {
 }
 
 /// The APIs a task's application calls on its own.
+/// An unused-permissions truth line to plant: whether the role's tasks ran, the role, its
+/// unused actions, its cluster.
+type Unused<'a> = (bool, usize, &'a [&'a str], Option<String>);
+
+/// The APIs a task's own clients call that the trail logs (an attack the trail cannot show is
+/// not planted).
 fn own_apis(w: &World, i: usize) -> Vec<Api> {
     let b = w.tasks[i].profile.behavior();
+    let bucket = crate::iam::resources(w, w.tasks[i].service).bucket;
     let mut v: Vec<Api> = b
         .clients
         .iter()
         .flat_map(|c| c.steady.iter().map(|s| s.0))
         .collect();
     v.extend(b.clients.iter().flat_map(|c| c.boot.iter().copied()));
+    v.retain(|a| crate::cloudtrail::trail_logs(*a, &bucket));
     v
 }
 
@@ -856,7 +864,14 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                 Attack::UnusedPermissions => {
                     for (si, s) in cx.w.services.iter().enumerate() {
                         let Some(role) = s.task_role else { continue };
-                        let planted = iam::planted_unused(s.profile);
+                        // Only what the trail could show is unused (a KMS grant, or one on the
+                        // objects of a bucket it logs no data events of, is unverifiable).
+                        let bucket = iam::resources(cx.w, si).bucket;
+                        let planted: Vec<&str> = iam::planted_unused(s.profile)
+                            .iter()
+                            .copied()
+                            .filter(|a| crate::cloudtrail::trail_shows_action(a, &bucket))
+                            .collect();
                         let ran = cx.w.tasks.iter().any(|t| t.service == si);
                         if planted.is_empty() || !ran {
                             continue;
@@ -897,7 +912,7 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                     // A role that is also its family's execution role carries the managed
                     // execution policy, whose push-side ECR action nothing uses either.
                     // Its one unused action is read-level, so detections.md rates it low.
-                    let shared: Vec<(bool, usize, &[&str], Option<String>)> =
+                    let shared: Vec<Unused<'_>> =
                         cx.w.services
                             .iter()
                             .enumerate()
@@ -913,27 +928,36 @@ pub fn plan(w: &mut World, prepared: Prepared) -> Result<()> {
                                 ))
                             })
                             .collect();
-                    let emergent: [(bool, usize, &[&str], Option<String>); 2] = [
+                    // The execution role's kms:Decrypt is unverifiable (the trail excludes KMS
+                    // events), which leaves it one read-level unused action: low.
+                    let emergent: [(Unused<'_>, &str); 2] = [
                         (
-                            exec_ran,
-                            cx.w.exec_role,
-                            &["ecr:BatchCheckLayerAvailability", "kms:Decrypt"],
-                            None,
+                            (
+                                exec_ran,
+                                cx.w.exec_role,
+                                &["ecr:BatchCheckLayerAvailability"],
+                                None,
+                            ),
+                            "low",
                         ),
                         (
-                            !migration.is_empty(),
-                            cx.w.migration_role,
-                            &["dynamodb:UpdateTimeToLive"],
-                            migration.first().and_then(|arn| {
-                                cx.w.tasks.iter().find(|t| t.arn == *arn).map(|t| {
-                                    cx.w.clusters[cx.w.services[t.service].cluster].arn.clone()
-                                })
-                            }),
+                            (
+                                !migration.is_empty(),
+                                cx.w.migration_role,
+                                &["dynamodb:UpdateTimeToLive"],
+                                migration.first().and_then(|arn| {
+                                    cx.w.tasks.iter().find(|t| t.arn == *arn).map(|t| {
+                                        cx.w.clusters[cx.w.services[t.service].cluster].arn.clone()
+                                    })
+                                }),
+                            ),
+                            "medium",
                         ),
                     ];
-                    let emergent = emergent.into_iter().map(|e| (e, "medium"));
                     let shared = shared.into_iter().map(|e| (e, "low"));
-                    for ((ran, role, actions, cluster), severity) in emergent.chain(shared) {
+                    for ((ran, role, actions, cluster), severity) in
+                        emergent.into_iter().chain(shared)
+                    {
                         if !ran {
                             continue;
                         }

@@ -434,6 +434,8 @@ fn generate_hour(w: &World, pre: &Pre, h: u32) -> Vec<Call> {
             g.out.push(c.clone());
         }
     }
+    // What the trail does not log never reaches its files.
+    g.out.retain(|c| logged(w, pre, c));
     g.out
 }
 
@@ -1814,17 +1816,95 @@ fn field_pair(out: &mut Vec<u8>, name: &str, value: &str) {
     field(out, name, value);
 }
 
+/// The buckets (name before `-<account>-<region>`) whose object-level data events the simulated
+/// trail logs; object calls on every other bucket are not logged, as on a trail that selects
+/// data events for some buckets only.
+pub const LOGGED_BUCKETS: [&str; 3] = ["acme-orders-archive", "acme-media", "acme-misc"];
+
+/// The event sources whose management events the simulated trail excludes
+/// (`ExcludeManagementEventSources` / `eventSource` NotEquals).
+pub const EXCLUDED_SOURCES: [&str; 1] = ["kms.amazonaws.com"];
+
+/// Whether the simulated trail logs a call of `api` (`bucket`: the bucket of an S3 object call).
+pub fn trail_logs(api: Api, bucket: &str) -> bool {
+    let spec = api.spec();
+    if spec.data {
+        LOGGED_BUCKETS
+            .iter()
+            .any(|b| bucket.strip_prefix(b).is_some_and(|r| r.starts_with('-')))
+    } else {
+        !EXCLUDED_SOURCES.contains(&spec.event_source)
+    }
+}
+
+/// Whether the simulated trail could show that an IAM action granted on `bucket`'s objects was
+/// used: not a KMS action (excluded), and an S3 object action only on a logged bucket.
+pub fn trail_shows_action(action: &str, bucket: &str) -> bool {
+    if let Some(p) = action.split(':').next()
+        && EXCLUDED_SOURCES.contains(&format!("{p}.amazonaws.com").as_str())
+    {
+        return false;
+    }
+    if action.starts_with("s3:") && action.contains("Object") {
+        return trail_logs(Api::S3GetObject, bucket);
+    }
+    true
+}
+
+/// Whether the trail logs this call (what `generate_hour` keeps).
+fn logged(w: &World, pre: &Pre, c: &Call) -> bool {
+    if c.api.spec().data {
+        trail_logs(c.api, &s3_names(w, pre, c).0)
+    } else {
+        trail_logs(c.api, "")
+    }
+}
+
+/// The trail's ARN.
+fn trail_arn(w: &World) -> String {
+    format!(
+        "arn:aws:cloudtrail:{}:{}:trail/org-audit",
+        REGIONS[0], w.account
+    )
+}
+
 /// `cloudtrail/event-selectors.json` as `aws cloudtrail get-event-selectors` prints it: what
-/// the simulated trail logs (management events, S3 object data events).
+/// the simulated trail logs: management events but KMS's, and S3 object data events of the
+/// [`LOGGED_BUCKETS`] only.
 pub fn event_selectors(w: &World) -> serde_json::Value {
+    let mut prefixes = Vec::new();
+    for b in LOGGED_BUCKETS {
+        for r in REGIONS {
+            prefixes.push(format!("arn:aws:s3:::{b}-{}-{r}/", w.account));
+        }
+    }
     serde_json::json!({
-        "TrailARN": format!("arn:aws:cloudtrail:{}:{}:trail/org-audit", REGIONS[0], w.account),
+        "TrailARN": trail_arn(w),
         "AdvancedEventSelectors": [
-            {"Name": "Management events",
-             "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
-            {"Name": "S3 object data events",
+            {"Name": "Management events but KMS",
+             "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]},
+                                {"Field": "eventSource", "NotEquals": EXCLUDED_SOURCES}]},
+            {"Name": "S3 object data events of the archive, media and misc buckets",
              "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Data"]},
-                                {"Field": "resources.type", "Equals": ["AWS::S3::Object"]}]}
+                                {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
+                                {"Field": "resources.ARN", "StartsWith": prefixes}]}
         ]
     })
+}
+
+/// `cloudtrail/trails.json` as `aws cloudtrail describe-trails` prints it: one multi-region
+/// trail in the first region.
+pub fn trails(w: &World) -> serde_json::Value {
+    serde_json::json!({"trailList": [{
+        "Name": "org-audit",
+        "S3BucketName": format!("acme-cloudtrail-{}", w.account),
+        "IncludeGlobalServiceEvents": true,
+        "IsMultiRegionTrail": true,
+        "HomeRegion": REGIONS[0],
+        "TrailARN": trail_arn(w),
+        "LogFileValidationEnabled": true,
+        "HasCustomEventSelectors": true,
+        "HasInsightSelectors": false,
+        "IsOrganizationTrail": false
+    }]})
 }

@@ -15,6 +15,7 @@
 //! ecs/task-definitions/<family>-<revision>.json
 //! iam/authorization-details.json
 //! cloudtrail/event-selectors.json
+//! cloudtrail/trails.json
 //! cloudtrail/AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/*.json.gz
 //! network/<YYYYMMDDTHHMMSSZ>/<account>/<region>/describe-network-interfaces.json
 //!                                       (and describe-subnets.json, describe-vpc-endpoints.json):
@@ -124,6 +125,7 @@ pub fn run(cfg: &SimConfig, out: &Path) -> Result<Summary> {
         &ct_dir.join("event-selectors.json"),
         &cloudtrail::event_selectors(&world),
     )?;
+    write_pretty(&ct_dir.join("trails.json"), &cloudtrail::trails(&world))?;
     let t_ct = Instant::now();
     let ct = cloudtrail::write(&world, &ct_dir, cfg.threads)?;
     let cloudtrail_seconds = t_ct.elapsed().as_secs_f64();

@@ -552,8 +552,9 @@ mod cloudtrail {
             assert_eq!(r["managementEvent"].as_bool().unwrap(), cat == "Management");
         }
         assert!(task_calls > 10_000, "only {task_calls} task-session calls");
+        // Most calls AWS makes on a task's behalf are S3's to KMS, which the trail excludes.
         assert!(
-            via_vpce > 100 && invoked > 100 && denied >= 12,
+            via_vpce > 100 && invoked > 10 && denied >= 12,
             "vpce {via_vpce}, invokedBy {invoked}, denied {denied}"
         );
         assert!(global_ok > 0);
@@ -1937,6 +1938,10 @@ mod real_clients {
         R.get_or_init(|| records(long()))
     }
 
+    /// Families whose calls are mostly KMS's, whose events the simulated trail excludes
+    /// (`cloudtrail::EXCLUDED_SOURCES`).
+    const KMS_FAMILIES: [&str; 2] = ["billing-api", "ingest-gateway"];
+
     #[test]
     fn refresh_is_lazy_and_inside_each_sdks_window() {
         let dir = long();
@@ -1989,9 +1994,11 @@ mod real_clients {
                     "{family} {arn}: refreshed {} s before expiry (window {margin} s)",
                     expires - f
                 );
-                // …and only on an API call: the call that needed the credentials.
+                // …and only on an API call: the call that needed the credentials. The trail
+                // excludes KMS, which billing-api and ingest-gateway call most: their refreshing
+                // call is mostly not in it.
                 assert!(
-                    (f - 2..=f + 2).any(|s| calls.contains(&s)),
+                    KMS_FAMILIES.contains(&family) || (f - 2..=f + 2).any(|s| calls.contains(&s)),
                     "{family} {arn}: fetch at {f} with no API call"
                 );
                 *refreshes.entry(family).or_default() += 1;

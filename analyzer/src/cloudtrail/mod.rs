@@ -117,6 +117,8 @@ pub struct Summary {
     pub rejects: u64,
     /// `get-event-selectors` documents stored in `cloudtrail_event_selectors`.
     pub event_selectors: u64,
+    /// `describe-trails` documents stored in `cloudtrail_trails`.
+    pub trail_lists: u64,
     pub bytes: u64,
     pub elapsed: Duration,
 }
@@ -131,6 +133,7 @@ impl Summary {
         self.duplicates += o.duplicates;
         self.rejects += o.rejects;
         self.event_selectors += o.event_selectors;
+        self.trail_lists += o.trail_lists;
         self.bytes += o.bytes;
     }
 }
@@ -364,6 +367,8 @@ struct Chunk {
     records: u64,
     /// (file, document) of `get-event-selectors` output.
     selectors: Vec<(u32, String)>,
+    /// (file, document) of `describe-trails` output.
+    trails: Vec<(u32, String)>,
 }
 
 /// Ingests prepared inputs; adds to `summary`.
@@ -648,10 +653,30 @@ impl<'r> Worker<'r> {
                 }
                 Ok(())
             }
-            Err(RecordError::EventSelectors) if top_level => {
-                self.notes
-                    .selectors
-                    .push((file, String::from_utf8_lossy(bytes).into_owned()));
+            Err(e @ (RecordError::EventSelectors | RecordError::Trails)) if top_level => {
+                let doc = String::from_utf8_lossy(bytes).into_owned();
+                // A document of the trail coverage model that does not read is rejected with
+                // why, never half-taken.
+                let read = match e {
+                    RecordError::EventSelectors => crate::trail::parse_selectors(&doc).map(|_| ()),
+                    _ => crate::trail::parse_trails(&doc).map(|_| ()),
+                };
+                match read {
+                    Ok(()) if matches!(e, RecordError::EventSelectors) => {
+                        self.notes.selectors.push((file, doc))
+                    }
+                    Ok(()) => self.notes.trails.push((file, doc)),
+                    Err(err) => {
+                        self.notes.records += 1;
+                        return self.reject(Reject {
+                            file,
+                            index: Some(index),
+                            offset,
+                            raw: bytes.to_vec(),
+                            reason: format!("{e}: {err:#}"),
+                        });
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
@@ -778,7 +803,7 @@ impl<'n> Writer<'n> {
             self.skipped.insert(f);
             self.summary.skip(self.names[f as usize].clone(), reason);
         }
-        if chunk.rejects.is_empty() && chunk.selectors.is_empty() {
+        if chunk.rejects.is_empty() && chunk.selectors.is_empty() && chunk.trails.is_empty() {
             return Ok(());
         }
         store.transaction(|conn| {
@@ -788,6 +813,9 @@ impl<'n> Writer<'n> {
             for (f, doc) in &chunk.selectors {
                 insert_selectors(conn, &self.names[*f as usize], doc, now_us())?;
             }
+            for (f, doc) in &chunk.trails {
+                crate::trail::insert_trails(conn, &self.names[*f as usize], doc, now_us())?;
+            }
             Ok(())
         })?;
         for r in &chunk.rejects {
@@ -795,6 +823,7 @@ impl<'n> Writer<'n> {
         }
         self.summary.rejects += chunk.rejects.len() as u64;
         self.summary.event_selectors += chunk.selectors.len() as u64;
+        self.summary.trail_lists += chunk.trails.len() as u64;
         Ok(())
     }
 }

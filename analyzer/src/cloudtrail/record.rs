@@ -186,6 +186,9 @@ pub enum RecordError {
     /// `aws cloudtrail get-event-selectors` output: what the trail logs (stored apart).
     #[error("a trail's event selectors, not a record")]
     EventSelectors,
+    /// `aws cloudtrail describe-trails` output: which trails there are (stored apart).
+    #[error("a list of trails, not a record")]
+    Trails,
 }
 
 /// A JSON value as text: strings unquoted (borrowed when they hold no escapes), `null` as
@@ -260,6 +263,10 @@ pub fn parse(bytes: &[u8]) -> Result<Event<'_>, RecordError> {
     let Some(event_id) = text(r.event_id).filter(|id| !id.is_empty()) else {
         if s.contains("\"digestStartTime\"") && s.contains("\"logFiles\"") {
             return Err(RecordError::Digest);
+        }
+        // describe-trails' trails name `HasCustomEventSelectors`: told apart first.
+        if s.contains("\"trailList\"") {
+            return Err(RecordError::Trails);
         }
         if s.contains("\"TrailARN\"") && s.contains("EventSelectors\"") {
             return Err(RecordError::EventSelectors);

@@ -1,6 +1,6 @@
 //! Whether an input holds CloudTrail JSON, decided from its first bytes (after gzip), whatever
 //! its name: S3 delivery's `{"Records":[…]}`, a JSON array of records, one bare record, JSON
-//! lines of records, a trail's event selectors. Names lie both ways: TrailDiscover's examples are
+//! lines of records, a trail's event selectors, describe-trails' list of trails. Names lie both ways: TrailDiscover's examples are
 //! `*.json.cloudtrail`, a copied log may have no extension, and a `.json` beside the logs may be
 //! an IAM or ECS document. Pure: no I/O.
 //!
@@ -86,6 +86,8 @@ struct Keys {
     event_selectors: Seen,
     #[serde(rename = "AdvancedEventSelectors")]
     advanced_event_selectors: Seen,
+    #[serde(rename = "trailList")]
+    trail_list: Seen,
 }
 
 /// A key that was present (with any value, `null` included).
@@ -133,6 +135,7 @@ fn classify(bytes: &[u8]) -> Object {
                 || k.event_name.0
                 || k.event_version.0
                 || (k.trail_arn.0 && (k.event_selectors.0 || k.advanced_event_selectors.0))
+                || k.trail_list.0
             {
                 Object::Record
             } else if k.digest_start.0 && k.log_files.0 {
@@ -224,6 +227,12 @@ mod tests {
         assert_eq!(verdict(r#"{"Records": []}"#), Ok(()));
         assert_eq!(
             verdict(r#"{"TrailARN":"arn:aws:cloudtrail:us-east-1:1:trail/t","EventSelectors":[]}"#),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(
+                r#"{"trailList":[{"Name":"t","TrailARN":"arn:aws:cloudtrail:us-east-1:1:trail/t","IsMultiRegionTrail":true}]}"#
+            ),
             Ok(())
         );
     }
