@@ -50,6 +50,9 @@ pub const LEDGER: &str = ".s3-ledger";
 /// S3 takes parts of at least 5 MiB (but the last).
 const MIN_PART_BYTES: u64 = 5 << 20;
 
+/// While uploads keep failing, the warning is repeated this often.
+const FAILURE_WARNING_EVERY: Duration = Duration::from_secs(300);
+
 /// Longest one segment's upload may take before it counts as failed (and is retried).
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -458,6 +461,7 @@ impl Shipper {
             publications: publications.clone(),
             drain: None,
             failing: false,
+            last_warning: None,
         };
         std::thread::Builder::new()
             .name("s3-shipper".into())
@@ -576,8 +580,10 @@ struct Worker {
     cluster: Option<String>,
     publications: Arc<AtomicU64>,
     drain: Option<Instant>,
-    /// The last attempt failed (logged once until one succeeds).
+    /// The last attempt failed (logged at the first failure, then every few minutes until
+    /// one succeeds).
     failing: bool,
+    last_warning: Option<Instant>,
 }
 
 enum Pass {
@@ -700,6 +706,7 @@ impl Worker {
                     self.stats.shipped_bytes.fetch_add(bytes, Ordering::Relaxed);
                     if self.failing {
                         self.failing = false;
+                        self.last_warning = None;
                         info!("S3 reachable again: shipping the backlog");
                     }
                     debug!(key, bytes, "segment shipped");
@@ -709,9 +716,17 @@ impl Worker {
                 }
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    if !self.failing {
-                        self.failing = true;
-                        warn!(error = %e, "uploading segments failed; retrying with backoff (segments stay local until S3 confirms them)");
+                    self.failing = true;
+                    if self
+                        .last_warning
+                        .is_none_or(|t| t.elapsed() >= FAILURE_WARNING_EVERY)
+                    {
+                        self.last_warning = Some(Instant::now());
+                        warn!(
+                            error = %e,
+                            failed_attempts = self.stats.failures.load(Ordering::Relaxed),
+                            "uploading segments failed; retrying with backoff (segments stay local until S3 confirms them)"
+                        );
                     } else {
                         debug!(error = %e, "upload failed again");
                     }

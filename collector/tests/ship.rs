@@ -517,8 +517,9 @@ fn a_large_segment_is_uploaded_in_parts_and_arrives_whole() {
     assert!(stderr.contains("segments shipped to S3"), "{stderr}");
 }
 
-/// Upload throughput to s3s-fs on loopback: 200 segments of 256 KiB and 4 of 24 MiB (in
-/// parts), shipped by `--once`; the collector's own figures are printed. Run with
+/// Upload throughput to s3s-fs on loopback, as the collector reports it (bytes over the time
+/// spent in uploads): 200 segments of 256 KiB (PutObject), then 4 of 24 MiB (multipart, 16 MiB
+/// parts), each set shipped by one `--once`. Run with
 /// `cargo test --release -p credtrail-collector --test ship -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check"]
@@ -531,7 +532,7 @@ fn upload_throughput_to_s3s_fs() {
     let mut rng = Lcg(11);
     let mut write = |i: u64, size: usize| {
         let rel = format!(
-            "credential_requests/date=2026-11-20/hour={:02}/bench-0-{i:012}-{i:012}.parquet",
+            "task_inventory/date=2026-11-20/hour={:02}/bench-0-{i:012}-{i:012}.parquet",
             i % 24
         );
         let p = env.segments.join(rel);
@@ -539,20 +540,23 @@ fn upload_throughput_to_s3s_fs() {
         let bytes: Vec<u8> = (0..size).map(|_| rng.next(256) as u8).collect();
         std::fs::write(p, bytes).unwrap();
     };
-    for i in 0..200 {
-        write(i, 256 << 10);
+    for (label, range, size) in [
+        ("200 x 256 KiB", 0..200, 256 << 10),
+        ("4 x 24 MiB", 200..204, 24 << 20),
+    ] {
+        for i in range {
+            write(i, size);
+        }
+        let out = collector(&env, server.port, &["--once"])
+            .env("RUST_LOG", "credtrail_collector=info")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        for l in stderr.lines().filter(|l| l.contains("shipped to S3")) {
+            eprintln!("{label}: {l}");
+        }
+        assert_eq!(unshipped_bytes(&env, &root), 0);
     }
-    for i in 200..204 {
-        write(i, 24 << 20);
-    }
-    let out = collector(&env, server.port, &["--once"])
-        .env("RUST_LOG", "credtrail_collector=info")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    for l in stderr.lines().filter(|l| l.contains("shipped to S3")) {
-        eprintln!("{l}");
-    }
-    assert_eq!(unshipped_bytes(&env, &root), 0);
 }
