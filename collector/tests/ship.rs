@@ -474,6 +474,70 @@ fn kills_and_an_s3_outage_ship_every_line_exactly_once_within_the_backlog_bound(
     }
 }
 
+/// A key recorded in the ledger before a crash is the key of every retry: a collector restarted
+/// with another cluster still ships that segment to the first key (one object, not two), and
+/// the segments it has not named yet to the new cluster.
+#[test]
+fn a_retry_after_a_crash_uses_the_key_chosen_before_it() {
+    let Some(bin) = s3s_fs() else { return };
+    let env = Env::new();
+    let root = env.tmp.path().join("s3");
+    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+    let server = start_s3(&bin, &root, 0);
+    env.lines("audit.log", 0, 50);
+    // A first run publishes (without --s3-url) and stops.
+    let out = Command::new(BIN)
+        .arg("--audit-dir")
+        .arg(&env.audit)
+        .arg("--store")
+        .arg(&env.store)
+        .arg("--segments-dir")
+        .arg(&env.segments)
+        .args(["--host", "ship-test", "--min-free-mb", "0", "--once"])
+        .env_remove("CREDTRAIL_S3_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let segment = credtrail_collector::segment::files_of(&env.segments, "credential_requests")
+        .pop()
+        .expect("a published segment");
+    // As if it had been killed during the upload: the ledger names the key, under cluster "old".
+    let rel = segment
+        .strip_prefix(&env.segments)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let (table, rest) = rel.split_once('/').unwrap();
+    let old_key = format!("{PREFIX}{table}/cluster=old/{rest}");
+    let mut ledger = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.segments.join(credtrail_collector::ship::LEDGER))
+        .unwrap();
+    writeln!(ledger, "intent\ts3://{BUCKET}/{old_key}\t{rel}").unwrap();
+    drop(ledger);
+    env.lines("audit.log", 50, 60);
+    let out = collector(&env, server.port, &["--once"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        root.join(BUCKET).join(&old_key).is_file(),
+        "shipped under the recorded key"
+    );
+    assert!(
+        !root.join(BUCKET).join(key_of(&env, &segment)).exists(),
+        "not a second time under the new cluster"
+    );
+    assert_eq!(sorted(bucket_numbers(&root)), (0..60).collect::<Vec<_>>());
+}
+
 /// A segment over `--s3-part-mb` goes up in parts (S3's multipart upload, each part with its
 /// Content-MD5) and arrives byte for byte.
 #[test]
