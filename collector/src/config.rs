@@ -125,8 +125,14 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_S3_REGION")]
     pub s3_region: Option<String>,
 
-    /// Path-style S3 requests (`https://host/bucket/key`), for S3-compatible servers.
-    #[arg(long, env = "CREDTRAIL_S3_FORCE_PATH_STYLE")]
+    /// Path-style S3 requests (`https://host/bucket/key`), for S3-compatible servers (the
+    /// variable takes 1/0, true/false, yes/no, on/off).
+    #[arg(
+        long,
+        env = "CREDTRAIL_S3_FORCE_PATH_STYLE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub s3_force_path_style: bool,
 
     /// The ECS cluster in the S3 keys (default: the one the agent's metadata names).

@@ -122,7 +122,7 @@ fn collector(env: &Env, port: u16, extra: &[&str]) -> Command {
             "/nonexistent/credtrail-test/credentials",
         )
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-        .env("CREDTRAIL_S3_FORCE_PATH_STYLE", "true")
+        .env("CREDTRAIL_S3_FORCE_PATH_STYLE", "1")
         .env("RUST_LOG", "warn");
     cmd.arg("--audit-dir")
         .arg(&env.audit)
