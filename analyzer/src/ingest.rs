@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use crate::store::Store;
@@ -119,6 +119,10 @@ pub struct AuditArgs {
     /// file's lines name).
     #[arg(long)]
     pub host: Option<String>,
+    /// A time (2026-11-20T00:00:00Z, 2026-11-20) or an age (7d, 12h): for `s3://` paths, list
+    /// only the segments' `date=` partitions from that date on.
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 /// A `--since` value as µs since the epoch.
@@ -195,12 +199,17 @@ pub fn run(store_path: &Path, args: &IngestArgs, out: &mut dyn Write) -> Result<
                 origin: None,
             };
             let (urls, local) = s3::split_urls(&a.paths)?;
+            if a.since.is_some() && !local.is_empty() {
+                bail!(
+                    "ingest audit --since applies to s3:// paths only (local files and directories are read whole)"
+                );
+            }
             let mut lines = Vec::new();
             if !urls.is_empty() {
                 let s3_opts = s3::Options {
                     endpoint_url: a.endpoint_url.clone(),
                     region: a.region.clone(),
-                    since_us: None,
+                    since_us: since(a.since.as_deref())?,
                     page_size: None,
                 };
                 lines.push(s3::ingest_audit(&store, &urls, &s3_opts, &opts)?.to_string());

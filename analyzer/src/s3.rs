@@ -11,6 +11,8 @@
 //!   one listing per day. (Digest trees are not walked.)
 //! - **Audit segments.** Objects are downloaded in batches into a temporary directory under
 //!   their key's path (the table comes from it) and loaded by [`crate::audit::ingest`].
+//!   With `--since`, only the `date=` partitions from that date on are listed
+//!   ([`S3::audit_keys`]; the collector ships to `<table>/cluster=<cluster>/date=…/hour=…/`).
 //! - Requests are path-style (`force_path_style`), so S3-compatible local servers work with
 //!   `--endpoint-url`.
 
@@ -154,6 +156,36 @@ impl S3 {
         Ok((keys, prefixes))
     }
 
+    /// Keys under `url` (with sizes) of the collector's layout
+    /// (`<table>/cluster=<cluster>/date=YYYY-MM-DD/hour=HH/…`, or without `cluster=`), skipping
+    /// `date=` folders before `since_us`'s date: the tree is walked with `/` as delimiter and
+    /// only the `date=` folders kept are listed whole. Keys outside any `date=` folder (raw
+    /// audit files) are all kept. Sorted.
+    pub fn audit_keys(&mut self, url: &S3Url, since_us: i64) -> Result<Vec<Key>> {
+        let (y, m, d) = civil_from_days(since_us.div_euclid(86_400_000_000));
+        let first = format!("{y:04}-{m:02}-{d:02}");
+        let mut out = Vec::new();
+        let mut stack = vec![url.prefix.clone()];
+        while let Some(prefix) = stack.pop() {
+            let (keys, prefixes) = self.list(&url.bucket, &prefix, true)?;
+            out.extend(keys);
+            for p in prefixes.into_iter().rev() {
+                let name = p.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+                match name.strip_prefix("date=") {
+                    Some(date) if is_iso_date(date) => {
+                        if date >= first.as_str() {
+                            out.extend(self.list(&url.bucket, &p, false)?.0);
+                        }
+                    }
+                    _ => stack.push(p),
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Every key under `url` (with sizes), pruned to the days from `since_us` on where the
     /// CloudTrail layout allows; sorted.
     pub fn keys(&mut self, url: &S3Url, since_us: Option<i64>) -> Result<Vec<Key>> {
@@ -254,6 +286,18 @@ impl Read for ObjectReader {
     }
 }
 
+/// `YYYY-MM-DD`, by shape (so it compares with another as text).
+fn is_iso_date(s: &str) -> bool {
+    s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+}
+
 /// Where a prefix sits in CloudTrail's S3 layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -345,7 +389,10 @@ pub fn ingest_audit(
     let mut s3 = S3::connect(opts)?;
     let mut summary = audit::Summary::default();
     for url in urls {
-        let keys = s3.keys(url, None)?;
+        let keys = match opts.since_us {
+            Some(since) => s3.audit_keys(url, since)?,
+            None => s3.keys(url, None)?,
+        };
         for batch in keys.chunks(AUDIT_BATCH) {
             let tmp = tempfile::tempdir().context("creating a download directory")?;
             let mut paths = Vec::new();
@@ -411,6 +458,14 @@ pub fn split_urls(paths: &[PathBuf]) -> Result<(Vec<S3Url>, Vec<PathBuf>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_dates_are_recognised_by_shape() {
+        assert!(is_iso_date("2026-11-20"));
+        assert!(!is_iso_date("2026-11-2"));
+        assert!(!is_iso_date("2026/11/20"));
+        assert!(!is_iso_date("latest"));
+    }
 
     #[test]
     fn urls() {

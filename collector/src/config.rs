@@ -114,6 +114,44 @@ pub struct Config {
     #[arg(long, env = "CREDTRAIL_RETAIN_DAYS", default_value_t = 7)]
     pub retain_days: u64,
 
+    /// Ship every published segment to S3, exactly once: `s3://bucket/prefix/` (keys
+    /// `<prefix><table>/cluster=<cluster>/date=…/hour=…/<segment>`). Segments are written to
+    /// --segments-dir first (default: `segments` beside the store) and deleted there only once
+    /// shipped. AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 override the endpoint.
+    #[arg(long, env = "CREDTRAIL_S3_URL", value_parser = crate::ship::S3Url::parse)]
+    pub s3_url: Option<crate::ship::S3Url>,
+
+    /// The bucket's region (default: the AWS credential chain's region, else us-east-1).
+    #[arg(long, env = "CREDTRAIL_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Path-style S3 requests (`https://host/bucket/key`), for S3-compatible servers (the
+    /// variable takes 1/0, true/false, yes/no, on/off).
+    #[arg(
+        long,
+        env = "CREDTRAIL_S3_FORCE_PATH_STYLE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub s3_force_path_style: bool,
+
+    /// The ECS cluster in the S3 keys (default: the one the agent's metadata names).
+    #[arg(long, env = "CREDTRAIL_CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// Segments not yet shipped to S3 may use this many MiB on disk; at the bound no new
+    /// segment is published (rows stay in the store, and are published once the backlog ships).
+    #[arg(long, env = "CREDTRAIL_MAX_BACKLOG_MB", default_value_t = 512)]
+    pub max_backlog_mb: u64,
+
+    /// Segments of at least this many MiB are uploaded in parts of this size (at least 5).
+    #[arg(long, env = "CREDTRAIL_S3_PART_MB", default_value_t = 16)]
+    pub s3_part_mb: u64,
+
+    /// Longest wait between two upload attempts while S3 fails, in seconds.
+    #[arg(long, env = "CREDTRAIL_S3_RETRY_MAX_SECS", default_value_t = 60)]
+    pub s3_retry_max_secs: u64,
+
     /// Watch the directory with inotify as a wake-up hint (polling always runs too).
     #[arg(long, env = "CREDTRAIL_NOTIFY", default_value_t = true, action = clap::ArgAction::Set)]
     pub notify: bool,
@@ -129,6 +167,8 @@ impl Config {
         config.agent_url = None;
         config.host = None;
         config.once = false;
+        config.s3_url = None;
+        config.cluster = None;
         config
     }
 

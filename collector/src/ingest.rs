@@ -16,6 +16,7 @@ use crate::agent::{AgentMetadata, InventoryRow};
 use crate::config::Config;
 use crate::coverage::{Coverage, Pending};
 use crate::segment::{Publisher, SegmentLimits};
+use crate::ship::{ShipSettings, Shipper};
 use crate::store::{Batch, OpenError, Store};
 use crate::sys;
 use crate::tail::{ReadOutcome, TailLimits, Tailer};
@@ -35,6 +36,10 @@ pub struct RunSummary {
     pub segment_files: u64,
     /// Inventory rows stored.
     pub inventory_rows: u64,
+    /// Segments shipped to S3 (with `--s3-url`).
+    pub segments_shipped: u64,
+    /// Publications held back because the unshipped backlog was at `--max-backlog-mb`.
+    pub publications_held: u64,
 }
 
 /// Another collector owns the store; the caller exits with a distinct message.
@@ -54,6 +59,10 @@ pub struct Collector {
     store: Option<Store>,
     /// Writes segments from committed rows (with `--segments-dir`).
     publisher: Option<Publisher>,
+    /// Ships the segments to S3 (with `--s3-url`).
+    shipper: Option<Shipper>,
+    /// Publication is held: the unshipped backlog is at `--max-backlog-mb`.
+    backlog_full: bool,
     _lock: File,
     tailer: Tailer,
     batch: Batch,
@@ -83,6 +92,11 @@ impl Collector {
     /// store's database lock (up to `wait`, or forever with `None`), holding every audit file
     /// open in the meantime so rolls deleted while waiting are still read.
     pub fn open(config: &Config, wait: Option<Duration>) -> Result<Collector> {
+        let mut config = config.clone();
+        if config.s3_url.is_some() && config.segments_dir.is_none() {
+            config.segments_dir = Some(store_dir(&config.store).join("segments"));
+        }
+        let config = &config;
         if let Some(parent) = config.store.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
@@ -136,6 +150,21 @@ impl Collector {
         for (path, file) in held {
             tailer.hold(path, file)?;
         }
+        let shipper = match (&config.s3_url, &config.segments_dir) {
+            (Some(url), Some(dir)) => {
+                if config.cluster.is_none() && config.agent_url.is_none() {
+                    bail!(
+                        "--s3-url needs the cluster for its keys: give --cluster, or --agent-url (the agent's metadata names it)"
+                    );
+                }
+                Some(Shipper::start(
+                    dir,
+                    ShipSettings::from_config(config, url.clone()),
+                    config.cluster.clone(),
+                )?)
+            }
+            _ => None,
+        };
         let publisher = match &config.segments_dir {
             Some(dir) => Some(Publisher::new(
                 dir,
@@ -147,6 +176,8 @@ impl Collector {
         };
         Ok(Collector {
             publisher,
+            shipper,
+            backlog_full: false,
             config: config.clone(),
             batch: Batch::new(host.clone(), next_seq, dicts),
             host,
@@ -194,6 +225,11 @@ impl Collector {
     pub fn set_agent_metadata(&mut self, meta: &AgentMetadata) {
         self.coverage
             .set_agent(meta.container_instance_arn.clone(), meta.cluster.clone());
+        if let (Some(shipper), Some(cluster), None) =
+            (&self.shipper, &meta.cluster, &self.config.cluster)
+        {
+            shipper.set_cluster(cluster);
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -469,8 +505,50 @@ impl Collector {
         let Some(store) = self.store.as_ref() else {
             bail!("store is not open");
         };
-        let files = publisher.publish(store)?;
+        let Some(shipper) = &self.shipper else {
+            let files = publisher.publish(store)?;
+            self.summary.segment_files += files;
+            return Ok(files);
+        };
+        // With S3, a new range is published only while the backlog is under its bound; in
+        // `--once` mode the backlog is given time to ship first.
+        let limit = self.config.max_backlog_mb.max(1).saturating_mul(1 << 20);
+        let patience = self.config.once.then(|| Instant::now() + ONCE_SHIP_WAIT);
+        let mut held = None;
+        let published = publisher.publish_within(store, &mut || {
+            let ok = match patience {
+                Some(until) => shipper.wait_below(limit, until),
+                None => shipper.backlog_bytes() < limit,
+            };
+            if !ok {
+                held = Some(shipper.backlog_bytes());
+            }
+            ok
+        });
+        shipper.published();
+        let files = published?;
         self.summary.segment_files += files;
+        match held {
+            Some(bytes) => {
+                self.summary.publications_held += 1;
+                if !self.backlog_full {
+                    self.backlog_full = true;
+                    warn!(
+                        backlog_bytes = bytes,
+                        max_backlog_mb = self.config.max_backlog_mb,
+                        "S3 backlog full: no new segments are published; lines are still stored and are published once the backlog ships"
+                    );
+                }
+                if let Some(p) = self.publisher.as_mut() {
+                    p.discard_spool();
+                }
+            }
+            None if self.backlog_full => {
+                self.backlog_full = false;
+                info!("S3 backlog below its bound: publishing resumed from the store");
+            }
+            None => {}
+        }
         Ok(files)
     }
 
@@ -525,9 +603,21 @@ impl Collector {
     pub fn finish(mut self) -> RunSummary {
         self.summary.files = self.tailer.open_files() as u64;
         self.checkpoint();
+        if let Some(shipper) = self.shipper.take() {
+            // A service manager kills 30 s after SIGTERM; `--once` may wait longer.
+            self.summary.segments_shipped = shipper.finish(if self.config.once {
+                ONCE_SHIP_WAIT
+            } else {
+                Duration::from_secs(10)
+            });
+        }
         self.summary
     }
 }
+
+/// How long `--once` gives a full S3 backlog to ship before it publishes, and its segments to
+/// ship before it exits (what is left ships at the next start).
+const ONCE_SHIP_WAIT: Duration = Duration::from_secs(120);
 
 fn limits(config: &Config) -> TailLimits {
     TailLimits {

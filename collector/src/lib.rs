@@ -11,6 +11,7 @@ pub mod fault;
 pub mod ingest;
 pub mod parse;
 pub mod segment;
+pub mod ship;
 pub mod source;
 pub mod store;
 pub mod sys;

@@ -33,6 +33,12 @@ fn main() -> ExitCode {
                 summary.inventory_rows,
                 summary.segment_files
             );
+            if config.s3_url.is_some() {
+                eprintln!(
+                    "credtrail-collector: {} segments shipped to S3, {} publications held by a full backlog",
+                    summary.segments_shipped, summary.publications_held
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) if e.downcast_ref::<AlreadyRunning>().is_some() => {

@@ -201,6 +201,17 @@ impl Publisher {
 
     /// Publishes every committed row not yet published. Returns the number of files written.
     pub fn publish(&mut self, store: &Store) -> Result<u64> {
+        self.publish_within(store, &mut || true)
+    }
+
+    /// [`Publisher::publish`], asking `may_continue` before each new range (a range whose
+    /// publication was interrupted is always finished): when it says no, publication stops
+    /// there and the spool is dropped (its rows are read back from the store next time).
+    pub fn publish_within(
+        &mut self,
+        store: &Store,
+        may_continue: &mut dyn FnMut() -> bool,
+    ) -> Result<u64> {
         let mut files = 0;
         if let Some(range) = store.meta(PENDING_EXPORT)? {
             // A publication that did not finish: the same range again, under the same names.
@@ -217,9 +228,17 @@ impl Publisher {
                 spool.files.abandon();
             } else {
                 for (a, b) in pieces(store, done + 1, spool.from - 1, self.limits)? {
+                    if !may_continue() {
+                        spool.files.abandon();
+                        return Ok(files);
+                    }
                     set_pending(store, a, b)?;
                     files += self.read_back(store, a, b)?;
                     mark_exported(store, b)?;
+                }
+                if !may_continue() {
+                    spool.files.abandon();
+                    return Ok(files);
                 }
                 let upto = spool.upto;
                 set_pending(store, spool.from, upto)?;
@@ -229,6 +248,9 @@ impl Publisher {
             }
         }
         for (a, b) in pieces(store, done + 1, last, self.limits)? {
+            if !may_continue() {
+                return Ok(files);
+            }
             set_pending(store, a, b)?;
             files += self.read_back(store, a, b)?;
             mark_exported(store, b)?;

@@ -393,6 +393,84 @@ fn audit_segments_from_s3_match_the_local_ingest() {
     );
 }
 
+/// Copies a collector's segments directory into the layout the collector ships to S3
+/// (`<table>/cluster=<cluster>/date=…/…`), with every `date=` folder renamed to `date`.
+fn ship_layout(segments: &Path, to: &Path, cluster: &str, date: &str) {
+    for f in files_under(segments) {
+        let rel = f.strip_prefix(segments).unwrap();
+        let mut parts: Vec<String> = rel
+            .iter()
+            .map(|c| c.to_str().unwrap().to_string())
+            .collect();
+        if !parts.last().unwrap().ends_with(".parquet") {
+            continue;
+        }
+        parts.insert(1, format!("cluster={cluster}"));
+        for p in parts.iter_mut() {
+            if p.starts_with("date=") {
+                *p = format!("date={date}");
+            }
+        }
+        let dst = parts.iter().fold(to.to_path_buf(), |d, p| d.join(p));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&f, dst).unwrap();
+    }
+}
+
+#[test]
+fn audit_since_lists_only_the_date_partitions_it_needs() {
+    let Some(bin) = s3s_fs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let segments = crate::common::collector_segments(tmp.path(), 300);
+    let files = files_under(&segments)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .count();
+    let root = tmp.path().join("s3");
+    let prefix = root.join("segments-bucket/fleet");
+    // The same rows twice: once in this year's partitions, once in an old one.
+    ship_layout(&segments, &prefix, "prod", "2026-11-20");
+    ship_layout(&segments, &prefix, "prod", "2025-01-01");
+    let server = start_s3(&bin, &root);
+    let store_path = tmp.path().join("a.duckdb");
+    let url = server.url.clone();
+    let args = [
+        "ingest",
+        "audit",
+        "s3://segments-bucket/fleet/",
+        "--endpoint-url",
+        &url,
+        "--since",
+        "2026-11-01",
+    ];
+    let (ok, out, err) = credtrail(&store_path, &args);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    eprint!("{out}");
+    assert!(
+        out.contains(&format!(
+            "audit: {files} segment files, 0 raw files; 300 credential requests, 1 rejected lines"
+        )),
+        "only the partitions from --since on are read: {out}"
+    );
+    // Without --since, both copies are read (and the second adds nothing).
+    let (ok, out, err) = credtrail(&tmp.path().join("b.duckdb"), &args[..5]);
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains(&format!(
+            "audit: {} segment files, 0 raw files; 300 credential requests, 1 rejected lines",
+            2 * files
+        )),
+        "{out}"
+    );
+    // --since does not apply to local paths: said, not ignored.
+    let local = segments.to_str().unwrap();
+    let (ok, _, err) = credtrail(
+        &tmp.path().join("c.duckdb"),
+        &["ingest", "audit", local, "--since", "7d"],
+    );
+    assert!(!ok && err.contains("s3:// paths only"), "{err}");
+}
+
 #[test]
 fn raw_audit_files_from_s3_are_recorded_under_their_urls() {
     let Some(bin) = s3s_fs() else { return };
