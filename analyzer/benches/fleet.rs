@@ -194,6 +194,9 @@ fn quality() {
     // Actions called unused, and of those, KMS actions (the simulated trail excludes KMS: each
     // would be a wrong verdict).
     let (mut listed_total, mut listed_kms) = (0usize, 0usize);
+    // Actions called unused that the role's sessions really used (the simulation's
+    // used-actions.jsonl counts calls the trail did not log too): each one is a wrong verdict.
+    let mut listed_used = 0usize;
     for seed in &seeds {
         let tmp = tempfile::tempdir().unwrap();
         let truth = build(tmp.path(), *seed, hosts, hours);
@@ -206,6 +209,18 @@ fn quality() {
             .into_iter()
             .partition(|f| !expected_benign(&manifest, f));
         benign_total += benign.len();
+        let used: std::collections::HashSet<(String, String)> =
+            std::fs::read_to_string(tmp.path().join("simulation/used-actions.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (
+                        v["role_arn"].as_str().unwrap().to_string(),
+                        v["action"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
         for f in findings.iter().filter(|f| f.kind == "unused_permissions") {
             for a in f.evidence["unused_actions"]
                 .as_array()
@@ -214,6 +229,11 @@ fn quality() {
             {
                 let a = a.as_str().unwrap_or("");
                 listed_total += 1;
+                let role = f.role_arn.clone().unwrap_or_default();
+                if used.contains(&(role.clone(), a.to_string())) {
+                    listed_used += 1;
+                    println!("  seed {seed}: {a} called unused, but {role} used it");
+                }
                 if a.starts_with("kms:") {
                     listed_kms += 1;
                     println!(
@@ -285,6 +305,15 @@ fn quality() {
     print_scores(&all);
     println!(
         "unused actions listed: {listed_total}, of which KMS actions (the trail excludes KMS, must be 0): {listed_kms}"
+    );
+    println!(
+        "unused_actions precision: {:.2} ({} of {listed_total} listed actions the roles really used, logged or not)",
+        if listed_total == 0 {
+            1.0
+        } else {
+            (listed_total - listed_used) as f64 / listed_total as f64
+        },
+        listed_used
     );
     println!(
         "benign at medium (a stale credential ID beside working clients, an all-429 throttling window): {benign_total}"

@@ -59,6 +59,12 @@ impl Stats {
     }
 }
 
+/// What each role's sessions really did, whether or not the trail logged it: (role index, IAM
+/// action) of every call of a task or execution role that was not refused. The ground truth an
+/// `unused` verdict is checked against (a trail that excludes a source must not make a used
+/// action look unused).
+pub type UsedActions = BTreeSet<(u32, &'static str)>;
+
 /// Data shared by every hour: resolved names, JSON-escaped user agents.
 struct Pre {
     res: Vec<Resources>,
@@ -152,9 +158,11 @@ fn prepare(w: &World) -> Pre {
     pre
 }
 
-/// Write every CloudTrail file under `out` (the `cloudtrail/` directory).
-pub fn write(w: &World, out: &Path, threads: usize) -> Result<Stats> {
+/// Write every CloudTrail file under `out` (the `cloudtrail/` directory); also returns what the
+/// roles really used, logged or not.
+pub fn write(w: &World, out: &Path, threads: usize) -> Result<(Stats, UsedActions)> {
     let pre = prepare(w);
+    let used: Mutex<UsedActions> = Mutex::new(UsedActions::new());
     let hours = w.hours as usize;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Stats>>>> = Mutex::new((0..hours).map(|_| None).collect());
@@ -168,7 +176,7 @@ pub fn write(w: &World, out: &Path, threads: usize) -> Result<Stats> {
                     if h >= hours {
                         break;
                     }
-                    let r = write_hour(w, &pre, out, h as u32, &mut dirs);
+                    let r = write_hour(w, &pre, out, h as u32, &mut dirs, &used);
                     let failed = r.is_err();
                     if let Ok(mut v) = results.lock() {
                         v[h] = Some(r);
@@ -188,7 +196,10 @@ pub fn write(w: &World, out: &Path, threads: usize) -> Result<Stats> {
     for r in results.into_iter().flatten() {
         total.add(r?);
     }
-    Ok(total)
+    let used = used
+        .into_inner()
+        .map_err(|_| anyhow!("a CloudTrail writer thread panicked"))?;
+    Ok((total, used))
 }
 
 /// One delivery of a record.
@@ -204,8 +215,12 @@ fn write_hour(
     out: &Path,
     h: u32,
     dirs: &mut BTreeSet<PathBuf>,
+    used: &Mutex<UsedActions>,
 ) -> Result<Stats> {
-    let calls = generate_hour(w, pre, h);
+    let (calls, hour_used) = generate_hour(w, pre, h);
+    if let Ok(mut u) = used.lock() {
+        u.extend(hour_used);
+    }
     let mut rng = Rng::derive(w.seed, &[stream::HOUR, u64::from(h)]);
     let mut stats = Stats::default();
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(calls.len() + calls.len() / 1000);
@@ -386,7 +401,7 @@ impl Gen<'_> {
     }
 }
 
-fn generate_hour(w: &World, pre: &Pre, h: u32) -> Vec<Call> {
+fn generate_hour(w: &World, pre: &Pre, h: u32) -> (Vec<Call>, UsedActions) {
     let hs = w.start + i64::from(h) * 3600;
     let he = hs + 3600;
     let mut g = Gen {
@@ -434,9 +449,15 @@ fn generate_hour(w: &World, pre: &Pre, h: u32) -> Vec<Call> {
             g.out.push(c.clone());
         }
     }
+    let mut used = UsedActions::new();
+    for c in &g.out {
+        if let (Who::Key(k), None) = (c.who, c.err) {
+            used.insert((w.keys[k as usize].role, c.api.iam_action()));
+        }
+    }
     // What the trail does not log never reaches its files.
     g.out.retain(|c| logged(w, pre, c));
-    g.out
+    (g.out, used)
 }
 
 fn lifecycle_calls(g: &mut Gen, ti: usize, task: &Task) {

@@ -8,6 +8,9 @@
 //!                                       and audit start, benign clients, counts)
 //! truth.jsonl                           one expected finding per planted attack (benign
 //!                                       behaviour a rule may call medium is not in it)
+//! used-actions.jsonl                    every (role, IAM action) a task or execution role
+//!                                       session really used, whether or not the trail logged
+//!                                       it: what an `unused` verdict must never name
 //! hosts/<host>/var/log/ecs/audit.log*   agent credential audit logs, rolled per host mode
 //! hosts/<host>/agent/metadata.json      GET /v1/metadata
 //! hosts/<host>/agent/tasks/<time>.json  GET /v1/tasks every 15 minutes
@@ -103,6 +106,19 @@ fn ensure_empty_dir(out: &Path) -> Result<()> {
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
 }
 
+/// `used-actions.jsonl`: one `{"role_arn", "action"}` line per pair, sorted.
+fn render_used(w: &cluster::World, used: &cloudtrail::UsedActions) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for (role, action) in used {
+        serde_json::to_writer(
+            &mut out,
+            &json!({"role_arn": w.roles[*role as usize].arn, "action": action}),
+        )?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
 /// Simulate into `out` (which must be absent or empty).
 pub fn run(cfg: &SimConfig, out: &Path) -> Result<Summary> {
     let t0 = Instant::now();
@@ -127,8 +143,11 @@ pub fn run(cfg: &SimConfig, out: &Path) -> Result<Summary> {
     )?;
     write_pretty(&ct_dir.join("trails.json"), &cloudtrail::trails(&world))?;
     let t_ct = Instant::now();
-    let ct = cloudtrail::write(&world, &ct_dir, cfg.threads)?;
+    let (ct, used) = cloudtrail::write(&world, &ct_dir, cfg.threads)?;
     let cloudtrail_seconds = t_ct.elapsed().as_secs_f64();
+    let used_path = out.join("used-actions.jsonl");
+    fs::write(&used_path, render_used(&world, &used)?)
+        .with_context(|| format!("writing {}", used_path.display()))?;
     let truth_path = out.join("truth.jsonl");
     fs::write(&truth_path, truth::render(&world.truth)?)
         .with_context(|| format!("writing {}", truth_path.display()))?;

@@ -909,6 +909,56 @@ mod truth {
         );
     }
 
+    /// used-actions.jsonl holds every action a role's sessions used: each authorized call in the
+    /// trail's files is in it, and so are KMS calls, which the simulated trail excludes.
+    #[test]
+    fn used_actions_hold_logged_and_unlogged_use() {
+        let (dir, _) = shared();
+        let used: BTreeSet<(String, String)> =
+            std::fs::read_to_string(dir.join("used-actions.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    (
+                        v["role_arn"].as_str().unwrap().to_string(),
+                        v["action"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+        let records = super::real_clients::shared_records();
+        let mut logged = 0;
+        for r in records {
+            let ui = &r["userIdentity"];
+            // Task and execution role sessions (named by the task ID), authorized.
+            if super::real_clients::session_task_id(r).is_none() || r.get("errorCode").is_some() {
+                continue;
+            }
+            let role = ui["sessionContext"]["sessionIssuer"]["arn"]
+                .as_str()
+                .unwrap();
+            let source = r["eventSource"].as_str().unwrap();
+            if !used
+                .iter()
+                .any(|(u, a)| u == role && source.starts_with(a.split(':').next().unwrap()))
+            {
+                panic!("{role} called {source} but used-actions.jsonl has none of its actions");
+            }
+            logged += 1;
+        }
+        assert!(logged > 1000, "{logged} authorized role calls");
+        assert!(
+            !records
+                .iter()
+                .any(|r| r["eventSource"] == "kms.amazonaws.com"),
+            "the trail excludes KMS"
+        );
+        assert!(
+            used.iter().any(|(_, a)| a.starts_with("kms:")),
+            "KMS use is recorded although the trail does not log it"
+        );
+    }
+
     #[test]
     fn no_attacks_no_truth() {
         let tmp = tempfile::tempdir().unwrap();
