@@ -1027,12 +1027,17 @@ fn opt_ts(us: Option<i64>) -> Value {
     us.map_or(Value::Null, ts)
 }
 
-/// DuckDB's memory limit for the store unless configured (`--store-memory-mb`).
-pub const DEFAULT_MEMORY_MB: u64 = 128;
+/// DuckDB's memory limit for the store unless configured (`--store-memory-mb`). With 128 its
+/// buffer pool alone took a backlog's peak RSS past 100 MB; below 64, reading back a range for
+/// publication after many crashes of a follow process ran out of memory (48 MB was not enough in
+/// `tests/binary.rs`).
+pub const DEFAULT_MEMORY_MB: u64 = 32;
 
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// DuckDB's memory limit as configured, MiB.
+    memory_mb: u64,
 }
 
 const STORE_ID: &str = "store_id";
@@ -1067,9 +1072,10 @@ impl Store {
 
     /// Opens the store letting DuckDB use at most `memory_mb` MiB (beyond, it spills to disk).
     pub fn open_with_memory(path: &Path, memory_mb: u64) -> Result<Store, OpenError> {
+        let memory_mb = memory_mb.max(16);
         let config = duckdb::Config::default()
             .threads(1)
-            .and_then(|c| c.max_memory(&format!("{}MB", memory_mb.max(16))))
+            .and_then(|c| c.max_memory(&format!("{memory_mb}MB")))
             .map_err(|source| OpenError::Other {
                 path: path.to_path_buf(),
                 source,
@@ -1098,6 +1104,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            memory_mb,
         };
         store
             .ensure_store_id()
@@ -1144,6 +1151,19 @@ impl Store {
 
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// DuckDB's memory limit as configured (`--store-memory-mb`), MiB.
+    pub fn memory_mb(&self) -> u64 {
+        self.memory_mb
+    }
+
+    /// Sets DuckDB's memory limit for what follows (publication raises it to read rows back,
+    /// then sets [`Store::memory_mb`] again).
+    pub fn set_memory_limit(&self, mb: u64) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("SET memory_limit = '{mb}MB'"))
+            .with_context(|| format!("setting the store's memory limit to {mb} MB"))
     }
 
     /// The seq the next row gets: one past the highest committed in any table or published
@@ -1284,6 +1304,8 @@ impl Store {
         }
     }
 
+    /// The statements of every commit are prepared once per connection (`prepare_cached`):
+    /// parsing and planning them again cost a fifth of a backlog's CPU time.
     fn write(&mut self, batch: &mut Batch, published: &Published, now: i64) -> Result<()> {
         if !batch.requests.is_empty() {
             if !batch.dicts.loaded {
@@ -1316,13 +1338,15 @@ impl Store {
         }
         for (seq, c) in &batch.coverage {
             // An interval is one row: extending it replaces the row, under a new seq.
-            self.conn.execute(
-                "DELETE FROM collector_coverage WHERE host = ? AND run_id = ? AND interval_no = ?",
+            self.conn.prepare_cached(
+                "DELETE FROM collector_coverage WHERE host = ? AND run_id = ? AND interval_no = ?")?.execute(
                 params![batch.host, c.run_id, c.interval_no],
             )?;
-            self.conn.execute(
-                "INSERT INTO collector_coverage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO collector_coverage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
                     batch.host,
                     c.run_id,
                     c.interval_no,
@@ -1334,16 +1358,14 @@ impl Store {
                     ts(c.run_started_us),
                     ts(now),
                     seq
-                ],
-            )?;
+                ])?;
         }
         for s in &batch.states {
-            self.conn.execute(
-                "DELETE FROM ingest_state WHERE source_id = ?",
-                params![s.source_id],
-            )?;
-            self.conn.execute(
-                "INSERT INTO ingest_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.conn
+                .prepare_cached("DELETE FROM ingest_state WHERE source_id = ?")?
+                .execute(params![s.source_id])?;
+            self.conn.prepare_cached(
+                "INSERT INTO ingest_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?.execute(
                 params![
                     s.source_id,
                     s.dev as i64,
@@ -1368,23 +1390,25 @@ impl Store {
         // A source that is done has all its rows committed (or its loss recorded): forget it
         // in the same transaction, so the state table stays bounded.
         self.conn
-            .execute("DELETE FROM ingest_state WHERE status = 'done'", [])?;
+            .prepare_cached("DELETE FROM ingest_state WHERE status = 'done'")?
+            .execute([])?;
         // One file (device, inode) has at most one source being read: two would store its lines
         // twice. Refused here, whatever the tailer decided.
-        let doubled: Option<String> = self.conn.query_row(
-            "SELECT string_agg(dev || ':' || ino, ', ') FROM (
-               SELECT dev, ino FROM ingest_state WHERE status = 'active'
-               GROUP BY dev, ino HAVING count(*) > 1)",
-            [],
-            |r| r.get(0),
-        )?;
+        let doubled: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT string_agg(dev || ':' || ino, ', ') FROM (
+                   SELECT dev, ino FROM ingest_state WHERE status = 'active'
+                   GROUP BY dev, ino HAVING count(*) > 1)",
+            )?
+            .query_row([], |r| r.get(0))?;
         if let Some(files) = doubled {
             bail!("two active sources for one file (device:inode {files}); the batch is refused");
         }
         for g in &batch.gaps {
-            self.conn.execute(
-                "INSERT INTO ingest_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
+            self.conn
+                .prepare_cached("INSERT INTO ingest_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?
+                .execute(params![
                     ts(now),
                     batch.host,
                     g.kind,
@@ -1395,14 +1419,19 @@ impl Store {
                     opt_ts(g.from_time_us),
                     opt_ts(g.to_time_us),
                     g.detail
-                ],
-            )?;
+                ])?;
         }
         for e in &batch.events {
-            self.conn.execute(
-                "INSERT INTO ingest_events VALUES (?, ?, ?, ?, ?, ?)",
-                params![ts(now), batch.host, e.kind, e.source_id, e.path, e.detail],
-            )?;
+            self.conn
+                .prepare_cached("INSERT INTO ingest_events VALUES (?, ?, ?, ?, ?, ?)")?
+                .execute(params![
+                    ts(now),
+                    batch.host,
+                    e.kind,
+                    e.source_id,
+                    e.path,
+                    e.detail
+                ])?;
         }
         Ok(())
     }
