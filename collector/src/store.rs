@@ -1038,6 +1038,10 @@ pub struct Store {
     path: PathBuf,
     /// DuckDB's memory limit as configured, MiB.
     memory_mb: u64,
+    /// (device, inode) of each active source as this connection committed it, after the check
+    /// that no other active source names the same file: a batch that writes only these states
+    /// again (offsets advanced) cannot make two, so the check's query is not run for it.
+    checked: HashMap<String, (u64, u64)>,
 }
 
 const STORE_ID: &str = "store_id";
@@ -1105,6 +1109,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             memory_mb,
+            checked: HashMap::new(),
         };
         store
             .ensure_store_id()
@@ -1291,7 +1296,16 @@ impl Store {
         });
         match written {
             Ok(()) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(published),
+                Ok(()) => {
+                    for s in &batch.states {
+                        if s.status == SourceStatus::Active {
+                            self.checked.insert(s.source_id.clone(), (s.dev, s.ino));
+                        } else {
+                            self.checked.remove(&s.source_id);
+                        }
+                    }
+                    Ok(published)
+                }
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     Err(e).context("committing a batch")
@@ -1393,15 +1407,23 @@ impl Store {
             .prepare_cached("DELETE FROM ingest_state WHERE status = 'done'")?
             .execute([])?;
         // One file (device, inode) has at most one source being read: two would store its lines
-        // twice. Refused here, whatever the tailer decided.
-        let doubled: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT string_agg(dev || ':' || ino, ', ') FROM (
+        // twice. Refused here, whatever the tailer decided (checked whenever the batch makes a
+        // source active or gives one another file).
+        let unchecked = batch.states.iter().any(|s| {
+            s.status == SourceStatus::Active
+                && self.checked.get(&s.source_id) != Some(&(s.dev, s.ino))
+        });
+        let doubled: Option<String> = if !unchecked {
+            None
+        } else {
+            self.conn
+                .prepare_cached(
+                    "SELECT string_agg(dev || ':' || ino, ', ') FROM (
                    SELECT dev, ino FROM ingest_state WHERE status = 'active'
                    GROUP BY dev, ino HAVING count(*) > 1)",
-            )?
-            .query_row([], |r| r.get(0))?;
+                )?
+                .query_row([], |r| r.get(0))?
+        };
         if let Some(files) = doubled {
             bail!("two active sources for one file (device:inode {files}); the batch is refused");
         }
@@ -1669,6 +1691,54 @@ mod tests {
             kept, 2,
             "the quoted and the lossy user agent keep their bytes"
         );
+    }
+
+    #[test]
+    fn a_second_active_source_for_one_file_is_refused_also_after_batches_that_skip_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.duckdb")).unwrap();
+        let state = |id: &str, ino: u64, offset: u64| SourceState {
+            source_id: id.into(),
+            dev: 1,
+            ino,
+            fp_len: 10,
+            fp_hash: 7,
+            check_hash: None,
+            path: "/var/log/ecs/audit.log".into(),
+            committed_offset: offset,
+            size_seen: offset,
+            lines: 0,
+            rejected: 0,
+            lossy: 0,
+            incomplete: 0,
+            status: SourceStatus::Active,
+            first_seen_us: 1,
+            last_event_us: None,
+        };
+        let mut commit = |states: Vec<SourceState>| {
+            let mut batch = Batch::new("h".into(), 1, store.dictionaries().unwrap());
+            for s in states {
+                batch.set_state(s);
+            }
+            store.commit(&mut batch).map(|_| ())
+        };
+        commit(vec![state("a", 2, 10)]).unwrap();
+        commit(vec![state("a", 2, 20)]).unwrap(); // only advances a checked source
+        let err = commit(vec![state("b", 2, 0)]).unwrap_err();
+        assert!(err.to_string().contains("two active sources"), "{err:#}");
+        commit(vec![state("a", 2, 30)]).unwrap();
+        commit(vec![state("b", 3, 0)]).unwrap(); // another inode
+        let err = commit(vec![state("a", 3, 40)]).unwrap_err(); // a moved onto b's file
+        assert!(err.to_string().contains("two active sources"), "{err:#}");
+        let offsets: Vec<(String, i64)> = store
+            .conn()
+            .prepare("SELECT source_id, committed_offset FROM ingest_state ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(offsets, [("a".to_string(), 30), ("b".to_string(), 0)]);
     }
 
     #[test]
