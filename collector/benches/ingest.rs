@@ -56,7 +56,7 @@ fn main() {
         );
         let mut results = Vec::new();
         for (phase, label) in [
-            ("credtrail", "credtrail-collector --once (1 thread)"),
+            ("credtrail", "credtrail-collector --once (2 threads)"),
             ("duckdb-1", "DuckDB read_csv + COPY PARTITION_BY, 1 thread"),
             ("duckdb-n", "DuckDB read_csv + COPY PARTITION_BY, default"),
         ] {

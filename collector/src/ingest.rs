@@ -382,7 +382,7 @@ impl Collector {
         match store.commit(&mut self.batch) {
             Ok(published) => {
                 if let Some(p) = self.publisher.as_mut() {
-                    p.spool(&published);
+                    p.spool(published);
                 }
                 self.commit_failed = false;
                 self.holding_memory |= rows >= 10_000;

@@ -7,7 +7,8 @@
 //! replacing what an earlier store published. Rows are written from what each
 //! commit stored ([`Published`]): the [`Publisher`] keeps a *spool*, open Parquet files (under
 //! temporary names) that every commit appends to, and publication closes them, syncs them and
-//! renames them into place. The store is only read back for rows no spool holds: rows committed
+//! renames them into place. A thread of its own owns the spool and encodes each commit's rows
+//! while the thread owning the store reads and commits the next batch (it never touches DuckDB). The store is only read back for rows no spool holds: rows committed
 //! by an earlier process that stopped before publishing them, or by a commit whose outcome was
 //! unsure. Those are read in bounded pieces of `seq`.
 //!
@@ -54,6 +55,10 @@ const COVERAGE: usize = 3;
 const EXPORTED_UPTO: &str = "exported_upto";
 const PENDING_EXPORT: &str = "pending_export";
 
+/// DuckDB's memory limit (MiB) while rows are read back from the store, when
+/// `--store-memory-mb` is lower: what the store had for everything before ingest needed less.
+const READ_BACK_MEMORY_MB: u64 = 128;
+
 /// Rows per Parquet row group (DuckDB's row group size).
 const ROW_GROUP_ROWS: usize = 122_880;
 
@@ -91,8 +96,8 @@ pub struct SegmentLimits {
 impl Default for SegmentLimits {
     fn default() -> Self {
         SegmentLimits {
-            buffer_bytes: 4 << 20,
-            read_bytes: 8 << 20,
+            buffer_bytes: 2 << 20,
+            read_bytes: 2 << 20,
             read_rows: ROW_GROUP_ROWS,
         }
     }
@@ -100,12 +105,75 @@ impl Default for SegmentLimits {
 
 /// Publishes committed rows as segments; see the module documentation.
 pub struct Publisher {
+    /// Where and how the spool's files are written (shared with the spool's thread).
+    target: Arc<SpoolTarget>,
+    /// The thread appending commits to the spool (started at the first commit).
+    writer: Option<SpoolWriter>,
+}
+
+/// Where a spool's files go: the segments directory, the host, the [`name_prefix`] of the store
+/// the rows come from, and the memory limits.
+struct SpoolTarget {
     dir: PathBuf,
     host: String,
-    /// [`name_prefix`] of the store the rows come from.
     prefix: String,
     limits: SegmentLimits,
-    spool: Option<Spool>,
+}
+
+/// What the spool's thread is asked to do, in commit order.
+enum SpoolRequest {
+    /// Append what one commit stored (starting a spool, for `target`, if none is open).
+    Append(Box<Published>, Arc<SpoolTarget>),
+    /// Hand the spool over (for publication), leaving none.
+    Take(std::sync::mpsc::Sender<Option<Spool>>),
+    /// Forget the spool, removing its temporary files.
+    Discard,
+}
+
+/// The thread that owns the spool: Parquet encoding of one commit's rows runs there while the
+/// thread owning the store reads and commits the next batch. Requests go through a rendezvous
+/// channel, so at most one commit waits for the thread while it writes another: the memory of
+/// the rows in flight stays one batch.
+struct SpoolWriter {
+    requests: std::sync::mpsc::SyncSender<SpoolRequest>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SpoolWriter {
+    fn start() -> Result<SpoolWriter> {
+        let (requests, incoming) = std::sync::mpsc::sync_channel::<SpoolRequest>(0);
+        let thread = std::thread::Builder::new()
+            .name("segment-spool".into())
+            .spawn(move || {
+                let mut spool: Option<Spool> = None;
+                for request in incoming {
+                    match request {
+                        SpoolRequest::Append(p, target) => {
+                            if let Err(e) = Spool::append(&mut spool, &p, &target) {
+                                warn!(error = %format!("{e:#}"), "cannot write the segment spool; its rows are read back from the store when published");
+                                if let Some(s) = spool.take() {
+                                    s.files.abandon();
+                                }
+                            }
+                        }
+                        SpoolRequest::Take(reply) => {
+                            // A caller that went away leaves the spool to be dropped here.
+                            let _ = reply.send(spool.take());
+                        }
+                        SpoolRequest::Discard => {
+                            if let Some(s) = spool.take() {
+                                s.files.abandon();
+                            }
+                        }
+                    }
+                }
+                if let Some(s) = spool.take() {
+                    s.files.abandon();
+                }
+            })
+            .context("starting the segment spool thread")?;
+        Ok(SpoolWriter { requests, thread })
+    }
 }
 
 /// Open files holding every row committed from `from` to `upto` (inclusive).
@@ -127,75 +195,85 @@ impl Publisher {
         let host = sanitize(host);
         remove_temporaries(dir)?;
         Ok(Publisher {
-            dir: dir.to_path_buf(),
-            host,
-            prefix,
-            limits,
-            spool: None,
+            target: Arc::new(SpoolTarget {
+                dir: dir.to_path_buf(),
+                host,
+                prefix,
+                limits,
+            }),
+            writer: None,
         })
     }
 
     /// The store was opened again (it may have been rebuilt, with a new ID): names follow it.
     pub fn set_store(&mut self, host: &str, store_id: &str) {
         let prefix = name_prefix(host, store_id);
-        if prefix != self.prefix {
+        if prefix != self.target.prefix {
             self.discard_spool();
-            self.prefix = prefix;
+            self.target = Arc::new(SpoolTarget {
+                dir: self.target.dir.clone(),
+                host: self.target.host.clone(),
+                prefix,
+                limits: self.target.limits,
+            });
         }
     }
 
-    /// Appends what a commit stored to the spool. A failure here loses nothing: the spool is
-    /// dropped, and publication reads its rows back from the store.
-    pub fn spool(&mut self, p: &Published) {
+    /// Hands what a commit stored to the spool's thread, which appends it to the open files
+    /// while the caller goes on. A failure there loses nothing: the spool is dropped, and
+    /// publication reads its rows back from the store.
+    pub fn spool(&mut self, p: Published) {
         if p.last_seq < p.first_seq {
             return;
         }
-        if let Err(e) = self.try_spool(p) {
-            warn!(error = %format!("{e:#}"), "cannot write the segment spool; its rows are read back from the store when published");
-            self.discard_spool();
+        if self.writer.is_none() {
+            match SpoolWriter::start() {
+                Ok(w) => self.writer = Some(w),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "no segment spool; committed rows are read back from the store when published");
+                    return;
+                }
+            }
+        }
+        let request = SpoolRequest::Append(Box::new(p), self.target.clone());
+        if self.send(request).is_err() {
+            // The thread is gone (it panicked): this commit's rows are in no spool any more.
+            self.writer = None;
         }
     }
 
-    fn try_spool(&mut self, p: &Published) -> Result<()> {
-        let spool = match &mut self.spool {
-            Some(s) => s,
-            None => self.spool.insert(Spool {
-                from: p.first_seq,
-                upto: p.first_seq - 1,
-                files: Files::new(
-                    &self.dir,
-                    &self.host,
-                    &self.prefix,
-                    p.first_seq,
-                    self.limits,
-                ),
-                coverage: BTreeMap::new(),
-            }),
+    fn send(&self, request: SpoolRequest) -> Result<()> {
+        let Some(w) = &self.writer else {
+            bail!("no spool thread");
         };
-        for (table, rb) in [
-            (REQUESTS, &p.requests),
-            (REJECTED, &p.rejected),
-            (INVENTORY, &p.inventory),
-        ] {
-            if let Some(rb) = rb {
-                spool.files.write(table, rb)?;
+        w.requests
+            .send(request)
+            .map_err(|_| anyhow::anyhow!("the segment spool thread stopped"))
+    }
+
+    /// The spool, with every commit handed to it so far appended; none is left open.
+    fn take_spool(&mut self) -> Option<Spool> {
+        self.writer.as_ref()?;
+        let (reply, answer) = std::sync::mpsc::channel();
+        let taken = self
+            .send(SpoolRequest::Take(reply))
+            .ok()
+            .and_then(|()| answer.recv().ok());
+        match taken {
+            Some(spool) => spool,
+            None => {
+                warn!("the segment spool thread stopped; its rows are read back from the store");
+                self.writer = None;
+                None
             }
         }
-        for (seq, row) in &p.coverage {
-            spool.coverage.insert(
-                (row.run_id.clone(), row.interval_no),
-                (*seq, row.clone(), p.committed_at_us),
-            );
-        }
-        spool.upto = spool.upto.max(p.last_seq);
-        Ok(())
     }
 
     /// Forgets the spool (after a commit whose outcome is unsure): its rows, and the rows of
     /// that commit if it was stored after all, are read back from the store when published.
     pub fn discard_spool(&mut self) {
-        if let Some(s) = self.spool.take() {
-            s.files.abandon();
+        if self.writer.is_some() && self.send(SpoolRequest::Discard).is_err() {
+            self.writer = None;
         }
     }
 
@@ -221,13 +299,13 @@ impl Publisher {
         }
         let mut done = exported_upto(store)?;
         let last = store.next_seq()? - 1;
-        if let Some(spool) = self.spool.take() {
+        if let Some(spool) = self.take_spool() {
             if spool.from <= done || spool.upto > last {
                 // Rows already published, or a spool that does not match the store: the store
                 // is the truth.
                 spool.files.abandon();
             } else {
-                for (a, b) in pieces(store, done + 1, spool.from - 1, self.limits)? {
+                for (a, b) in pieces(store, done + 1, spool.from - 1, self.target.limits)? {
                     if !may_continue() {
                         spool.files.abandon();
                         return Ok(files);
@@ -247,7 +325,7 @@ impl Publisher {
                 done = upto;
             }
         }
-        for (a, b) in pieces(store, done + 1, last, self.limits)? {
+        for (a, b) in pieces(store, done + 1, last, self.target.limits)? {
             if !may_continue() {
                 return Ok(files);
             }
@@ -261,9 +339,13 @@ impl Publisher {
     /// Writes the rows with `seq` in `from..=to` read back from the store, in pieces that fit
     /// the limits, into one file per table and hour named by the whole range.
     fn read_back(&self, store: &Store, from: i64, to: i64) -> Result<u64> {
-        let mut files = Files::new(&self.dir, &self.host, &self.prefix, from, self.limits);
+        let t = &self.target;
+        let mut files = Files::new(&t.dir, &t.host, &t.prefix, from, t.limits);
+        // DuckDB's joins with the dictionaries need more than ingest does (48 MB ran out after
+        // many crashes in `tests/binary.rs`); this path runs only for rows no spool holds.
+        store.set_memory_limit(store.memory_mb().max(READ_BACK_MEMORY_MB))?;
         let written = (|| -> Result<()> {
-            for (a, b) in pieces(store, from, to, self.limits)? {
+            for (a, b) in pieces(store, from, to, t.limits)? {
                 for (table, (name, _)) in TABLES.iter().enumerate() {
                     let sql = if table == REQUESTS {
                         REQUESTS_IN_RANGE.to_string()
@@ -278,17 +360,66 @@ impl Publisher {
             }
             Ok(())
         })();
+        let written = written.and_then(|()| store.set_memory_limit(store.memory_mb()));
         match written {
             Ok(()) => files.finish(to),
             Err(e) => {
                 files.abandon();
+                let _ = store.set_memory_limit(store.memory_mb());
                 Err(e).with_context(|| format!("publishing rows {from}..={to} from the store"))
             }
         }
     }
 }
 
+impl Drop for Publisher {
+    /// Waits for the spool's thread to finish what it was handed (its files stay temporary:
+    /// the next start removes them and publishes the rows from the store).
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            drop(w.requests);
+            let _ = w.thread.join();
+        }
+    }
+}
+
 impl Spool {
+    /// Appends what a commit stored to `spool`, opening one for `target` if there is none.
+    fn append(spool: &mut Option<Spool>, p: &Published, target: &SpoolTarget) -> Result<()> {
+        let spool = match spool {
+            Some(s) => s,
+            None => spool.insert(Spool {
+                from: p.first_seq,
+                upto: p.first_seq - 1,
+                files: Files::new(
+                    &target.dir,
+                    &target.host,
+                    &target.prefix,
+                    p.first_seq,
+                    target.limits,
+                ),
+                coverage: BTreeMap::new(),
+            }),
+        };
+        for (table, rb) in [
+            (REQUESTS, &p.requests),
+            (REJECTED, &p.rejected),
+            (INVENTORY, &p.inventory),
+        ] {
+            if let Some(rb) = rb {
+                spool.files.write(table, rb)?;
+            }
+        }
+        for (seq, row) in &p.coverage {
+            spool.coverage.insert(
+                (row.run_id.clone(), row.interval_no),
+                (*seq, row.clone(), p.committed_at_us),
+            );
+        }
+        spool.upto = spool.upto.max(p.last_seq);
+        Ok(())
+    }
+
     fn publish(mut self) -> Result<u64> {
         let rows: Vec<(i64, CoverageRow, i64)> =
             std::mem::take(&mut self.coverage).into_values().collect();

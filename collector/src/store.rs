@@ -1027,12 +1027,21 @@ fn opt_ts(us: Option<i64>) -> Value {
     us.map_or(Value::Null, ts)
 }
 
-/// DuckDB's memory limit for the store unless configured (`--store-memory-mb`).
-pub const DEFAULT_MEMORY_MB: u64 = 128;
+/// DuckDB's memory limit for the store unless configured (`--store-memory-mb`). With 128 its
+/// buffer pool alone took a backlog's peak RSS past 100 MB; below 64, reading back a range for
+/// publication after many crashes of a follow process ran out of memory (48 MB was not enough in
+/// `tests/binary.rs`).
+pub const DEFAULT_MEMORY_MB: u64 = 32;
 
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// DuckDB's memory limit as configured, MiB.
+    memory_mb: u64,
+    /// (device, inode) of each active source as this connection committed it, after the check
+    /// that no other active source names the same file: a batch that writes only these states
+    /// again (offsets advanced) cannot make two, so the check's query is not run for it.
+    checked: HashMap<String, (u64, u64)>,
 }
 
 const STORE_ID: &str = "store_id";
@@ -1067,9 +1076,10 @@ impl Store {
 
     /// Opens the store letting DuckDB use at most `memory_mb` MiB (beyond, it spills to disk).
     pub fn open_with_memory(path: &Path, memory_mb: u64) -> Result<Store, OpenError> {
+        let memory_mb = memory_mb.max(16);
         let config = duckdb::Config::default()
             .threads(1)
-            .and_then(|c| c.max_memory(&format!("{}MB", memory_mb.max(16))))
+            .and_then(|c| c.max_memory(&format!("{memory_mb}MB")))
             .map_err(|source| OpenError::Other {
                 path: path.to_path_buf(),
                 source,
@@ -1098,6 +1108,8 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            memory_mb,
+            checked: HashMap::new(),
         };
         store
             .ensure_store_id()
@@ -1144,6 +1156,19 @@ impl Store {
 
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// DuckDB's memory limit as configured (`--store-memory-mb`), MiB.
+    pub fn memory_mb(&self) -> u64 {
+        self.memory_mb
+    }
+
+    /// Sets DuckDB's memory limit for what follows (publication raises it to read rows back,
+    /// then sets [`Store::memory_mb`] again).
+    pub fn set_memory_limit(&self, mb: u64) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("SET memory_limit = '{mb}MB'"))
+            .with_context(|| format!("setting the store's memory limit to {mb} MB"))
     }
 
     /// The seq the next row gets: one past the highest committed in any table or published
@@ -1271,7 +1296,16 @@ impl Store {
         });
         match written {
             Ok(()) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(published),
+                Ok(()) => {
+                    for s in &batch.states {
+                        if s.status == SourceStatus::Active {
+                            self.checked.insert(s.source_id.clone(), (s.dev, s.ino));
+                        } else {
+                            self.checked.remove(&s.source_id);
+                        }
+                    }
+                    Ok(published)
+                }
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     Err(e).context("committing a batch")
@@ -1284,6 +1318,8 @@ impl Store {
         }
     }
 
+    /// The statements of every commit are prepared once per connection (`prepare_cached`):
+    /// parsing and planning them again cost a fifth of a backlog's CPU time.
     fn write(&mut self, batch: &mut Batch, published: &Published, now: i64) -> Result<()> {
         if !batch.requests.is_empty() {
             if !batch.dicts.loaded {
@@ -1316,13 +1352,15 @@ impl Store {
         }
         for (seq, c) in &batch.coverage {
             // An interval is one row: extending it replaces the row, under a new seq.
-            self.conn.execute(
-                "DELETE FROM collector_coverage WHERE host = ? AND run_id = ? AND interval_no = ?",
+            self.conn.prepare_cached(
+                "DELETE FROM collector_coverage WHERE host = ? AND run_id = ? AND interval_no = ?")?.execute(
                 params![batch.host, c.run_id, c.interval_no],
             )?;
-            self.conn.execute(
-                "INSERT INTO collector_coverage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO collector_coverage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
                     batch.host,
                     c.run_id,
                     c.interval_no,
@@ -1334,16 +1372,14 @@ impl Store {
                     ts(c.run_started_us),
                     ts(now),
                     seq
-                ],
-            )?;
+                ])?;
         }
         for s in &batch.states {
-            self.conn.execute(
-                "DELETE FROM ingest_state WHERE source_id = ?",
-                params![s.source_id],
-            )?;
-            self.conn.execute(
-                "INSERT INTO ingest_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.conn
+                .prepare_cached("DELETE FROM ingest_state WHERE source_id = ?")?
+                .execute(params![s.source_id])?;
+            self.conn.prepare_cached(
+                "INSERT INTO ingest_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?.execute(
                 params![
                     s.source_id,
                     s.dev as i64,
@@ -1368,23 +1404,33 @@ impl Store {
         // A source that is done has all its rows committed (or its loss recorded): forget it
         // in the same transaction, so the state table stays bounded.
         self.conn
-            .execute("DELETE FROM ingest_state WHERE status = 'done'", [])?;
+            .prepare_cached("DELETE FROM ingest_state WHERE status = 'done'")?
+            .execute([])?;
         // One file (device, inode) has at most one source being read: two would store its lines
-        // twice. Refused here, whatever the tailer decided.
-        let doubled: Option<String> = self.conn.query_row(
-            "SELECT string_agg(dev || ':' || ino, ', ') FROM (
-               SELECT dev, ino FROM ingest_state WHERE status = 'active'
-               GROUP BY dev, ino HAVING count(*) > 1)",
-            [],
-            |r| r.get(0),
-        )?;
+        // twice. Refused here, whatever the tailer decided (checked whenever the batch makes a
+        // source active or gives one another file).
+        let unchecked = batch.states.iter().any(|s| {
+            s.status == SourceStatus::Active
+                && self.checked.get(&s.source_id) != Some(&(s.dev, s.ino))
+        });
+        let doubled: Option<String> = if !unchecked {
+            None
+        } else {
+            self.conn
+                .prepare_cached(
+                    "SELECT string_agg(dev || ':' || ino, ', ') FROM (
+                   SELECT dev, ino FROM ingest_state WHERE status = 'active'
+                   GROUP BY dev, ino HAVING count(*) > 1)",
+                )?
+                .query_row([], |r| r.get(0))?
+        };
         if let Some(files) = doubled {
             bail!("two active sources for one file (device:inode {files}); the batch is refused");
         }
         for g in &batch.gaps {
-            self.conn.execute(
-                "INSERT INTO ingest_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
+            self.conn
+                .prepare_cached("INSERT INTO ingest_gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?
+                .execute(params![
                     ts(now),
                     batch.host,
                     g.kind,
@@ -1395,14 +1441,19 @@ impl Store {
                     opt_ts(g.from_time_us),
                     opt_ts(g.to_time_us),
                     g.detail
-                ],
-            )?;
+                ])?;
         }
         for e in &batch.events {
-            self.conn.execute(
-                "INSERT INTO ingest_events VALUES (?, ?, ?, ?, ?, ?)",
-                params![ts(now), batch.host, e.kind, e.source_id, e.path, e.detail],
-            )?;
+            self.conn
+                .prepare_cached("INSERT INTO ingest_events VALUES (?, ?, ?, ?, ?, ?)")?
+                .execute(params![
+                    ts(now),
+                    batch.host,
+                    e.kind,
+                    e.source_id,
+                    e.path,
+                    e.detail
+                ])?;
         }
         Ok(())
     }
@@ -1640,6 +1691,54 @@ mod tests {
             kept, 2,
             "the quoted and the lossy user agent keep their bytes"
         );
+    }
+
+    #[test]
+    fn a_second_active_source_for_one_file_is_refused_also_after_batches_that_skip_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.duckdb")).unwrap();
+        let state = |id: &str, ino: u64, offset: u64| SourceState {
+            source_id: id.into(),
+            dev: 1,
+            ino,
+            fp_len: 10,
+            fp_hash: 7,
+            check_hash: None,
+            path: "/var/log/ecs/audit.log".into(),
+            committed_offset: offset,
+            size_seen: offset,
+            lines: 0,
+            rejected: 0,
+            lossy: 0,
+            incomplete: 0,
+            status: SourceStatus::Active,
+            first_seen_us: 1,
+            last_event_us: None,
+        };
+        let mut commit = |states: Vec<SourceState>| {
+            let mut batch = Batch::new("h".into(), 1, store.dictionaries().unwrap());
+            for s in states {
+                batch.set_state(s);
+            }
+            store.commit(&mut batch).map(|_| ())
+        };
+        commit(vec![state("a", 2, 10)]).unwrap();
+        commit(vec![state("a", 2, 20)]).unwrap(); // only advances a checked source
+        let err = commit(vec![state("b", 2, 0)]).unwrap_err();
+        assert!(err.to_string().contains("two active sources"), "{err:#}");
+        commit(vec![state("a", 2, 30)]).unwrap();
+        commit(vec![state("b", 3, 0)]).unwrap(); // another inode
+        let err = commit(vec![state("a", 3, 40)]).unwrap_err(); // a moved onto b's file
+        assert!(err.to_string().contains("two active sources"), "{err:#}");
+        let offsets: Vec<(String, i64)> = store
+            .conn()
+            .prepare("SELECT source_id, committed_offset FROM ingest_state ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(offsets, [("a".to_string(), 30), ("b".to_string(), 0)]);
     }
 
     #[test]
