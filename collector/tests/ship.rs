@@ -4,97 +4,25 @@
 //! they fail.
 
 mod common;
+#[path = "../../tests/support/s3s_fs.rs"]
+mod s3s_fs;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Env, assert_same_lines, line, sigterm, sorted};
+use s3s_fs::{ACCESS_KEY, SECRET_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credtrail-collector");
-const ACCESS_KEY: &str = "AKIDLOCALS3TEST";
-const SECRET_KEY: &str = "local-s3-test-secret";
 const BUCKET: &str = "segments";
 const PREFIX: &str = "credtrail/";
 const CLUSTER: &str = "prod-east";
-
-/// The s3s-fs binary: `$CREDTRAIL_S3S_FS`, else where the install script puts it.
-fn s3s_fs() -> Option<PathBuf> {
-    let p = match std::env::var_os("CREDTRAIL_S3S_FS") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let tools = std::env::var_os("CREDTRAIL_TOOLS").map_or_else(
-                || {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/credtrail-tools")
-                },
-                PathBuf::from,
-            );
-            tools.join("bin/s3s-fs")
-        }
-    };
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!(
-        "{} is not installed: run scripts/install-s3s-fs.sh (or scripts/install-test-tools.sh)",
-        p.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("skipped: {msg}");
-    None
-}
-
-/// A running S3 server; stopped (SIGKILL) when dropped.
-struct S3Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serves `root` (one directory per bucket) on 127.0.0.1:`port` (0: a port the OS picks, read
-/// from the server's log).
-fn start_s3(bin: &Path, root: &Path, port: u16) -> S3Server {
-    let mut child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root)
-        .env("RUST_LOG", "s3s_fs=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("s3s-fs exited before it listened")
-            .unwrap();
-        if let Some(at) = line.find("server is running at ") {
-            break line[at + "server is running at ".len()..]
-                .trim()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let port = url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"));
-    S3Server { child, port }
-}
 
 /// The collector with `--s3-url` against the server on `port`, dummy credentials, no profile
 /// files and no instance metadata.
@@ -300,11 +228,11 @@ fn killed_during_upload(env: &Env) -> bool {
 
 #[test]
 fn kills_and_an_s3_outage_ship_every_line_exactly_once_within_the_backlog_bound() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let env = Env::new();
     let root = env.tmp.path().join("s3");
     std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let mut server = Some(start_s3(&bin, &root, 0));
+    let mut server = Some(s3s_fs::start(&bin, &root));
     let upstream = Arc::new(AtomicU16::new(server.as_ref().unwrap().port));
     let port = slow_proxy(upstream.clone());
     let seed = 0x5eed_5305;
@@ -405,7 +333,7 @@ fn kills_and_an_s3_outage_ship_every_line_exactly_once_within_the_backlog_bound(
         kills += 1;
         max_unshipped = max_unshipped.max(unshipped_bytes(&env, &root));
     }
-    server = Some(start_s3(&bin, &root, 0));
+    server = Some(s3s_fs::start(&bin, &root));
     upstream.store(server.as_ref().unwrap().port, Ordering::SeqCst);
     for _ in 0..random {
         let mut child = spawn(Stdio::null());
@@ -479,11 +407,11 @@ fn kills_and_an_s3_outage_ship_every_line_exactly_once_within_the_backlog_bound(
 /// the segments it has not named yet to the new cluster.
 #[test]
 fn a_retry_after_a_crash_uses_the_key_chosen_before_it() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let env = Env::new();
     let root = env.tmp.path().join("s3");
     std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let server = start_s3(&bin, &root, 0);
+    let server = s3s_fs::start(&bin, &root);
     env.lines("audit.log", 0, 50);
     // A first run publishes (without --s3-url) and stops.
     let out = Command::new(BIN)
@@ -542,11 +470,11 @@ fn a_retry_after_a_crash_uses_the_key_chosen_before_it() {
 /// Content-MD5) and arrives byte for byte.
 #[test]
 fn a_large_segment_is_uploaded_in_parts_and_arrives_whole() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let env = Env::new();
     let root = env.tmp.path().join("s3");
     std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let server = start_s3(&bin, &root, 0);
+    let server = s3s_fs::start(&bin, &root);
     // Under a table the test reads no rows of (the bytes are not Parquet).
     let rel = "task_inventory/date=2026-11-20/hour=10/big-0-000000000001-000000000002.parquet";
     let local = env.segments.join(rel);
@@ -588,11 +516,11 @@ fn a_large_segment_is_uploaded_in_parts_and_arrives_whole() {
 #[test]
 #[ignore = "a measurement, not a check"]
 fn upload_throughput_to_s3s_fs() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let env = Env::new();
     let root = env.tmp.path().join("s3");
     std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let server = start_s3(&bin, &root, 0);
+    let server = s3s_fs::start(&bin, &root);
     let mut rng = Lcg(11);
     let mut write = |i: u64, size: usize| {
         let rel = format!(

@@ -7,6 +7,10 @@ mod common;
 mod lookup;
 mod policy;
 mod s3;
+#[path = "../../../tests/support/s3s_fs.rs"]
+mod s3s_fs;
+#[path = "../../../tests/support/sdk_calls.rs"]
+mod sdk_calls;
 
 /// The `credtrail` binary on `store`, its AWS environment cut off from the machine's: no
 /// profile, role, container or instance credentials, no region or endpoint from the

@@ -4,84 +4,14 @@
 //! say so and stop, except under CI, where they fail.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use credtrail::store::Store;
 use credtrail::{audit, cloudtrail};
 
-const ACCESS_KEY: &str = "AKIDLOCALS3TEST";
-const SECRET_KEY: &str = "local-s3-test-secret";
-
-/// The s3s-fs binary: `$CREDTRAIL_S3S_FS`, else where the install script puts it.
-fn s3s_fs() -> Option<PathBuf> {
-    let p = match std::env::var_os("CREDTRAIL_S3S_FS") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let tools = std::env::var_os("CREDTRAIL_TOOLS").map_or_else(
-                || {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/credtrail-tools")
-                },
-                PathBuf::from,
-            );
-            tools.join("bin/s3s-fs")
-        }
-    };
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!(
-        "{} is not installed: run scripts/install-s3s-fs.sh (or scripts/install-test-tools.sh)",
-        p.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("skipped: {msg}");
-    None
-}
-
-/// A running S3 server; stopped when dropped.
-struct S3Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serves `root` (one directory per bucket) over S3 on 127.0.0.1 (a port the OS picks, read
-/// from the server's log).
-fn start_s3(bin: &Path, root: &Path) -> S3Server {
-    let mut child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root)
-        .env("RUST_LOG", "s3s_fs=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("s3s-fs exited before it listened")
-            .unwrap();
-        if let Some(at) = line.find("server is running at ") {
-            break line[at + "server is running at ".len()..]
-                .trim()
-                .to_string();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    S3Server { child, url }
-}
+use crate::s3s_fs::{self, ACCESS_KEY, SECRET_KEY};
 
 fn credtrail(store: &Path, args: &[&str]) -> (bool, String, String) {
     let mut cmd = crate::credtrail_command(store, ACCESS_KEY, SECRET_KEY);
@@ -151,7 +81,7 @@ fn trail_file(tag: &str, n: usize) -> Vec<u8> {
 
 #[test]
 fn cloudtrail_from_s3_matches_the_local_ingest() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let sim = tmp.path().join("sim");
     let st = Command::new(env!("CARGO_BIN_EXE_credtrail"))
@@ -208,8 +138,8 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
     )
     .unwrap();
     let objects = files_under(&bucket).len();
-    let server = start_s3(&bin, &root);
-    let url = server.url.clone();
+    let server = s3s_fs::start(&bin, &root);
+    let url = server.url();
 
     // With --since, from the bucket root: the old day is not even listed.
     let store_path = tmp.path().join("since.duckdb");
@@ -326,7 +256,7 @@ fn cloudtrail_from_s3_matches_the_local_ingest() {
 
 #[test]
 fn audit_segments_from_s3_match_the_local_ingest() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let segments = crate::common::collector_segments(tmp.path(), 300);
 
@@ -343,8 +273,8 @@ fn audit_segments_from_s3_match_the_local_ingest() {
     let prefix = root.join("segments-bucket/fleet/prod");
     std::fs::create_dir_all(&prefix).unwrap();
     copy_tree(&segments, &prefix);
-    let server = start_s3(&bin, &root);
-    let url = server.url.clone();
+    let server = s3s_fs::start(&bin, &root);
+    let url = server.url();
     let store_path = tmp.path().join("a.duckdb");
     let args = [
         "ingest",
@@ -419,7 +349,7 @@ fn ship_layout(segments: &Path, to: &Path, cluster: &str, date: &str) {
 
 #[test]
 fn audit_since_lists_only_the_date_partitions_it_needs() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let segments = crate::common::collector_segments(tmp.path(), 300);
     let files = files_under(&segments)
@@ -431,9 +361,9 @@ fn audit_since_lists_only_the_date_partitions_it_needs() {
     // The same rows twice: once in this year's partitions, once in an old one.
     ship_layout(&segments, &prefix, "prod", "2026-11-20");
     ship_layout(&segments, &prefix, "prod", "2025-01-01");
-    let server = start_s3(&bin, &root);
+    let server = s3s_fs::start(&bin, &root);
     let store_path = tmp.path().join("a.duckdb");
-    let url = server.url.clone();
+    let url = server.url();
     let args = [
         "ingest",
         "audit",
@@ -473,7 +403,7 @@ fn audit_since_lists_only_the_date_partitions_it_needs() {
 
 #[test]
 fn raw_audit_files_from_s3_are_recorded_under_their_urls() {
-    let Some(bin) = s3s_fs() else { return };
+    let Some(bin) = s3s_fs::binary() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("s3");
     let dir = root.join("audit-bucket/copied/ip-10-0-9-9/var/log/ecs");
@@ -485,14 +415,14 @@ fn raw_audit_files_from_s3_are_recorded_under_their_urls() {
     text.push_str("not an audit line\n");
     std::fs::write(dir.join("audit.log.2026-11-20-10"), &text).unwrap();
     std::fs::write(dir.join("audit.log"), "one line without a newline").unwrap();
-    let server = start_s3(&bin, &root);
+    let server = s3s_fs::start(&bin, &root);
     let store_path = tmp.path().join("a.duckdb");
     let args = [
         "ingest",
         "audit",
         "s3://audit-bucket/copied/",
         "--endpoint-url",
-        &server.url,
+        &server.url(),
     ];
     let (ok, out, err) = credtrail(&store_path, &args);
     assert!(ok, "stdout: {out}\nstderr: {err}");
