@@ -11,12 +11,14 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "../../tests/support/systemd.rs"]
+mod systemd;
+use systemd::{Unit, values};
+
 const UNIT_NAME: &str = "credtrail-collector.service";
 const EXEC_PATH: &str = "/usr/local/bin/credtrail-collector";
 const AUDIT_DIR: &str = "/var/log/ecs";
 const DATA_DIR: &str = "/var/lib/credtrail";
-/// Highest acceptable `systemd-analyze security` overall exposure.
-const MAX_EXPOSURE: f64 = 2.0;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -185,62 +187,13 @@ fn service_is_a_daemon_of_the_task_family() {
     assert_eq!(named_family, family, "service runs {task_definition}");
 }
 
-/// A unit file read as `section -> [(key, value)]`, keeping repeated keys in order.
-type Unit = BTreeMap<String, Vec<(String, String)>>;
-
-fn parse_unit(text: &str) -> Unit {
-    let mut unit = Unit::new();
-    let mut section = None;
-    for (number, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        assert!(
-            !line.ends_with('\\'),
-            "line {}: keep unit lines unwrapped so this test reads them",
-            number + 1
-        );
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = Some(name.to_owned());
-            unit.entry(name.to_owned()).or_default();
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("line {}: not key=value: {raw}", number + 1));
-        let section = section
-            .clone()
-            .unwrap_or_else(|| panic!("line {}: key outside a section", number + 1));
-        unit.entry(section)
-            .or_default()
-            .push((key.trim().to_owned(), value.trim().to_owned()));
-    }
-    unit
-}
-
-fn values<'a>(unit: &'a Unit, section: &str, key: &str) -> Vec<&'a str> {
-    unit.get(section)
-        .map(|entries| {
-            entries
-                .iter()
-                .filter(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The value a key ends up with (the last assignment wins in systemd).
 fn last<'a>(unit: &'a Unit, key: &str) -> Option<&'a str> {
     values(unit, "Service", key).last().copied()
 }
 
 fn read_unit() -> Unit {
-    let path = unit_path();
-    let text =
-        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    parse_unit(&text)
+    systemd::read_unit(&unit_path())
 }
 
 #[test]
@@ -328,112 +281,19 @@ fn unit_is_sandboxed() {
     );
 }
 
-/// Runs `systemd-analyze ARGS`, or returns `None` (after printing a skip line) when the tool is
-/// not installed.
-fn systemd_analyze(test: &str, args: &[&str]) -> Option<Output> {
-    match Command::new("systemd-analyze")
-        .arg("--no-pager")
-        .args(args)
-        .env("SYSTEMD_COLORS", "0")
-        .output()
-    {
-        Ok(output) => Some(output),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "SKIP {test}: systemd-analyze not on PATH \
-                 (run deploy/scripts/install-test-tools.sh); static checks still ran"
-            );
-            None
-        }
-        Err(e) => panic!("cannot run systemd-analyze: {e}"),
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// `systemd-analyze verify` checks that ExecStart= exists, so it runs against a scratch root
-/// holding the unit, a stub executable and a copy of the system's own units (for the default
-/// dependencies such as sysinit.target). Any message about the unit fails the test: verify
-/// reports bad keys and values as warnings and still exits 0.
 #[test]
 fn unit_passes_systemd_analyze_verify() {
-    const TEST: &str = "unit_passes_systemd_analyze_verify";
-    if systemd_analyze(TEST, &["--version"]).is_none() {
-        return;
-    }
-    let system_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.join("sysinit.target").exists())
-        .expect("systemd-analyze is installed but no directory holds sysinit.target");
-
-    let root = tempfile::tempdir().unwrap();
-    let unit_dir = root.path().join("etc/systemd/system");
-    fs::create_dir_all(&unit_dir).unwrap();
-    fs::copy(unit_path(), unit_dir.join(UNIT_NAME)).unwrap();
-    let stub = root.path().join(EXEC_PATH.trim_start_matches('/'));
-    fs::create_dir_all(stub.parent().unwrap()).unwrap();
-    fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
-    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
-    let lib = root.path().join("usr/lib/systemd");
-    fs::create_dir_all(&lib).unwrap();
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(system_units)
-        .arg(&lib)
-        .status()
-        .expect("run cp");
-    assert!(copied.success(), "cp -a {} failed", system_units.display());
-
-    let root_arg = format!("--root={}", root.path().display());
-    let output = systemd_analyze(TEST, &["verify", &root_arg, UNIT_NAME]).unwrap();
-    let report = text(&output);
-    println!("systemd-analyze verify --root=<scratch> {UNIT_NAME}:\n{report}");
-    assert!(output.status.success(), "verify failed:\n{report}");
-    let complaints: Vec<&str> = report
-        .lines()
-        .filter(|l| l.contains("credtrail-collector"))
-        .collect();
-    assert!(
-        complaints.is_empty(),
-        "verify complained:\n{}",
-        complaints.join("\n")
+    systemd::verify(
+        "unit_passes_systemd_analyze_verify",
+        &[(UNIT_NAME, &unit_path())],
+        EXEC_PATH,
+        "credtrail-collector",
     );
 }
 
 #[test]
 fn unit_exposure_is_at_most_two() {
-    const TEST: &str = "unit_exposure_is_at_most_two";
-    let path = unit_path();
-    let path = path.to_str().expect("UTF-8 path");
-    // The threshold is in tenths: 20 means an overall exposure of 2.0.
-    let Some(output) =
-        systemd_analyze(TEST, &["security", "--offline=yes", "--threshold=20", path])
-    else {
-        return;
-    };
-    let report = text(&output);
-    let line = report
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}"));
-    let exposure: f64 = line
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"));
-    println!("{}", line.trim());
-    assert!(
-        exposure <= MAX_EXPOSURE,
-        "exposure {exposure} > {MAX_EXPOSURE}:\n{report}"
-    );
-    assert!(output.status.success(), "security failed:\n{report}");
+    systemd::assert_exposure_at_most_two("unit_exposure_is_at_most_two", &unit_path());
 }
 
 /// The container the collector waits for (`dependsOn` … `SUCCESS`), which hands the data
