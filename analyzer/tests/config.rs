@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 #[path = "common/cli.rs"]
 mod cli;
-use cli::credtrail;
+use cli::{credtrail, simulated_store};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -105,51 +105,7 @@ fn jsonl(text: &str) -> Vec<Value> {
 
 /// 2 hosts, 3 hours, every planted attack, every input ingested.
 fn fleet(dir: &Path) -> PathBuf {
-    let sim = dir.join("sim");
-    let db = dir.join("store.duckdb");
-    credtrail(
-        &db,
-        &[
-            "simulate",
-            "--out",
-            s(&sim),
-            "--hosts",
-            "2",
-            "--hours",
-            "3",
-            "--seed",
-            "5",
-            "--threads",
-            "1",
-        ],
-    );
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(sim.join("hosts"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("var/log/ecs"))
-        .collect();
-    logs.sort();
-    let mut args = vec!["ingest", "audit"];
-    args.extend(logs.iter().map(|p| s(p)));
-    credtrail(&db, &args);
-    credtrail(&db, &["ingest", "ecs", s(&sim.join("ecs"))]);
-    credtrail(
-        &db,
-        &[
-            "ingest",
-            "iam",
-            s(&sim.join("iam/authorization-details.json")),
-        ],
-    );
-    credtrail(
-        &db,
-        &[
-            "ingest",
-            "cloudtrail",
-            "--no-progress",
-            s(&sim.join("cloudtrail")),
-        ],
-    );
-    db
+    simulated_store(dir, 2, 3, 5).1
 }
 
 /// A `[[suppress]]` entry matching exactly finding `f` (its kind and every key field it has).

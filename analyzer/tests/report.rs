@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 #[path = "common/cli.rs"]
 mod cli;
-use cli::credtrail;
+use cli::{credtrail, simulated_store};
 
 /// A user agent written to break out of HTML, rename the page and drive a terminal.
 const HOSTILE: &str =
@@ -33,51 +33,7 @@ fn s(p: &Path) -> &str {
 /// Simulate 2 hosts for 2 hours, ingest every input, then plant the hostile fetch and call.
 /// Returns the store and the task ARNs of the hostile fetch and the hostile call.
 fn hostile_store(dir: &Path) -> (PathBuf, String, String) {
-    let sim = dir.join("sim");
-    let db = dir.join("store.duckdb");
-    credtrail(
-        &db,
-        &[
-            "simulate",
-            "--out",
-            s(&sim),
-            "--hosts",
-            "2",
-            "--hours",
-            "2",
-            "--seed",
-            "11",
-            "--threads",
-            "1",
-        ],
-    );
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(sim.join("hosts"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("var/log/ecs"))
-        .collect();
-    logs.sort();
-    let mut args = vec!["ingest", "audit"];
-    args.extend(logs.iter().map(|p| s(p)));
-    credtrail(&db, &args);
-    credtrail(&db, &["ingest", "ecs", s(&sim.join("ecs"))]);
-    credtrail(
-        &db,
-        &[
-            "ingest",
-            "iam",
-            s(&sim.join("iam/authorization-details.json")),
-        ],
-    );
-    credtrail(
-        &db,
-        &[
-            "ingest",
-            "cloudtrail",
-            "--no-progress",
-            s(&sim.join("cloudtrail")),
-        ],
-    );
-
+    let (_, db) = simulated_store(dir, 2, 2, 11);
     let (fetch_task, cluster, ci, time, call_task, task_id, role, call_time) = {
         let store = Store::open(&db).unwrap();
         let (fetch_task, cluster, ci, time): (String, String, String, String) = store
