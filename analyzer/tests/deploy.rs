@@ -4,8 +4,18 @@
 //! (`credtrail::cli::Cli`). When `systemd-analyze` is on PATH (`deploy/scripts/install-test-tools.sh`)
 //! both units go through `systemd-analyze verify` and the service through
 //! `systemd-analyze security --offline=yes` (exposure at most 2.0, like the collector's unit).
+//!
+//! The same run as an ECS scheduled task, `deploy/cloudformation/credtrail-analyzer-schedule.json`:
+//! its containers' commands are parsed by the same `Cli` and must be the unit's steps in the
+//! unit's order; its task role grants exactly the S3 actions of the analyzer's policy (plus the
+//! mount of its own file system); and `cfn-lint` (`scripts/install-cfn-lint.sh`) passes it and
+//! fails a broken copy.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
 
 #[path = "../../tests/support/systemd.rs"]
 mod systemd;
@@ -102,4 +112,194 @@ fn units_pass_systemd_analyze_verify() {
 #[test]
 fn service_exposure_is_at_most_two() {
     systemd::assert_exposure_at_most_two("service_exposure_is_at_most_two", &unit_path(SERVICE));
+}
+
+const TEMPLATE: &str = "credtrail-analyzer-schedule.json";
+
+fn template() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/cloudformation")
+        .join(TEMPLATE);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A template value with `{"Ref": "Parameter"}` replaced by an example of the parameter.
+fn resolve(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => match o.get("Ref").and_then(Value::as_str) {
+            Some("CloudTrailS3Url") => "s3://trail-bucket/AWSLogs/".to_string(),
+            Some("SegmentsS3Url") => "s3://segments-bucket/prefix/".to_string(),
+            other => panic!("a reference the test does not know: {other:?}"),
+        },
+        other => panic!("not a string or a Ref: {other}"),
+    }
+}
+
+/// The containers in the order their `DependsOn` … `SUCCESS` chain runs them.
+fn containers_in_order(t: &Value) -> Vec<Value> {
+    let defs = t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut order: Vec<Value> = Vec::new();
+    let mut last: Option<String> = None;
+    while order.len() < defs.len() {
+        let next = defs
+            .iter()
+            .find(|c| {
+                let after = c["DependsOn"][0]["ContainerName"]
+                    .as_str()
+                    .map(str::to_string);
+                after == last && (after.is_none() || c["DependsOn"][0]["Condition"] == "SUCCESS")
+            })
+            .unwrap_or_else(|| panic!("no container runs after {last:?} on its success"))
+            .clone();
+        last = Some(next["Name"].as_str().unwrap().to_string());
+        order.push(next);
+    }
+    order
+}
+
+#[test]
+fn scheduled_task_runs_the_units_steps_in_order() {
+    let t = template();
+    let containers = containers_in_order(&t);
+    let unit = read_unit(SERVICE);
+    let unit_steps: Vec<Vec<String>> = values(&unit, "Service", "ExecStart")
+        .into_iter()
+        .map(|e| e.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect();
+    assert_eq!(containers.len(), unit_steps.len());
+    for (i, (c, unit_args)) in containers.iter().zip(&unit_steps).enumerate() {
+        let args: Vec<String> = c["Command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(resolve)
+            .collect();
+        let cli = Cli::try_parse_from(std::iter::once("credtrail".to_string()).chain(args.clone()))
+            .unwrap_or_else(|e| panic!("{}: {e}", c["Name"]));
+        assert_eq!(cli.store, PathBuf::from("/data/credtrail.duckdb"));
+        // the unit's step with its store and paths in the task's places
+        let unit_args: Vec<String> = unit_args
+            .iter()
+            .map(|a| {
+                a.replace("/var/lib/credtrail-analyzer", "/data")
+                    .replace("${CREDTRAIL_CLOUDTRAIL_S3}", "s3://trail-bucket/AWSLogs/")
+                    .replace("${CREDTRAIL_SEGMENTS_S3}", "s3://segments-bucket/prefix/")
+            })
+            .collect();
+        assert_eq!(args, unit_args, "step {i} ({})", c["Name"]);
+        assert_eq!(
+            c["Essential"],
+            Value::Bool(i + 1 == containers.len()),
+            "{}",
+            c["Name"]
+        );
+        assert_eq!(c["User"], "65534:65534", "{}", c["Name"]);
+    }
+}
+
+/// The task role may do what the analyzer calls on S3 (the actions of
+/// `deploy/iam/credtrail-analyzer-policy.json`; the schedule never calls LookupEvents) and mount
+/// its own file system through its access point: nothing else.
+#[test]
+fn scheduled_task_role_grants_the_analyzers_s3_actions_and_its_store() {
+    let t = template();
+    let policy: Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/iam/credtrail-analyzer-policy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let actions = |st: &Value| -> Vec<String> {
+        match &st["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            other => panic!("Action: {other}"),
+        }
+    };
+    let analyzer_s3: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .filter(|a| a.starts_with("s3:"))
+        .collect();
+    let roles = &t["Resources"]["TaskRole"]["Properties"]["Policies"];
+    let statements = roles[0]["PolicyDocument"]["Statement"].as_array().unwrap();
+    assert_eq!(roles.as_array().unwrap().len(), 1);
+    let mut granted = BTreeSet::new();
+    for st in statements {
+        assert_eq!(st["Effect"], "Allow", "{st}");
+        assert!(
+            st.get("NotAction").is_none() && st.get("NotResource").is_none(),
+            "{st}"
+        );
+        assert_ne!(st["Resource"], "*", "{st}");
+        granted.extend(actions(st));
+    }
+    let mut want = analyzer_s3;
+    want.insert("elasticfilesystem:ClientMount".to_string());
+    want.insert("elasticfilesystem:ClientWrite".to_string());
+    assert_eq!(granted, want);
+    assert!(
+        t["Resources"]["TaskRole"]["Properties"]
+            .get("ManagedPolicyArns")
+            .is_none()
+    );
+}
+
+fn cfn_lint() -> Option<PathBuf> {
+    let root = std::env::var_os("CREDTRAIL_TOOLS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/credtrail-tools"))
+        })?;
+    let p = root.join("cfn-lint/bin/cfn-lint");
+    if p.is_file() {
+        return Some(p);
+    }
+    let msg = format!(
+        "{} is not installed: run scripts/install-cfn-lint.sh (or scripts/install-test-tools.sh)",
+        p.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    println!("SKIP: {msg}");
+    None
+}
+
+#[test]
+fn scheduled_task_template_passes_cfn_lint() {
+    let Some(lint) = cfn_lint() else { return };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/cloudformation")
+        .join(TEMPLATE);
+    let out = Command::new(&lint).arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint {}:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // and it is not a linter that passes anything: a container without an image, and a task
+    // definition asking Fargate for a size it does not offer, fail
+    let mut broken = template();
+    let td = &mut broken["Resources"]["TaskDefinition"]["Properties"];
+    td["ContainerDefinitions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("Image");
+    td["Memory"] = Value::String("3000".into());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join(TEMPLATE);
+    std::fs::write(&bad, serde_json::to_vec_pretty(&broken).unwrap()).unwrap();
+    let out = Command::new(&lint).arg(&bad).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "cfn-lint passed a broken template");
+    assert!(report.contains("Image"), "{report}");
 }
