@@ -6,7 +6,8 @@ set -euo pipefail
 version=1.58.0
 root="${CREDTRAIL_TOOLS:-$HOME/.cache/credtrail-tools}"
 venv="$root/cfn-lint"
-if [ -x "$venv/bin/cfn-lint" ] && "$venv/bin/pip" show cfn-lint 2>/dev/null | grep -q "^Version: $version\$"; then
+# grep reads all of pip's output: with -q it stops early, and pipefail counts pip's broken pipe as a failure.
+if [ -x "$venv/bin/cfn-lint" ] && "$venv/bin/pip" show cfn-lint 2>/dev/null | grep "^Version: $version\$" >/dev/null; then
   echo "install-cfn-lint: cfn-lint $version already installed"
   exit 0
 fi

@@ -6,7 +6,8 @@ set -euo pipefail
 version=4.26.0
 root="${CREDTRAIL_TOOLS:-$HOME/.cache/credtrail-tools}"
 venv="$root/jsonschema"
-if [ -x "$venv/bin/python" ] && "$venv/bin/pip" show jsonschema 2>/dev/null | grep -q "^Version: $version\$"; then
+# grep reads all of pip's output: with -q it stops early, and pipefail counts pip's broken pipe as a failure.
+if [ -x "$venv/bin/python" ] && "$venv/bin/pip" show jsonschema 2>/dev/null | grep "^Version: $version\$" >/dev/null; then
   echo "install-jsonschema: jsonschema $version already installed"
   exit 0
 fi

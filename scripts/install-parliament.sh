@@ -6,7 +6,8 @@ set -euo pipefail
 version=1.6.4
 root="${CREDTRAIL_TOOLS:-$HOME/.cache/credtrail-tools}"
 venv="$root/parliament"
-if [ -x "$venv/bin/parliament" ] && "$venv/bin/pip" show parliament 2>/dev/null | grep -q "^Version: $version\$"; then
+# grep reads all of pip's output: with -q it stops early, and pipefail counts pip's broken pipe as a failure.
+if [ -x "$venv/bin/parliament" ] && "$venv/bin/pip" show parliament 2>/dev/null | grep "^Version: $version\$" >/dev/null; then
   echo "install-parliament: parliament $version already installed"
   exit 0
 fi

@@ -45,7 +45,7 @@ pub enum Command {
     /// time range against the audit log's. Opens the store read-only.
     Coverage(crate::coverage::CoverageArgs),
     /// Run the detections over the store and print findings; exit status 3 with `--fail-on`.
-    Analyze(crate::detect::AnalyzeArgs),
+    Analyze(crate::analyze::AnalyzeArgs),
     /// Least privilege per task and execution role: granted vs used vs unverifiable actions,
     /// per-family use, and a recommended policy (written with `--out`).
     Recommend(crate::privilege::RecommendArgs),
@@ -131,7 +131,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let store = crate::store::Store::open(&cli.store)?;
             let mut out = std::io::stdout().lock();
             let config = config(cli.config.as_deref())?;
-            let fail = crate::detect::analyze(&store, &a, &config, &mut out)?;
+            let fail = crate::analyze::analyze(&store, &a, &config, &mut out)?;
             out.flush()?;
             if fail {
                 std::process::exit(3);

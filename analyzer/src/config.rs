@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::detect::{Detection, Finding, KEY_COLUMNS, Severity};
+use crate::detect::{Detection, Finding, KEY_COLUMNS, Severity, Suppressed};
 
 /// Read when neither `--config` nor `CREDTRAIL_CONFIG` names a file, and only if it exists.
 pub const DEFAULT_PATH: &str = "/etc/credtrail/credtrail.toml";
@@ -110,21 +110,6 @@ impl Suppression {
     /// Whether it still applies on `today` (days since 1970-01-01, UTC).
     pub fn active(&self, today: i64) -> bool {
         today <= self.expires_day
-    }
-}
-
-/// How a finding is suppressed: shown in every output, never counted by `--fail-on`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Suppressed {
-    pub reason: String,
-    pub expires: String,
-    /// `file:line` of the suppression.
-    pub origin: String,
-}
-
-impl std::fmt::Display for Suppressed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "suppressed until {}: {}", self.expires, self.reason)
     }
 }
 

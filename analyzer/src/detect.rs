@@ -4,16 +4,14 @@
 //! is reported and skipped at run time (style.md #5), and fails the lint test.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use crate::header::{QueryFile, list};
 use crate::store::{Store, sql_string};
-use crate::terminal::escape_control;
 
 /// The embedded detections: (file name, text). The lint test checks this list against the
 /// directory, so a new file cannot be forgotten here.
@@ -134,7 +132,7 @@ pub struct Detection {
     pub sql: String,
 }
 
-fn is_ident(s: &str) -> bool {
+pub(crate) fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -267,7 +265,22 @@ pub struct Finding {
     pub detected_severity: Option<Severity>,
     /// Set when a suppression of the configuration matches: shown, never counted by `--fail-on`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub suppressed: Option<crate::config::Suppressed>,
+    pub suppressed: Option<Suppressed>,
+}
+
+/// How a finding is suppressed: shown in every output, never counted by `--fail-on`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Suppressed {
+    pub reason: String,
+    pub expires: String,
+    /// `file:line` of the suppression.
+    pub origin: String,
+}
+
+impl std::fmt::Display for Suppressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "suppressed until {}: {}", self.expires, self.reason)
+    }
 }
 
 impl Finding {
@@ -497,264 +510,4 @@ pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
     }
     sort(&mut report.findings);
     report
-}
-
-/// Output formats of `analyze`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Jsonl,
-    Json,
-    Markdown,
-    /// OCSF Detection Finding (class 2004), one JSON object per line.
-    Ocsf,
-    /// AWS Security Hub findings (ASFF), a JSON array as `BatchImportFindings` takes it.
-    Asff,
-}
-
-/// `credtrail analyze`.
-#[derive(Debug, Args)]
-pub struct AnalyzeArgs {
-    /// Only events at or after this time (e.g. 2026-11-20T13:00:00Z).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only events before this time.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// Print only findings at or above this severity (default: the configuration's, else low).
-    #[arg(long, value_enum)]
-    pub min_severity: Option<Severity>,
-    /// Exit with status 3 when a printed finding that is not suppressed is at or above this
-    /// severity (default: the configuration's `[analyze] fail_on`).
-    #[arg(long, value_enum)]
-    pub fail_on: Option<Severity>,
-    /// Override a detection parameter: `name=value` (every detection declaring it) or
-    /// `detection_id.name=value`. Repeatable.
-    #[arg(long = "param", value_parser = parse_param)]
-    pub params: Vec<(String, String)>,
-    /// Load detections from this directory instead of the built-in ones.
-    #[arg(long)]
-    pub queries: Option<PathBuf>,
-}
-
-fn parse_param(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: want name=value"))?;
-    let k = k.trim();
-    let ok = match k.split_once('.') {
-        Some((a, b)) => is_ident(a) && is_ident(b),
-        None => is_ident(k),
-    };
-    if !ok || RESERVED_PARAMS.contains(&k) {
-        return Err(format!("{k:?} is not a parameter name"));
-    }
-    Ok((k.to_string(), v.to_string()))
-}
-
-/// Run `analyze`; returns whether a finding reached `--fail-on` (the caller exits with 3).
-pub fn analyze(
-    store: &Store,
-    a: &AnalyzeArgs,
-    config: &crate::config::Config,
-    out: &mut dyn Write,
-) -> Result<bool> {
-    let loaded = match &a.queries {
-        Some(dir) => load_dir(dir)?,
-        None => builtin(),
-    };
-    for e in &loaded.errors {
-        tracing::error!("skipped detection: {e}");
-        eprintln!("warning: skipped detection: {e}");
-    }
-    let flags = RunOptions {
-        params: a.params.iter().cloned().collect(),
-        ..RunOptions::default()
-    };
-    check_params(&loaded.detections, &flags)?;
-    config.check(&loaded.detections)?;
-    let opts = RunOptions {
-        since: a.since.clone(),
-        until: a.until.clone(),
-        params: config.run_params(&a.params),
-    };
-    store.check_time("--since", opts.since.as_deref())?;
-    store.check_time("--until", opts.until.as_deref())?;
-    let mut report = run(store, &loaded.detections, &opts);
-    for (file, e) in &report.failed {
-        eprintln!("warning: detection failed and was skipped: {file}: {e}");
-    }
-    let expired = config.apply(&mut report.findings, crate::config::today());
-    for e in &expired {
-        eprintln!("warning: {}", escape_control(&e.to_string()));
-    }
-    let min = a
-        .min_severity
-        .or(config.min_severity)
-        .unwrap_or(Severity::Low);
-    let findings: Vec<Finding> = report
-        .findings
-        .into_iter()
-        .filter(|f| f.severity >= min)
-        .collect();
-    let defaults =
-        crate::asff::Defaults::new(config.aws_region.clone(), config.aws_account_id.clone());
-    render(&findings, a.format, &defaults, out)?;
-    Ok(a.fail_on.or(config.fail_on).is_some_and(|s| {
-        findings
-            .iter()
-            .any(|f| f.suppressed.is_none() && f.severity >= s)
-    }))
-}
-
-/// Print findings in one of the formats (`asff`: the region and account for findings whose ARNs
-/// name none).
-pub fn render(
-    findings: &[Finding],
-    format: Format,
-    asff: &crate::asff::Defaults,
-    out: &mut dyn Write,
-) -> Result<()> {
-    match format {
-        Format::Jsonl => {
-            for f in findings {
-                writeln!(out, "{}", serde_json::to_string(f)?)?;
-            }
-        }
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(findings)?)?,
-        Format::Table => table(findings, out)?,
-        Format::Markdown => markdown(findings, out)?,
-        Format::Ocsf => {
-            let now = crate::store::now_us().div_euclid(1000);
-            for f in findings {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&crate::ocsf::finding(f, now))?
-                )?;
-            }
-        }
-        Format::Asff => {
-            let now = crate::store::now_us().div_euclid(1_000_000);
-            let all = findings
-                .iter()
-                .map(|f| crate::asff::finding(f, now, asff))
-                .collect::<Result<Vec<_>>>()?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
-        }
-    }
-    Ok(())
-}
-
-/// The title, with the suppression that covers the finding (or the severity it was detected at).
-pub fn shown_title(f: &Finding) -> String {
-    let mut t = f.title.clone();
-    if let Some(d) = f.detected_severity {
-        t.push_str(&format!(" [detected as {}]", d.as_str()));
-    }
-    if let Some(s) = &f.suppressed {
-        t.push_str(&format!(" [{s}]"));
-    }
-    t
-}
-
-fn subject(f: &Finding) -> String {
-    f.task_arn
-        .clone()
-        .or_else(|| f.role_arn.clone())
-        .or_else(|| f.host.clone())
-        .unwrap_or_default()
-}
-
-fn table_rows(findings: &[Finding]) -> Vec<[String; 7]> {
-    findings
-        .iter()
-        .map(|f| {
-            [
-                f.severity.as_str().to_string(),
-                f.kind.clone(),
-                f.first_seen.clone().unwrap_or_default(),
-                f.count.to_string(),
-                escape_control(&subject(f)).into_owned(),
-                escape_control(f.source_ip.as_deref().unwrap_or("")).into_owned(),
-                escape_control(&shown_title(f)).into_owned(),
-            ]
-        })
-        .collect()
-}
-
-const HEADERS: [&str; 7] = [
-    "SEVERITY",
-    "KIND",
-    "FIRST SEEN",
-    "COUNT",
-    "TASK / ROLE / HOST",
-    "SOURCE IP",
-    "TITLE",
-];
-
-fn table(findings: &[Finding], out: &mut dyn Write) -> Result<()> {
-    if findings.is_empty() {
-        writeln!(out, "no findings")?;
-        return Ok(());
-    }
-    let rows = table_rows(findings);
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i + 1 == cells.len() {
-                    c.clone()
-                } else {
-                    format!("{c:<w$}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    writeln!(out, "{}", line(&HEADERS.map(String::from)))?;
-    for r in &rows {
-        writeln!(out, "{}", line(r))?;
-    }
-    writeln!(out, "{} findings", findings.len())?;
-    Ok(())
-}
-
-fn md_cell(s: &str) -> String {
-    escape_control(s)
-        .replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('`', "\\`")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn markdown(findings: &[Finding], out: &mut dyn Write) -> Result<()> {
-    writeln!(out, "| {} |", HEADERS.join(" | ").to_lowercase())?;
-    writeln!(out, "|{}", "---|".repeat(HEADERS.len()))?;
-    for f in findings {
-        let cells = [
-            f.severity.as_str().to_string(),
-            f.kind.clone(),
-            f.first_seen.clone().unwrap_or_default(),
-            f.count.to_string(),
-            subject(f),
-            f.source_ip.clone().unwrap_or_default(),
-            shown_title(f),
-        ];
-        let cells: Vec<String> = cells.iter().map(|c| md_cell(c)).collect();
-        writeln!(out, "| {} |", cells.join(" | "))?;
-    }
-    Ok(())
 }

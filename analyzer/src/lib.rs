@@ -2,6 +2,7 @@
 //! permissions nobody needs. The library is the program; `main.rs` parses flags and maps errors
 //! to exit codes.
 
+pub mod analyze;
 pub mod asff;
 pub mod audit;
 pub mod aws;
