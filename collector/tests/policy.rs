@@ -6,7 +6,9 @@ use std::path::Path;
 
 #[path = "../../tests/support/sdk_calls.rs"]
 mod sdk_calls;
-use sdk_calls::{actions_needed, operations_called, policy_actions, strings};
+use sdk_calls::{
+    actions_needed, assert_grants_exactly, operations_called, policy_actions, strings,
+};
 
 /// SDK operation (the fluent builder method) → the IAM action it needs. The multipart
 /// operations but the abort are authorized by `s3:PutObject`; ListParts (needing
@@ -68,15 +70,11 @@ fn the_collector_policy_grants_exactly_what_the_source_calls() {
         "the scan found nothing: {needed:?}"
     );
     let granted = policy_actions(&policy());
-    let missing: Vec<_> = needed.difference(&granted).collect();
-    let unused: Vec<_> = granted.difference(&needed).collect();
-    assert!(
-        missing.is_empty(),
-        "the collector calls operations needing {missing:?}, which its policy does not grant"
-    );
-    assert!(
-        unused.is_empty(),
-        "the policy grants {unused:?}, which nothing in collector/src calls (least privilege)"
+    assert_grants_exactly(
+        &needed,
+        &granted,
+        "collector",
+        "credtrail-collector-policy.json",
     );
 }
 

@@ -107,3 +107,23 @@ pub fn policy_actions(policy: &serde_json::Value) -> BTreeSet<String> {
     }
     out
 }
+
+/// The policy `policy` (a name for messages) grants exactly the actions `needed` by the source
+/// of `program`: no call without its action, no action nothing calls (least privilege).
+pub fn assert_grants_exactly(
+    needed: &BTreeSet<String>,
+    granted: &BTreeSet<String>,
+    program: &str,
+    policy: &str,
+) {
+    let missing: Vec<_> = needed.difference(granted).collect();
+    let unused: Vec<_> = granted.difference(needed).collect();
+    assert!(
+        missing.is_empty(),
+        "{policy}: the {program} calls operations needing {missing:?}, which the policy does not grant"
+    );
+    assert!(
+        unused.is_empty(),
+        "{policy}: grants {unused:?}, which nothing in {program}/src calls (least privilege)"
+    );
+}

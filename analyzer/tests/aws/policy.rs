@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::sdk_calls::{actions_needed, operations_called, policy_actions};
+use crate::sdk_calls::{actions_needed, assert_grants_exactly, operations_called, policy_actions};
 
 /// SDK operation (the fluent builder method) → the IAM action it needs.
 const OPERATIONS: &[(&str, &str)] = &[
@@ -107,16 +107,5 @@ fn the_analyzer_policy_grants_exactly_what_the_source_calls() {
     let policy = root.join("../deploy/iam/credtrail-analyzer-policy.json");
     let granted =
         policy_actions(&serde_json::from_slice(&std::fs::read(&policy).unwrap()).unwrap());
-    let missing: Vec<_> = needed.difference(&granted).collect();
-    let unused: Vec<_> = granted.difference(&needed).collect();
-    assert!(
-        missing.is_empty(),
-        "{}: the analyzer calls operations needing {missing:?}, which the policy does not grant",
-        policy.display()
-    );
-    assert!(
-        unused.is_empty(),
-        "{}: grants {unused:?}, which nothing in analyzer/src calls (least privilege)",
-        policy.display()
-    );
+    assert_grants_exactly(&needed, &granted, "analyzer", &policy.display().to_string());
 }
