@@ -165,6 +165,11 @@ pub fn follow_until(
 fn watch(config: &Config, sender: Sender<Wake>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let handler = move |event: notify::Result<notify::Event>| {
+        if lost_events(&event) {
+            warn!(
+                "file-system notifications were lost (the kernel's queue overflowed); rescanning the audit directory"
+            );
+        }
         if wakes(&event) {
             let _ = sender.send(Wake::Fs);
         }
@@ -189,6 +194,15 @@ fn watch(config: &Config, sender: Sender<Wake>) -> Option<notify::RecommendedWat
 fn wakes(event: &notify::Result<notify::Event>) -> bool {
     match event {
         Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+        Err(_) => true,
+    }
+}
+
+/// inotify's IN_Q_OVERFLOW (notify's `Rescan` flag) or an error of the watcher: some events
+/// never arrived, so only a rescan knows what changed.
+fn lost_events(event: &notify::Result<notify::Event>) -> bool {
+    match event {
+        Ok(e) => e.need_rescan(),
         Err(_) => true,
     }
 }

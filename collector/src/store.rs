@@ -802,6 +802,19 @@ fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> StringArray {
     values.collect()
 }
 
+/// Dictionary entries (id, value) as the two columns of `request_tasks` or `request_addresses`.
+fn dictionary_batch(entries: &[(i64, String)]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("value", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(entries.iter().map(|e| e.0))),
+        Arc::new(strings(entries.iter().map(|e| Some(e.1.as_str())))),
+    ];
+    RecordBatch::try_new(schema, columns).context("building dictionary entries")
+}
+
 /// `rejected_lines` rows as Arrow columns, in the table's order.
 fn rejected_batch(host: &str, rows: &[RejectedRow]) -> Result<RecordBatch> {
     let it = || rows.iter();
@@ -1476,19 +1489,18 @@ impl Store {
             }
             app.flush()?;
         }
-        if !batch.new_tasks.is_empty() {
-            let mut app = self.conn.appender("request_tasks")?;
-            for (id, arn) in &batch.new_tasks {
-                app.append_row(params![id, arn])?;
+        // Every line of a backlog can name a task never seen before: appended as one Arrow
+        // batch, not row by row (binding each row's values was a tenth of such a backlog's CPU).
+        for (table, entries) in [
+            ("request_tasks", &batch.new_tasks),
+            ("request_addresses", &batch.new_addresses),
+        ] {
+            if !entries.is_empty() {
+                let mut app = self.conn.appender(table)?;
+                app.append_record_batch(dictionary_batch(entries)?)
+                    .with_context(|| format!("appending {table}"))?;
+                app.flush()?;
             }
-            app.flush()?;
-        }
-        if !batch.new_addresses.is_empty() {
-            let mut app = self.conn.appender("request_addresses")?;
-            for (id, ip) in &batch.new_addresses {
-                app.append_row(params![id, ip])?;
-            }
-            app.flush()?;
         }
         if !batch.new_sources.is_empty() {
             let mut app = self.conn.appender("request_sources")?;

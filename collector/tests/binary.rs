@@ -576,6 +576,258 @@ fn sigterm_during_a_backlog_stops_at_the_next_commit_and_loses_nothing() {
     );
 }
 
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Waits up to a minute for the published segments to hold exactly `expected`.
+fn wait_published(env: &Env, child: &mut Child, expected: &[u64], what: &str) {
+    for _ in 0..1200 {
+        if segment_numbers(&env.segments) == expected {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "exited: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = segment_numbers(&env.segments);
+    let _ = child.kill();
+    panic!(
+        "{what}: published {} lines, expected {}",
+        got.len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn s26_a_real_inotify_queue_overflow_is_logged_and_nothing_is_missed() {
+    // Scenario 26 with the kernel's own overflow: the collector is stopped (SIGSTOP) while
+    // more events than `fs.inotify.max_queued_events` happen in its directory, then rolls and
+    // new files are written whose events the full queue drops. The periodic rescan is an
+    // hour away, so only the overflow's wake-up can find them; afterwards the watch must
+    // still work (a later roll is found as promptly).
+    let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(16_384);
+    if limit > 200_000 {
+        eprintln!(
+            "SKIPPED: fs.inotify.max_queued_events is {limit}; too many files to overflow it"
+        );
+        return;
+    }
+    let env = Env::new();
+    let log = env.tmp.path().join("collector.log");
+    let mut child = collector(
+        &env,
+        &[
+            "--tick-ms",
+            "20",
+            "--rescan-ms",
+            "3600000",
+            "--heartbeat-ms",
+            "3600000",
+            "--commit-interval-ms",
+            "20",
+            "--segment-secs",
+            "1",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    let mut expected = env.lines("audit.log", 0, 10);
+    wait_published(&env, &mut child, &expected, "the first lines");
+
+    signal(pid, "-STOP");
+    // Each created file raises at least IN_CREATE and IN_CLOSE_WRITE: this fills the queue.
+    let scratch = env.audit.join("scratch");
+    for i in 0..limit {
+        std::fs::write(env.audit.join(format!("not-audit-{i}")), b"x").unwrap();
+    }
+    for i in 0..limit {
+        std::fs::rename(
+            env.audit.join(format!("not-audit-{i}")),
+            scratch.with_extension(i.to_string()),
+        )
+        .unwrap();
+    }
+    for roll in 1..=5u64 {
+        expected.extend(env.lines("audit.log", roll * 100, roll * 100 + 10));
+        env.rename("audit.log", &format!("audit.log.{roll}"));
+    }
+    expected.extend(env.lines("audit.log", 1000, 1005));
+    signal(pid, "-CONT");
+    let expected = sorted(expected);
+    wait_published(&env, &mut child, &expected, "after the overflow");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("the kernel's queue overflowed"),
+        "no overflow was seen; the collector logged:\n{logged}"
+    );
+
+    // The watch survives the overflow: a roll and a new file are found without a rescan.
+    let mut expected = expected;
+    expected.extend(env.lines("audit.log", 2000, 2010));
+    env.rename("audit.log", "audit.log.6");
+    expected.extend(env.lines("audit.log", 3000, 3005));
+    let expected = sorted(expected);
+    wait_published(&env, &mut child, &expected, "a roll after the overflow");
+
+    assert!(sigterm(pid));
+    assert!(child.wait().unwrap().success());
+    let conn = duckdb::Connection::open(&env.store).unwrap();
+    assert_eq!(stored_numbers(&conn), expected);
+    check_invariants(&conn);
+}
+
+#[test]
+fn every_directory_a_segment_lands_in_is_synced_with_its_parent() {
+    // A segment renamed into a directory that a crash forgets is lost with it: every directory
+    // publication creates must be synced after its creation, and so must its parent (which
+    // records the new name), and every directory a segment is renamed into must be synced
+    // after the rename. strace shows what the real binary does.
+    let usable = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!(
+            "SKIPPED: strace is missing or cannot trace here (collector/scripts/install-test-tools.sh installs it)"
+        );
+        return;
+    }
+    let env = Env::new();
+    env.lines("audit.log.1", 0, 300);
+    let other_day: String = (300..400u64)
+        .map(|n| line(n).replacen("2026-11-20T10:", "2026-11-21T03:", 1) + "\n")
+        .collect();
+    env.append("audit.log", other_day.as_bytes());
+    let trace = env.tmp.path().join("strace.txt");
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-y",
+        "-qq",
+        "-e",
+        "trace=mkdir,mkdirat,fsync,rename,renameat,renameat2",
+        "-o",
+    ])
+    .arg(&trace)
+    .arg(BIN)
+    .args(collector(&env, &["--once"]).get_args());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(segment_numbers(&env.segments), (0..400).collect::<Vec<_>>());
+
+    // One event per line: (kind, path) in the order they happened (one process: strace's
+    // order across threads is the order of the calls' completion).
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let quoted = |s: &str| -> Vec<String> {
+        s.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    // A call interrupted by another thread's is printed in two parts: join them.
+    let mut pending = std::collections::HashMap::new();
+    let calls: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let pid = l.split_whitespace().next()?.to_string();
+            if let Some((start, _)) = l.split_once(" <unfinished ...>") {
+                pending.insert(pid, start.to_string());
+                None
+            } else if let Some((_, rest)) = l.split_once(" resumed>") {
+                Some(pending.remove(&pid)? + rest)
+            } else {
+                Some(l.to_string())
+            }
+        })
+        .collect();
+    let events: Vec<(&str, String)> = calls
+        .iter()
+        .filter_map(|l| {
+            let call = l.split_whitespace().nth(1)?;
+            if call.starts_with("mkdir") && l.ends_with("= 0") {
+                Some(("mkdir", quoted(l).pop()?))
+            } else if call.starts_with("fsync(") && l.ends_with("= 0") {
+                let path = l.split_once('<')?.1.split_once('>')?.0.to_string();
+                Some(("fsync", path))
+            } else if call.starts_with("rename") && l.ends_with("= 0") {
+                Some(("rename", quoted(l).pop()?))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let segments = env.segments.canonicalize().unwrap();
+    let synced_after = |i: usize, dir: &Path| {
+        events[i + 1..]
+            .iter()
+            .any(|(k, p)| *k == "fsync" && Path::new(p) == dir)
+    };
+    let mut created = 0;
+    let mut renamed = 0;
+    for (i, (kind, path)) in events.iter().enumerate() {
+        let path = Path::new(path);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap().join(path)
+        };
+        if !path.starts_with(&segments) {
+            continue;
+        }
+        match *kind {
+            "mkdir" => {
+                created += 1;
+                assert!(
+                    synced_after(i, &path),
+                    "{} was created but never synced",
+                    path.display()
+                );
+                let parent = path.parent().unwrap();
+                assert!(
+                    synced_after(i, parent),
+                    "{} was created but its parent {} was not synced after",
+                    path.display(),
+                    parent.display()
+                );
+            }
+            "rename" if path.extension().is_some_and(|e| e == "parquet") => {
+                renamed += 1;
+                let dir = path.parent().unwrap();
+                assert!(
+                    synced_after(i, dir),
+                    "{} was renamed into place but {} was not synced after",
+                    path.display(),
+                    dir.display()
+                );
+            }
+            _ => {}
+        }
+    }
+    // The segments directory; requests in two days and coverage in one: table, date and hour
+    // directories; one segment per hour.
+    assert!(created >= 9, "only {created} directories created:\n{text}");
+    assert!(
+        renamed >= 3,
+        "only {renamed} segments renamed into place:\n{text}"
+    );
+}
+
 #[test]
 fn help_names_every_flag_and_its_environment_variable() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
