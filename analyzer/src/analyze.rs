@@ -53,6 +53,11 @@ pub struct AnalyzeArgs {
     /// Load detections from this directory instead of the built-in ones.
     #[arg(long)]
     pub queries: Option<PathBuf>,
+    /// Print only what changed since the previous recorded run: new findings, resolved ones,
+    /// and ongoing ones whose severity changed (each with its `change`). Every run without
+    /// `--since`/`--until` is recorded in the store, with or without this flag.
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub since_last_run: bool,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -98,6 +103,7 @@ pub fn analyze(
     };
     store.check_time("--since", opts.since.as_deref())?;
     store.check_time("--until", opts.until.as_deref())?;
+    let started = crate::store::now_us();
     let mut report = run(store, &loaded.detections, &opts);
     for (file, e) in &report.failed {
         eprintln!("warning: detection failed and was skipped: {file}: {e}");
@@ -106,22 +112,46 @@ pub fn analyze(
     for e in &expired {
         eprintln!("warning: {}", escape_control(&e.to_string()));
     }
+    // A run over a chosen slice of time is not the store's state: only whole runs are recorded.
+    let recorded = if opts.since.is_none() && opts.until.is_none() {
+        let failed: Vec<String> = report.failed.iter().map(|(f, _)| f.clone()).collect();
+        Some(crate::findings::record(
+            store,
+            "analyze",
+            started,
+            &loaded.detections,
+            &report.findings,
+            &failed,
+        )?)
+    } else {
+        None
+    };
     let min = a
         .min_severity
         .or(config.min_severity)
         .unwrap_or(Severity::Low);
-    let findings: Vec<Finding> = report
-        .findings
-        .into_iter()
-        .filter(|f| f.severity >= min)
-        .collect();
+    let shown = match &recorded {
+        Some(r) if a.since_last_run => {
+            if a.format == Format::Table {
+                writeln!(out, "{}", r.summary())?;
+            }
+            r.changes()
+        }
+        _ => report.findings,
+    };
+    let findings: Vec<Finding> = shown.into_iter().filter(|f| f.severity >= min).collect();
     let defaults =
         crate::asff::Defaults::new(config.aws_region.clone(), config.aws_account_id.clone());
     render(&findings, a.format, &defaults, out)?;
+    // A resolved finding is not there any more: it never fails the run.
     Ok(a.fail_on.or(config.fail_on).is_some_and(|s| {
-        findings
-            .iter()
-            .any(|f| f.suppressed.is_none() && f.severity >= s)
+        findings.iter().any(|f| {
+            f.suppressed.is_none()
+                && f.severity >= s
+                && f.change
+                    .as_ref()
+                    .is_none_or(|c| c.state != crate::findings::State::Resolved)
+        })
     }))
 }
 
@@ -167,6 +197,9 @@ pub fn render(
 /// The title, with the suppression that covers the finding (or the severity it was detected at).
 pub fn shown_title(f: &Finding) -> String {
     let mut t = f.title.clone();
+    if let Some(c) = &f.change {
+        t = format!("[{c}] {t}");
+    }
     if let Some(d) = f.detected_severity {
         t.push_str(&format!(" [detected as {}]", d.as_str()));
     }

@@ -10,7 +10,8 @@
 //! `Description` to 1,024, and the evidence goes to `ProductFields` as
 //! `credtrail/evidence/<key>` (JSON text unless a string), each value cut to 2,048 characters
 //! and at most 50 fields in all (the keys that did not fit are listed). A suppressed finding is
-//! `Workflow.Status` SUPPRESSED with the reason as its `Note`.
+//! `Workflow.Status` SUPPRESSED with the reason as its `Note`. A resolved finding (`analyze
+//! --since-last-run`) is `RecordState` ARCHIVED, `Workflow.Status` RESOLVED.
 
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
@@ -229,8 +230,18 @@ pub fn finding(f: &Finding, now: i64, defaults: &Defaults) -> Result<Value> {
     );
     o.insert("ProductFields".into(), Value::Object(product_fields(f)));
     o.insert("Resources".into(), Value::Array(resources));
-    o.insert("RecordState".into(), json!("ACTIVE"));
+    let resolved = f
+        .change
+        .as_ref()
+        .is_some_and(|c| c.state == crate::findings::State::Resolved);
+    o.insert(
+        "RecordState".into(),
+        json!(if resolved { "ARCHIVED" } else { "ACTIVE" }),
+    );
     match &f.suppressed {
+        _ if resolved => {
+            o.insert("Workflow".into(), json!({"Status": "RESOLVED"}));
+        }
         Some(s) => {
             o.insert("Workflow".into(), json!({"Status": "SUPPRESSED"}));
             o.insert(
@@ -269,6 +280,7 @@ mod tests {
             evidence,
             detected_severity: None,
             suppressed: None,
+            change: None,
         }
     }
 

@@ -657,6 +657,7 @@ mod tests {
             evidence: serde_json::Value::Null,
             detected_severity: None,
             suppressed: None,
+            change: None,
         };
         let mut findings = vec![f("arn:r1"), f("arn:r2"), f("arn:r3")];
         let expired = c.apply(

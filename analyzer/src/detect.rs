@@ -246,7 +246,8 @@ pub fn load_dir(dir: &Path) -> Result<Loaded> {
 }
 
 /// One finding, in the documented output shape (detections.md); field order is output order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// It is stored in this shape too (`findings.finding`), and read back from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: String,
     pub severity: Severity,
@@ -261,15 +262,18 @@ pub struct Finding {
     pub source_ip: Option<String>,
     pub evidence: serde_json::Value,
     /// The detection's own severity, when the configuration reports the kind at another.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_severity: Option<Severity>,
     /// Set when a suppression of the configuration matches: shown, never counted by `--fail-on`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<Suppressed>,
+    /// What the latest recorded run changed (findings.rs): set in `analyze --since-last-run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<crate::findings::Change>,
 }
 
 /// How a finding is suppressed: shown in every output, never counted by `--fail-on`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suppressed {
     pub reason: String,
     pub expires: String,
@@ -409,6 +413,7 @@ pub fn run_one(store: &Store, d: &Detection, opts: &RunOptions) -> Result<Vec<Fi
             evidence,
             detected_severity: None,
             suppressed: None,
+            change: None,
         });
     }
     for f in &mut out {

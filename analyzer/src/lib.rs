@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod demo;
 pub mod detect;
 pub mod ecs;
+pub mod findings;
 pub mod header;
 pub mod iam;
 pub mod ingest;

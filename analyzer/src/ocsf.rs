@@ -7,7 +7,8 @@
 //! `finding_info.first_seen_time`/`last_seen_time` (epoch milliseconds); its kind is the
 //! analytic (a rule) and `finding_info.types`; task, role and cluster are `resources`; the
 //! account and region come from their ARNs (`cloud`); the evidence is `evidences[0].data`, with
-//! the source address as `evidences[0].src_endpoint`. A suppressed finding has `status_id` 3
+//! the source address as `evidences[0].src_endpoint`. A resolved finding (`analyze
+//! --since-last-run`) has `status_id` 4 (Resolved). A suppressed finding has `status_id` 3
 //! (Suppressed) and the reason in `status_detail`; a severity set by the configuration keeps
 //! the detection's own in `unmapped.detected_severity`. Strings from logs are only ever JSON
 //! string values (serde_json escapes them).
@@ -185,7 +186,15 @@ pub fn finding(f: &Finding, now_ms: i64) -> Value {
     }
     o.insert("count".into(), json!(f.count.clamp(0, i64::from(i32::MAX))));
     o.insert("message".into(), json!(f.title));
+    let resolved = f
+        .change
+        .as_ref()
+        .is_some_and(|c| c.state == crate::findings::State::Resolved);
     match &f.suppressed {
+        _ if resolved => {
+            o.insert("status_id".into(), json!(4));
+            o.insert("status".into(), json!("Resolved"));
+        }
         Some(s) => {
             o.insert("status_id".into(), json!(3));
             o.insert("status".into(), json!("Suppressed"));

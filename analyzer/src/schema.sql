@@ -375,3 +375,39 @@ CREATE TABLE IF NOT EXISTS cloudtrail_event_map (
     event_name   VARCHAR NOT NULL,
     action       VARCHAR              -- canonical service:ActionName; NULL: no known mapping
 );
+
+-- Every recorded analysis (findings.rs): `analyze` and `report` without --since/--until. The
+-- window is the event time the store held (earliest and latest event of the audit log and
+-- CloudTrail): each run re-analyses all of it, so a finding not produced is resolved.
+CREATE TABLE IF NOT EXISTS analysis_runs (
+    run_id            BIGINT NOT NULL,
+    command           VARCHAR NOT NULL,   -- analyze | report
+    started_at        TIMESTAMP NOT NULL,
+    finished_at       TIMESTAMP NOT NULL,
+    window_from       TIMESTAMP,          -- earliest event analysed
+    data_watermark    TIMESTAMP,          -- latest event analysed
+    findings          BIGINT NOT NULL,    -- current after the run
+    new_findings      BIGINT NOT NULL,
+    ongoing_findings  BIGINT NOT NULL,
+    resolved_findings BIGINT NOT NULL,
+    severity_changed  BIGINT NOT NULL,
+    failed_detections VARCHAR[] NOT NULL  -- their findings kept their state
+);
+
+-- One row per finding (kind, key) ever recorded, with its state after the latest run.
+CREATE TABLE IF NOT EXISTS findings (
+    kind              VARCHAR NOT NULL,
+    finding_key       VARCHAR NOT NULL,   -- JSON object of the detection's key columns
+    severity          VARCHAR NOT NULL,   -- as reported (after the configuration)
+    previous_severity VARCHAR,            -- before the run that changed it
+    state             VARCHAR NOT NULL,   -- new | ongoing | resolved
+    state_run         BIGINT NOT NULL,    -- the run that set the state
+    first_seen_run    BIGINT NOT NULL,
+    first_seen_at     TIMESTAMP NOT NULL, -- when that run started
+    last_seen_run     BIGINT NOT NULL,
+    last_seen_at      TIMESTAMP NOT NULL,
+    event_first_seen  TIMESTAMP,          -- the finding's own first and last event
+    event_last_seen   TIMESTAMP,
+    count             BIGINT NOT NULL,
+    finding           JSON NOT NULL       -- the finding as last produced (output shape)
+);

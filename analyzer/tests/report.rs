@@ -34,6 +34,8 @@ fn s(p: &Path) -> &str {
 /// Returns the store and the task ARNs of the hostile fetch and the hostile call.
 fn hostile_store(dir: &Path) -> (PathBuf, String, String) {
     let (_, db) = simulated_store(dir, 2, 2, 11);
+    // A recorded run before the hostile lines arrive: the next report leads with them as new.
+    credtrail(&db, &["analyze", "--format", "jsonl"]);
     let (fetch_task, cluster, ci, time, call_task, task_id, role, call_time) = {
         let store = Store::open(&db).unwrap();
         let (fetch_task, cluster, ci, time): (String, String, String, String) = store
@@ -300,6 +302,32 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
     let dir = tempfile::tempdir().unwrap();
     let (db, fetch_task, call_task) = hostile_store(dir.path());
 
+    // The first report after them leads with what changed since the last recorded run: the
+    // hostile fetch and call, new, escaped.
+    let first_dir = dir.path().join("first");
+    credtrail(&db, &["report", "--out", s(&first_dir)]);
+    let first = std::fs::read_to_string(first_dir.join("report.md")).unwrap();
+    let lead = first.split("\n## ").nth(1).unwrap();
+    assert!(
+        lead.starts_with("Since the last run\n\nrun 2, since run 1 (analyze at "),
+        "{lead}"
+    );
+    let new = lead
+        .split("### New (")
+        .nth(1)
+        .expect("new findings")
+        .split("\n###")
+        .next()
+        .unwrap();
+    for task in [&fetch_task, &call_task] {
+        assert!(new.contains(&md(task)), "{task} in {new}");
+    }
+    assert!(new.contains(&md(HOSTILE)), "{new}");
+    assert!(!first.contains('\x1b') && !first.contains("<script"));
+    let first_html = std::fs::read_to_string(first_dir.join("report.html")).unwrap();
+    assert!(first_html.contains("<section id=\"changes\"><h2>Since the last run</h2>"));
+    assert!(!first_html.to_ascii_lowercase().contains("<script"));
+
     let jsonl = credtrail(&db, &["analyze", "--format", "jsonl"]);
     let findings: Vec<Value> = jsonl
         .lines()
@@ -393,6 +421,13 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
     );
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     let md_text = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    // Three analyze runs since: nothing changed (a report over a slice of time is not a run).
+    assert!(
+        md_text.contains("run 6, since run 5 (analyze at ")
+            && md_text.contains(&format!(": 0 new, 0 resolved, {} ongoing", findings.len())),
+        "{}",
+        &md_text[..2000.min(md_text.len())]
+    );
 
     // The file itself: a CSP, no script, no control character, the hostile string as text.
     assert!(html.contains(
@@ -500,6 +535,7 @@ fn finding(kind: &str, severity: Severity, role: &str, evidence: Value) -> Findi
         evidence,
         detected_severity: None,
         suppressed: None,
+        change: None,
     }
 }
 

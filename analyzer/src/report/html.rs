@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Data, RolePrivilege, clip, short_arn, svg};
+use super::{Data, MAX_CHANGES, RolePrivilege, clip, short_arn, svg};
 use crate::detect::{Finding, Severity};
 use crate::terminal::{escape_control, thousands};
 
@@ -343,6 +343,7 @@ pub fn render(d: &Data) -> String {
     o.push_str("</style></head>\n<body>\n");
     header(&mut o, d);
     o.push_str("<main>\n");
+    changes(&mut o, d);
     summary(&mut o, d);
     reach(&mut o, d);
     timeline(&mut o, d);
@@ -383,6 +384,54 @@ fn header(o: &mut String, d: &Data) {
         esc(&d.generated_at),
         d.findings.len()
     );
+}
+
+fn changes(o: &mut String, d: &Data) {
+    let Some(c) = &d.changes else { return };
+    let _ = write!(
+        o,
+        "<section id=\"changes\"><h2>Since the last run</h2><p>{}.</p>",
+        esc(&c.summary())
+    );
+    for (title, list) in [
+        ("New", &c.new),
+        ("Severity changed", &c.changed),
+        ("Resolved", &c.resolved),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            o,
+            "<h3>{title} ({})</h3><table><thead><tr><th>severity</th><th>kind</th>\
+             <th>task / role / host</th><th>title</th></tr></thead><tbody>",
+            list.len()
+        );
+        for f in list.iter().take(MAX_CHANGES) {
+            let was = f
+                .change
+                .as_ref()
+                .and_then(|c| c.previous_severity)
+                .map_or(String::new(), |p| format!(" (was {})", p.as_str()));
+            let _ = write!(
+                o,
+                "<tr><td>{}{was}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                badge(f.severity),
+                esc(&f.kind),
+                esc(&super::markdown::subject(f)),
+                esc(&f.title)
+            );
+        }
+        o.push_str("</tbody></table>");
+        if list.len() > MAX_CHANGES {
+            let _ = write!(
+                o,
+                "<p class=\"muted\">… and {} more.</p>",
+                list.len() - MAX_CHANGES
+            );
+        }
+    }
+    o.push_str("</section>\n");
 }
 
 fn summary(o: &mut String, d: &Data) {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Data, RolePrivilege, clip, short_arn};
+use super::{Data, MAX_CHANGES, RolePrivilege, clip, short_arn};
 use crate::detect::{Finding, Severity};
 use crate::terminal::{escape_control, thousands};
 
@@ -160,12 +160,67 @@ pub fn render(d: &Data) -> String {
         env!("CARGO_PKG_VERSION"),
         md(&d.generated_at)
     );
+    changes(&mut o, d);
     summary(&mut o, d);
     reach(&mut o, d);
     activity(&mut o, d);
     privilege(&mut o, d);
     findings(&mut o, d);
     o
+}
+
+fn changes(o: &mut String, d: &Data) {
+    let Some(c) = &d.changes else { return };
+    o.push_str(
+        "## Since the last run
+
+",
+    );
+    let _ = writeln!(o, "{}.\n", md(&c.summary()));
+    for (title, list) in [
+        ("New", &c.new),
+        ("Severity changed", &c.changed),
+        ("Resolved", &c.resolved),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "### {title} ({})\n\n| severity | kind | task / role / host | title |\n|---|---|---|---|",
+            list.len()
+        );
+        for f in list.iter().take(MAX_CHANGES) {
+            let severity = match f.change.as_ref().and_then(|c| c.previous_severity) {
+                Some(p) => format!("{} (was {})", f.severity.as_str(), p.as_str()),
+                None => f.severity.as_str().to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "| {severity} | {} | {} | {} |",
+                md(&f.kind),
+                md(&subject(f)),
+                md(&f.title)
+            );
+        }
+        if list.len() > MAX_CHANGES {
+            let _ = writeln!(o, "\n… and {} more.", list.len() - MAX_CHANGES);
+        }
+        o.push('\n');
+    }
+}
+
+/// The task, else the role, else the host (and address) a finding is about.
+pub fn subject(f: &Finding) -> String {
+    f.task_arn
+        .clone()
+        .or_else(|| f.role_arn.clone())
+        .or_else(|| {
+            f.host
+                .as_ref()
+                .map(|h| format!("{h} {}", f.source_ip.as_deref().unwrap_or("")))
+        })
+        .unwrap_or_default()
 }
 
 fn summary(o: &mut String, d: &Data) {

@@ -29,6 +29,8 @@ pub const CONTEXT_LANES: usize = 6;
 pub const MAX_BUCKETS: i64 = 288;
 /// Smallest timeline bucket.
 pub const MIN_BUCKET_SECS: i64 = 300;
+/// Findings listed per state in "Since the last run", at most.
+pub const MAX_CHANGES: usize = 100;
 /// Characters of CloudTrail request parameters shown per call.
 pub const REQUEST_CHARS: usize = 300;
 
@@ -167,6 +169,9 @@ pub struct Data {
     pub failed: Vec<(String, String)>,
     pub roles: Vec<RolePrivilege>,
     pub timeline: Timeline,
+    /// What changed since the previous recorded run (findings.rs), when this report's run was
+    /// recorded (no `--since`/`--until`).
+    pub changes: Option<crate::findings::Recorded>,
 }
 
 impl Data {
@@ -707,6 +712,7 @@ pub fn collect_with(
         failed,
         roles,
         timeline,
+        changes: None,
     })
 }
 
@@ -738,7 +744,20 @@ pub fn run(
     config: &crate::config::Config,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
-    let data = collect_with(store, args.since.clone(), args.until.clone(), config)?;
+    let started = crate::store::now_us();
+    let mut data = collect_with(store, args.since.clone(), args.until.clone(), config)?;
+    // Only a report over the whole store is a run of the findings' history.
+    if args.since.is_none() && args.until.is_none() {
+        let failed: Vec<String> = data.failed.iter().map(|(f, _)| f.clone()).collect();
+        data.changes = Some(crate::findings::record(
+            store,
+            "report",
+            started,
+            &detect::builtin().detections,
+            &data.findings,
+            &failed,
+        )?);
+    }
     for e in &data.expired {
         eprintln!(
             "warning: {}",
@@ -786,6 +805,7 @@ mod tests {
             role_arn: Some("arn:aws:iam::123456789012:role/app-task".into()),
             detected_severity: None,
             suppressed: None,
+            change: None,
             host: None,
             source_ip: None,
             evidence,
