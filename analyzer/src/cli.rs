@@ -57,6 +57,10 @@ pub enum Command {
     /// Write DIR/report.md and DIR/report.html: findings, least privilege per role, and
     /// timelines, as one self-contained page (no script, no external resource).
     Report(crate::report::ReportArgs),
+    /// The scheduled analysis of the configuration's [schedule]: ingest CloudTrail and the
+    /// collectors' segments, write (and upload) the report, print the findings; exit status 3
+    /// on findings at or above [analyze] fail_on.
+    RunSchedule(crate::schedule::RunScheduleArgs),
 }
 
 /// `credtrail --version`: the program's version and the built-in catalog's.
@@ -163,6 +167,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let config = config(cli.config.as_deref())?;
             crate::report::run(&store, &a, &config, &mut std::io::stdout().lock())
         }
+        Command::RunSchedule(a) => crate::schedule::run(
+            &cli.store,
+            cli.config.as_deref(),
+            &a,
+            &mut std::io::stdout().lock(),
+        ),
         Command::Coverage(a) => {
             let store = crate::store::Store::open_read_only(&cli.store)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -1,6 +1,8 @@
 //! `credtrail.toml`: the settings a scheduled run would otherwise repeat as flags — detection
 //! thresholds (the names `--param` takes), the account's expected egress ranges, severity
-//! overrides per finding kind, and suppressions with an expiry date and a reason.
+//! overrides per finding kind, suppressions with an expiry date and a reason, where the report
+//! is uploaded (`[report] s3_url`), and the inputs of the scheduled run (`[schedule]`: store,
+//! CloudTrail and segment sources, lookback, report directory; see `schedule.rs`).
 //!
 //! The file is read from `--config PATH`, else `$CREDTRAIL_CONFIG`, else [`DEFAULT_PATH`] when it
 //! exists. Unknown keys and bad values are errors naming the file and line ([`ConfigError`]);
@@ -54,6 +56,56 @@ struct RawConfig {
     analyze: RawAnalyze,
     #[serde(default)]
     export: RawExport,
+    #[serde(default)]
+    report: RawReport,
+    schedule: Option<Spanned<RawSchedule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    store: Option<Spanned<String>>,
+    #[serde(default)]
+    cloudtrail: Vec<Spanned<String>>,
+    #[serde(default)]
+    segments: Vec<Spanned<String>>,
+    since: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    report_dir: Option<Spanned<String>>,
+}
+
+/// `[schedule]`: the inputs of `credtrail run-schedule` (the weekly run of the systemd timer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// The analyzer's store (default: the global `--store`).
+    pub store: Option<PathBuf>,
+    /// CloudTrail: `s3://` URLs (the trail bucket's `AWSLogs/` prefix) or local paths.
+    pub cloudtrail: Vec<String>,
+    /// The collectors' segments: `s3://` URLs (their `--s3-url`) or local paths.
+    pub segments: Vec<String>,
+    /// How far back to list S3 each run: a time or an age such as `8d` (the `--since` of both
+    /// ingests; for segments only when every one is `s3://`).
+    pub since: Option<String>,
+    /// The buckets' region (default: the environment's, else us-east-1).
+    pub region: Option<String>,
+    /// Where report.md and report.html are written (default: `report/` beside the store).
+    pub report_dir: Option<PathBuf>,
+}
+
+/// Whether `s` is an ingest input the schedule accepts: `s3://BUCKET[/PREFIX]` or an absolute
+/// path.
+fn is_input(s: &str) -> bool {
+    if s.starts_with("s3://") {
+        crate::s3::S3Url::parse(s).is_some()
+    } else {
+        Path::new(s).is_absolute()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    s3_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +219,10 @@ pub struct Config {
     pub aws_region: Option<String>,
     /// `[export] aws_account_id`: ASFF's account for findings whose ARNs name none.
     pub aws_account_id: Option<String>,
+    /// `[report] s3_url`: as `credtrail report --s3-url` when the flag is absent.
+    pub report_s3_url: Option<crate::report::upload::Destination>,
+    /// `[schedule]`, when the file has one.
+    pub schedule: Option<Schedule>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -327,6 +383,68 @@ impl Config {
                 ));
             }
             cfg.aws_account_id = Some(v.clone());
+        }
+        if let Some(u) = &raw.report.s3_url {
+            let dest = crate::report::upload::Destination::parse(u.get_ref())
+                .map_err(|e| invalid(at(u.span()), format!("report.s3_url: {e}")))?;
+            cfg.report_s3_url = Some(dest);
+        }
+        if let Some(spanned) = &raw.schedule {
+            let section_line = at(spanned.span());
+            let raw = spanned.get_ref();
+            let mut sched = Schedule::default();
+            let nonempty = |v: &Spanned<String>, key: &str| {
+                if v.get_ref().trim().is_empty() {
+                    Err(invalid(at(v.span()), format!("schedule.{key} is empty")))
+                } else {
+                    Ok(v.get_ref().clone())
+                }
+            };
+            if let Some(v) = &raw.store {
+                sched.store = Some(PathBuf::from(nonempty(v, "store")?));
+            }
+            if let Some(v) = &raw.report_dir {
+                sched.report_dir = Some(PathBuf::from(nonempty(v, "report_dir")?));
+            }
+            for (key, list, into) in [
+                ("cloudtrail", &raw.cloudtrail, &mut sched.cloudtrail),
+                ("segments", &raw.segments, &mut sched.segments),
+            ] {
+                for v in list {
+                    if !is_input(v.get_ref()) {
+                        return Err(invalid(
+                            at(v.span()),
+                            format!(
+                                "schedule.{key}: {:?} is neither s3://BUCKET/PREFIX nor an absolute path",
+                                v.get_ref()
+                            ),
+                        ));
+                    }
+                    into.push(v.get_ref().clone());
+                }
+            }
+            if sched.cloudtrail.is_empty() && sched.segments.is_empty() {
+                return Err(invalid(
+                    section_line,
+                    "schedule: no input; set cloudtrail, segments or both".to_string(),
+                ));
+            }
+            if let Some(v) = &raw.since {
+                if crate::timestamp::parse_since(v.get_ref(), crate::store::now_us()).is_none() {
+                    return Err(invalid(
+                        at(v.span()),
+                        format!(
+                            "schedule.since: {:?} is not a time, a date or an age like 8d",
+                            v.get_ref()
+                        ),
+                    ));
+                }
+                sched.since = Some(v.get_ref().clone());
+            }
+            if let Some(v) = &raw.region {
+                sched.region = Some(nonempty(v, "region")?);
+            }
+            cfg.schedule = Some(sched);
         }
         for (kind, sev) in &raw.severity {
             cfg.severity
@@ -578,6 +696,23 @@ mod tests {
     }
 
     #[test]
+    fn the_report_upload_is_an_s3_prefix() {
+        let c = parse("[report]\ns3_url = \"s3://reports/credtrail\"\n").unwrap();
+        let d = c.report_s3_url.unwrap();
+        assert_eq!(d.bucket, "reports");
+        assert_eq!(d.key("report.html"), "credtrail/report.html");
+        assert_eq!(
+            err("\n[report]\ns3_url = \"/var/reports\"\n"),
+            "credtrail.toml:3: report.s3_url: \"/var/reports\" is not s3://BUCKET/PREFIX/"
+        );
+        assert!(
+            err("[report]\nout = \"x\"\n").starts_with("credtrail.toml:2: unknown field `out`"),
+            "{}",
+            err("[report]\nout = \"x\"\n")
+        );
+    }
+
+    #[test]
     fn names_are_checked_against_the_detections() {
         let dets = crate::detect::builtin().detections;
         let c = parse("[params]\nmin_sessions = 4\n\"fetch_burst.max_fetches\" = 40\n").unwrap();
@@ -632,6 +767,47 @@ mod tests {
         assert_eq!(c.suppressions.len(), 2);
         assert_eq!(c.fail_on, Some(Severity::High));
         assert_eq!(c.params["fetch_burst.max_fetches"].value, "30");
+        let s = c.schedule.unwrap();
+        assert_eq!(
+            s.store.as_deref(),
+            Some(Path::new("/var/lib/credtrail-analyzer/credtrail.duckdb"))
+        );
+        assert_eq!(s.cloudtrail, ["s3://CLOUDTRAIL_BUCKET/AWSLogs/"]);
+        assert_eq!(s.segments, ["s3://SEGMENTS_BUCKET/SEGMENTS_PREFIX/"]);
+        assert_eq!(s.since.as_deref(), Some("8d"));
+        assert_eq!(c.report_s3_url, None);
+    }
+
+    #[test]
+    fn schedule_inputs_are_checked() {
+        let c = parse(
+            "[schedule]\ncloudtrail = [\"s3://t/AWSLogs/\", \"/srv/trail\"]\nsince = \"2026-11-20\"\n",
+        )
+        .unwrap();
+        let s = c.schedule.unwrap();
+        assert_eq!(s.cloudtrail.len(), 2);
+        assert!(s.segments.is_empty() && s.store.is_none() && s.report_dir.is_none());
+        assert_eq!(parse("").unwrap().schedule, None);
+        assert_eq!(
+            err("[schedule]\nsegments = [\"s3://seg/\", \"relative/dir\"]\n"),
+            "credtrail.toml:2: schedule.segments: \"relative/dir\" is neither s3://BUCKET/PREFIX nor an absolute path"
+        );
+        assert_eq!(
+            err("[schedule]\ncloudtrail = [\"s3://t/\"]\nsince = \"a week\"\n"),
+            "credtrail.toml:3: schedule.since: \"a week\" is not a time, a date or an age like 8d"
+        );
+        assert!(
+            err("\n[schedule]\nstore = \"/x.duckdb\"\n")
+                .ends_with("schedule: no input; set cloudtrail, segments or both"),
+            "{}",
+            err("\n[schedule]\nstore = \"/x.duckdb\"\n")
+        );
+        assert!(
+            err("[schedule]\ncloudtrail = [\"s3://t/\"]\nlookback = \"8d\"\n")
+                .starts_with("credtrail.toml:3: unknown field `lookback`"),
+            "{}",
+            err("[schedule]\ncloudtrail = [\"s3://t/\"]\nlookback = \"8d\"\n")
+        );
     }
 
     #[test]

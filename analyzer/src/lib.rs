@@ -25,6 +25,7 @@ pub mod policy;
 pub mod privilege;
 pub mod report;
 pub mod s3;
+pub mod schedule;
 pub mod score;
 pub mod sql;
 pub mod statement;

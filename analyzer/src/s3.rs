@@ -100,8 +100,13 @@ impl S3 {
             opts.region.as_deref(),
             aws::Retries::Standard,
         ));
+        // Bodies the analyzer sends (reports) carry their own Content-MD5; the SDK adds no
+        // checksum of its own, so S3-compatible servers need not know the newer ones.
         let conf = aws_sdk_s3::config::Builder::from(&base)
             .force_path_style(true)
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
             .build();
         Ok(S3 {
             runtime,
@@ -238,6 +243,32 @@ impl S3 {
             pos: 0,
             done: false,
         })
+    }
+
+    /// Uploads `body` as `bucket`/`key` (PutObject with its Content-MD5, so S3 refuses a body
+    /// that arrived damaged); returns once S3 confirmed the object.
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+        self.runtime
+            .block_on(
+                self.client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .content_md5(md5)
+                    .content_type(content_type)
+                    .body(ByteStream::from(body))
+                    .send(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "PutObject s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        Ok(())
     }
 
     /// Downloads an object to `path` (streamed, never whole in memory).

@@ -1,13 +1,14 @@
 //! The analyzer's scheduled run in `deploy/systemd/`: the weekly timer and the oneshot service
-//! (ingest from S3, report, analyze with the configuration's `fail_on`, so exit status 3 fails
-//! the unit when there are findings). Every `ExecStart=` is parsed by the real command line
-//! (`credtrail::cli::Cli`). When `systemd-analyze` is on PATH (`deploy/scripts/install-test-tools.sh`)
+//! (`credtrail run-schedule`: ingest from S3, report, analyze with the configuration's
+//! `fail_on`, so exit status 3 fails the unit when there are findings). The `ExecStart=` and
+//! every step the example configuration's `[schedule]` makes are parsed by the real command
+//! line (`credtrail::cli::Cli`). When `systemd-analyze` is on PATH (`deploy/scripts/install-test-tools.sh`)
 //! both units go through `systemd-analyze verify` and the service through
 //! `systemd-analyze security --offline=yes` (exposure at most 2.0, like the collector's unit).
 //!
 //! The same run as an ECS scheduled task, `deploy/cloudformation/credtrail-analyzer-schedule.json`:
-//! its containers' commands are parsed by the same `Cli` and must be the unit's steps in the
-//! unit's order; its task role grants exactly the S3 actions of the analyzer's policy (plus the
+//! its containers' commands are parsed by the same `Cli` and must be the schedule's steps in
+//! its order; its task role grants exactly the S3 actions of the analyzer's policy (plus the
 //! mount of its own file system); and `cfn-lint` (`scripts/install-cfn-lint.sh`) passes it and
 //! fails a broken copy.
 
@@ -26,7 +27,7 @@ use credtrail::cli::{Cli, Command as Sub};
 
 const SERVICE: &str = "credtrail-analyzer.service";
 const TIMER: &str = "credtrail-analyzer.timer";
-const EXEC_PATH: &str = "/usr/local/bin/credtrail";
+const EXEC_PATH: &str = "/usr/bin/credtrail";
 
 fn unit_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,6 +37,13 @@ fn unit_path(name: &str) -> PathBuf {
 
 fn read_unit(name: &str) -> Unit {
     systemd::read_unit(&unit_path(name))
+}
+
+fn example_config() -> credtrail::config::Config {
+    credtrail::config::Config::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/credtrail.example.toml"),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -49,42 +57,52 @@ fn service_ingests_reports_then_fails_on_findings() {
         last("Environment"),
         Some("CREDTRAIL_CONFIG=/etc/credtrail/credtrail.toml")
     );
-    // what /etc/credtrail/analyzer.env would say
-    let env = [
-        ("${CREDTRAIL_CLOUDTRAIL_S3}", "s3://trail-bucket/AWSLogs/"),
-        ("${CREDTRAIL_SEGMENTS_S3}", "s3://segments-bucket/prefix/"),
-    ];
-    let mut steps = Vec::new();
-    for exec in values(&unit, "Service", "ExecStart") {
-        let mut args: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
-        assert_eq!(args[0], EXEC_PATH);
-        for a in &mut args {
-            for (var, value) in env {
-                *a = a.replace(var, value);
-            }
-            assert!(!a.contains('$'), "{a}: a variable the test does not know");
-        }
-        let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{exec}: {e}"));
+    assert!(values(&unit, "Service", "EnvironmentFile").is_empty());
+    // One step: the configuration's schedule.
+    let execs = values(&unit, "Service", "ExecStart");
+    assert_eq!(execs.len(), 1);
+    let args: Vec<&str> = execs[0].split_whitespace().collect();
+    assert_eq!(args[0], EXEC_PATH);
+    let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{}: {e}", execs[0]));
+    assert!(
+        matches!(&cli.command, Sub::RunSchedule(a) if !a.dry_run),
+        "{:?}",
+        cli.command
+    );
+    // What it runs with the example configuration (the .deb's /etc/credtrail/credtrail.toml).
+    let config = example_config();
+    let schedule = config
+        .schedule
+        .as_ref()
+        .expect("the example has a [schedule]");
+    let conf = Path::new("/etc/credtrail/credtrail.toml");
+    let steps = credtrail::schedule::steps(schedule, &cli.store, Some(conf), false);
+    let mut commands = Vec::new();
+    for step in &steps {
+        let cli = Cli::try_parse_from(step).unwrap_or_else(|e| panic!("{step:?}: {e}"));
         assert_eq!(
             cli.store,
             PathBuf::from("/var/lib/credtrail-analyzer/credtrail.duckdb"),
-            "{exec}"
+            "{step:?}"
         );
-        steps.push(cli.command);
+        assert_eq!(cli.config.as_deref(), Some(conf));
+        commands.push(cli.command);
     }
-    assert_eq!(steps.len(), 4);
-    assert!(matches!(steps[0], Sub::Ingest(_)));
-    assert!(matches!(steps[1], Sub::Ingest(_)));
-    match &steps[2] {
+    assert_eq!(commands.len(), 4);
+    assert!(matches!(commands[0], Sub::Ingest(_)));
+    assert!(matches!(commands[1], Sub::Ingest(_)));
+    assert!(steps[0].contains(&"--since".to_string()) && steps[1].contains(&"8d".to_string()));
+    match &commands[2] {
         Sub::Report(r) => assert!(r.out.starts_with("/var/lib/credtrail-analyzer")),
         other => panic!("the third step writes the report, not {other:?}"),
     }
-    match &steps[3] {
+    match &commands[3] {
         // the exit status comes from the configuration's fail_on, as the last step, so the
         // report is written whatever it finds
         Sub::Analyze(a) => assert!(a.fail_on.is_none() && a.min_severity.is_none()),
         other => panic!("the last step is analyze, not {other:?}"),
     }
+    assert!(config.fail_on.is_some());
 }
 
 #[test]
@@ -165,13 +183,17 @@ fn containers_in_order(t: &Value) -> Vec<Value> {
 fn scheduled_task_runs_the_units_steps_in_order() {
     let t = template();
     let containers = containers_in_order(&t);
-    let unit = read_unit(SERVICE);
-    let unit_steps: Vec<Vec<String>> = values(&unit, "Service", "ExecStart")
-        .into_iter()
-        .map(|e| e.split_whitespace().skip(1).map(str::to_string).collect())
-        .collect();
-    assert_eq!(containers.len(), unit_steps.len());
-    for (i, (c, unit_args)) in containers.iter().zip(&unit_steps).enumerate() {
+    // The unit's schedule (the example configuration's) with the task's store, report
+    // directory and bucket parameters: the task has no configuration file, so its commands
+    // spell the steps out.
+    let mut schedule = example_config().schedule.unwrap();
+    schedule.store = Some("/data/credtrail.duckdb".into());
+    schedule.report_dir = Some("/data/report".into());
+    schedule.cloudtrail = vec!["s3://trail-bucket/AWSLogs/".into()];
+    schedule.segments = vec!["s3://segments-bucket/prefix/".into()];
+    let steps = credtrail::schedule::steps(&schedule, Path::new("unused"), None, false);
+    assert_eq!(containers.len(), steps.len());
+    for (i, (c, step)) in containers.iter().zip(&steps).enumerate() {
         let args: Vec<String> = c["Command"]
             .as_array()
             .unwrap()
@@ -181,16 +203,7 @@ fn scheduled_task_runs_the_units_steps_in_order() {
         let cli = Cli::try_parse_from(std::iter::once("credtrail".to_string()).chain(args.clone()))
             .unwrap_or_else(|e| panic!("{}: {e}", c["Name"]));
         assert_eq!(cli.store, PathBuf::from("/data/credtrail.duckdb"));
-        // the unit's step with its store and paths in the task's places
-        let unit_args: Vec<String> = unit_args
-            .iter()
-            .map(|a| {
-                a.replace("/var/lib/credtrail-analyzer", "/data")
-                    .replace("${CREDTRAIL_CLOUDTRAIL_S3}", "s3://trail-bucket/AWSLogs/")
-                    .replace("${CREDTRAIL_SEGMENTS_S3}", "s3://segments-bucket/prefix/")
-            })
-            .collect();
-        assert_eq!(args, unit_args, "step {i} ({})", c["Name"]);
+        assert_eq!(args, step[1..], "step {i} ({})", c["Name"]);
         assert_eq!(
             c["Essential"],
             Value::Bool(i + 1 == containers.len()),
@@ -199,6 +212,20 @@ fn scheduled_task_runs_the_units_steps_in_order() {
         );
         assert_eq!(c["User"], "65534:65534", "{}", c["Name"]);
     }
+    // The report step uploads where the task role may write.
+    let report = containers
+        .iter()
+        .find(|c| c["Name"] == "report")
+        .expect("a report container");
+    let url = report["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["Name"] == "CREDTRAIL_REPORT_S3_URL")
+        .expect("CREDTRAIL_REPORT_S3_URL")["Value"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    assert_eq!(url, "s3://${ReportsBucket}/${ReportsPrefix}");
 }
 
 /// The task role may do what the analyzer calls on S3 (the actions of

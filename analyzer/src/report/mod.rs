@@ -10,6 +10,7 @@
 pub mod html;
 pub mod markdown;
 pub mod svg;
+pub mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -46,6 +47,16 @@ pub struct ReportArgs {
     /// Only events before this time.
     #[arg(long)]
     pub until: Option<String>,
+    /// Also upload report.md and report.html under this S3 prefix (`s3://BUCKET/PREFIX/`;
+    /// default: `[report] s3_url` of the configuration).
+    #[arg(long, env = "CREDTRAIL_REPORT_S3_URL", value_parser = upload::Destination::parse)]
+    pub s3_url: Option<upload::Destination>,
+    /// Send the upload's S3 requests to this endpoint (a VPC endpoint or a local stand-in).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// The report bucket's region (default: the environment's, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 /// What the store holds, within the report's window.
@@ -744,6 +755,12 @@ pub fn run(
     config: &crate::config::Config,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
+    let dest = args.s3_url.as_ref().or(config.report_s3_url.as_ref());
+    if dest.is_none() && (args.endpoint_url.is_some() || args.region.is_some()) {
+        anyhow::bail!(
+            "--endpoint-url and --region apply to the report's upload: give --s3-url (or [report] s3_url)"
+        );
+    }
     let started = crate::store::now_us();
     let mut data = collect_with(store, args.since.clone(), args.until.clone(), config)?;
     // Only a report over the whole store is a run of the findings' history.
@@ -784,6 +801,15 @@ pub fn run(
         w.markdown.display(),
         w.html.display()
     )?;
+    if let Some(dest) = dest {
+        let opts = crate::s3::Options {
+            endpoint_url: args.endpoint_url.clone(),
+            region: args.region.clone(),
+            ..crate::s3::Options::default()
+        };
+        let urls = upload::upload(&[w.markdown.as_path(), w.html.as_path()], dest, &opts)?;
+        writeln!(out, "uploaded {}", urls.join(" and "))?;
+    }
     Ok(())
 }
 

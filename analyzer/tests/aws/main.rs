@@ -6,6 +6,7 @@
 mod common;
 mod lookup;
 mod policy;
+mod report;
 mod s3;
 #[path = "../../../tests/support/s3s_fs.rs"]
 mod s3s_fs;

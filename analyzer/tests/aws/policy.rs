@@ -12,6 +12,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("list_objects_v2", "s3:ListBucket"),
     ("list_objects", "s3:ListBucket"),
     ("get_object", "s3:GetObject"),
+    ("put_object", "s3:PutObject"),
     ("head_object", "s3:GetObject"),
     ("get_bucket_location", "s3:GetBucketLocation"),
     ("describe_tasks", "ecs:DescribeTasks"),
@@ -23,8 +24,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get_event_selectors", "cloudtrail:GetEventSelectors"),
 ];
 
-/// S3 actions are granted on the right kind of resource: ListBucket on buckets, GetObject on
-/// objects (`bucket/*`); nothing on `*` except CloudTrail's (which has no resource types).
+/// S3 actions are granted on the right kind of resource: ListBucket on buckets, GetObject and
+/// PutObject on objects (`bucket/*`, `bucket/prefix/*`); nothing on `*` except CloudTrail's (which has no resource types).
 #[test]
 fn the_analyzer_policy_scopes_s3_to_buckets_and_objects() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -57,7 +58,7 @@ fn the_analyzer_policy_scopes_s3_to_buckets_and_objects() {
                         r.starts_with("arn:aws:s3:::") && !r.contains('/'),
                         "{a} on {r}"
                     ),
-                    "s3:GetObject" => assert!(
+                    "s3:GetObject" | "s3:PutObject" => assert!(
                         r.starts_with("arn:aws:s3:::") && r.ends_with("/*"),
                         "{a} on {r}"
                     ),
@@ -79,7 +80,7 @@ fn the_parser_finds_sdk_calls() {
             .bucket(b)
             .send();
         let c = s3.client.list_objects_v2().bucket(x).into_paginator().send();
-        let d = client.put_object().send();
+        let d = client.delete_object().send();
     "#;
     let ops: Vec<String> = operations_called(src, OPERATIONS)
         .into_iter()
@@ -91,7 +92,7 @@ fn the_parser_finds_sdk_calls() {
             "cloudtrail:LookupEvents",
             "s3:GetObject",
             "s3:ListBucket",
-            "?put_object"
+            "?delete_object"
         ]
     );
 }
