@@ -14,6 +14,14 @@
 //! the generated files in DIR and reuses them on the next run (e.g. to profile one loader on
 //! the same input with `perf`).
 //!
+//! `CREDTRAIL_BENCH_SHAPE=fleet` generates the shape of the simulated 100-host day instead
+//! (`credtrail simulate`, 9.8 M records in 3,097 files): 3,200 records a file, two regions (so
+//! name order runs through the day once per region, and parts of one region overlap those of
+//! the other in time), and CloudTrail's duplicate deliveries: one record in 3,000 is delivered
+//! again in the region's next file (the simulated day held 2,992 copies). Its defaults are
+//! 3,000,000 records (`CREDTRAIL_BENCH_RECORDS` as above, 9,800,000 for the full day), and
+//! DuckDB's side then does the same dedupe (one row per `eventID`).
+//!
 //! Numbers are printed, never asserted: the tests check behaviour, this measures it.
 
 use std::io::Write;
@@ -30,8 +38,9 @@ fn main() {
         run_phase(&phase, &dir, &out);
         return;
     }
-    let records = env_or("CREDTRAIL_BENCH_RECORDS", 1_000_000);
-    let per_file = env_or("CREDTRAIL_BENCH_PER_FILE", 1_000).max(1);
+    let shape = Shape::from_env();
+    let records = env_or("CREDTRAIL_BENCH_RECORDS", shape.records);
+    let per_file = env_or("CREDTRAIL_BENCH_PER_FILE", shape.per_file).max(1);
     let tmp = tempfile::tempdir().unwrap();
     let root = std::env::var_os("CREDTRAIL_BENCH_INPUT")
         .map(PathBuf::from)
@@ -42,20 +51,30 @@ fn main() {
     let (files, raw, compressed) = if marker.exists() {
         existing(&logs)
     } else {
-        let g = generate(&logs, records, per_file);
-        std::fs::write(&marker, format!("{records}")).unwrap();
+        let g = generate(&logs, records, per_file, &shape);
+        let copies = shape.copies(records, per_file);
+        std::fs::write(&marker, format!("{records} {copies}")).unwrap();
         g
     };
-    let records: u64 = std::fs::read_to_string(&marker).unwrap().parse().unwrap();
+    let marked = std::fs::read_to_string(&marker).unwrap();
+    let mut marked = marked.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+    let records = marked.next().unwrap();
+    let copies = marked.next().unwrap_or(0);
     println!(
-        "input: {records} records in {files} .json.gz files, {:.1} MB of JSON, {:.1} MB compressed (generated in {:.1} s)",
+        "input: {records} records (+{copies} delivered twice) in {files} .json.gz files, {:.1} MB of JSON, {:.1} MB compressed (generated in {:.1} s)",
         raw as f64 / 1e6,
         compressed as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
+    println!("load average before: {}", load_average());
     println!(
         "{:<44} {:>12} {:>9} {:>9} {:>10} {:>10}",
-        "loader", "records/s", "wall s", "CPU s", "peak RSS", "on disk"
+        "loader (records/s: records read, copies too)",
+        "records/s",
+        "wall s",
+        "CPU s",
+        "peak RSS",
+        "on disk"
     );
     let mut results = Vec::new();
     for (phase, label) in [
@@ -73,6 +92,8 @@ fn main() {
         .unwrap();
         let (rows, wall, cpu, rss) = (p.rows, p.wall_seconds, p.cpu_seconds, p.max_rss_bytes);
         assert_eq!(rows as u64, records, "{phase} loaded {rows} rows");
+        // Both read every delivered record, copies included.
+        let read = rows + copies as f64;
         // The store as it is left: the DuckDB file, its WAL, and (credtrail) the parts.
         let wal = out.with_extension("duckdb.wal");
         let parts = out.with_extension("duckdb.parts");
@@ -83,11 +104,11 @@ fn main() {
             + tree_bytes(&parts);
         println!(
             "{label:<44} {:>12.0} {wall:>9.2} {cpu:>9.2} {:>7.1} MB {:>7.1} MB",
-            rows / wall,
+            read / wall,
             rss / 1e6,
             disk as f64 / 1e6
         );
-        results.push((rows / wall, cpu));
+        results.push((read / wall, cpu));
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&wal);
         let _ = std::fs::remove_dir_all(&parts);
@@ -97,6 +118,67 @@ fn main() {
         results[0].0 / results[1].0,
         results[1].1 / results[0].1
     );
+    println!("load average after: {}", load_average());
+}
+
+/// The first three fields of /proc/loadavg (the machine may be shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// What the generated input looks like.
+struct Shape {
+    /// Default record count.
+    records: u64,
+    /// Default records per file.
+    per_file: u64,
+    /// Regions, each with its own run of files through the whole time span.
+    regions: u64,
+    /// One record in this many is delivered again in the next file of its region (0: none).
+    copy_every: u64,
+}
+
+impl Shape {
+    fn from_env() -> Shape {
+        match std::env::var("CREDTRAIL_BENCH_SHAPE").as_deref() {
+            Ok("fleet") => Shape {
+                records: 3_000_000,
+                per_file: 3_200,
+                regions: 2,
+                copy_every: 3_000,
+            },
+            Ok("") | Ok("small-files") | Err(_) => Shape {
+                records: 1_000_000,
+                per_file: 1_000,
+                regions: 1,
+                copy_every: 0,
+            },
+            Ok(other) => panic!("unknown CREDTRAIL_BENCH_SHAPE {other} (fleet, small-files)"),
+        }
+    }
+
+    /// The region of record `n` (records are dealt to regions in runs of a file's worth, so
+    /// each region's files cover the whole time span).
+    fn region(&self, n: u64, per_file: u64) -> u64 {
+        (n / per_file) % self.regions
+    }
+
+    /// Whether record `n` is also delivered in the next file of its region (never from a
+    /// region's last file).
+    fn copied(&self, n: u64, records: u64, per_file: u64) -> bool {
+        let file = n / per_file;
+        self.copy_every > 0
+            && n % self.copy_every == self.copy_every / 2
+            && file + self.regions < records.div_ceil(per_file)
+    }
+
+    fn copies(&self, records: u64, per_file: u64) -> u64 {
+        (0..records)
+            .filter(|n| self.copied(*n, records, per_file))
+            .count() as u64
+    }
 }
 
 /// Bytes of every file under `dir` (0 when it does not exist).
@@ -201,7 +283,23 @@ fn record(n: u64, out: &mut String) {
 }
 
 /// Writes the files with two threads; returns (files, JSON bytes, compressed bytes).
-fn generate(dir: &Path, records: u64, per_file: u64) -> (u64, u64, u64) {
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// Writes record `n` as delivered in `region`.
+fn record_in(n: u64, region: &str, out: &mut String) {
+    if region == "us-east-1" {
+        record(n, out);
+    } else {
+        let mut one = String::new();
+        record(n, &mut one);
+        out.push_str(&one.replace(
+            "\"awsRegion\":\"us-east-1\"",
+            &format!("\"awsRegion\":\"{region}\""),
+        ));
+    }
+}
+
+fn generate(dir: &Path, records: u64, per_file: u64, shape: &Shape) -> (u64, u64, u64) {
     let files = records.div_ceil(per_file);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     let totals: Vec<(u64, u64)> = std::thread::scope(|s| {
@@ -215,22 +313,32 @@ fn generate(dir: &Path, records: u64, per_file: u64) -> (u64, u64, u64) {
                         text.push_str("{\"Records\":[");
                         let from = f * per_file;
                         let to = ((f + 1) * per_file).min(records);
+                        let region = REGIONS[shape.region(from, per_file) as usize % REGIONS.len()];
                         for n in from..to {
                             if n > from {
                                 text.push(',');
                             }
-                            record(n, &mut text);
+                            record_in(n, region, &mut text);
+                        }
+                        // Records of the region's previous file delivered again.
+                        if let Some(prev) = f.checked_sub(shape.regions) {
+                            for n in prev * per_file..(prev + 1) * per_file {
+                                if shape.copied(n, records, per_file) {
+                                    text.push(',');
+                                    record_in(n, region, &mut text);
+                                }
+                            }
                         }
                         text.push_str("]}");
                         // Where and under which name S3 delivery puts a file whose
                         // records start at that time, so name order is time order.
                         let (y, mo, d, h, m, _) = civil(time_of(from));
                         let day = dir.join(format!(
-                            "111122223333/CloudTrail/us-east-1/{y}/{mo:02}/{d:02}"
+                            "111122223333/CloudTrail/{region}/{y}/{mo:02}/{d:02}"
                         ));
                         std::fs::create_dir_all(&day).unwrap();
                         let path = day.join(format!(
-                            "111122223333_CloudTrail_us-east-1_{y}{mo:02}{d:02}T{h:02}{m:02}Z_{f:016x}.json.gz"
+                            "111122223333_CloudTrail_{region}_{y}{mo:02}{d:02}T{h:02}{m:02}Z_{f:016x}.json.gz"
                         ));
                         let file = std::fs::File::create(&path).unwrap();
                         let mut gz = flate2::write::GzEncoder::new(
@@ -291,12 +399,18 @@ fn run_phase(phase: &str, dir: &Path, out: &Path) {
         "duckdb" => {
             let conn = duckdb::Connection::open(out).unwrap();
             let glob = format!("{}/**/*.json.gz", dir.display());
-            conn.execute_batch(&format!(
-                "CREATE TABLE cloudtrail AS
-                 SELECT unnest(Records, recursive := true)
+            let read = format!(
+                "SELECT unnest(Records, recursive := true)
                  FROM read_json('{glob}', maximum_object_size = 1073741824)"
-            ))
-            .unwrap();
+            );
+            // With copies in the input, the same dedupe as the ingest: one row per eventID.
+            // (Without, as this benchmark always measured: the records as they are.)
+            let sql = if Shape::from_env().copy_every > 0 {
+                format!("CREATE TABLE cloudtrail AS SELECT DISTINCT ON (eventID) * FROM ({read})")
+            } else {
+                format!("CREATE TABLE cloudtrail AS {read}")
+            };
+            conn.execute_batch(&sql).unwrap();
             conn.query_row("SELECT count(*) FROM cloudtrail", [], |r| {
                 r.get::<_, i64>(0)
             })

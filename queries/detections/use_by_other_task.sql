@@ -9,9 +9,9 @@ WITH endpoints AS (
     SELECT vpc_endpoint_id, any_value(vpc_id) AS vpc_id FROM vpc_endpoints GROUP BY vpc_endpoint_id
 ),
 calls AS (
-    SELECT c.task_arn, c.cluster_arn, c.task_role_arn, c.container_instance_arn,
-           c.event_time, c.event_source, c.event_name, c.error_code, c.source_ip, c.vpc_endpoint_id,
-           c.user_agent, c.access_key_id, c.event_id, c.aws_region, c.recipient_account_id,
+    -- only what the address tests need: millions of rows, read twice (the evidence's columns
+    -- are read for the few calls found, in foreign_calls)
+    SELECT c.task_arn, c.event_time, c.source_ip, c.event_id, c.aws_region, c.recipient_account_id,
            ep.vpc_id AS call_vpc,
            CASE WHEN contains(c.source_ip, ':') THEN ipv6_hex(c.source_ip) ELSE c.source_ip END AS ip_key
     FROM task_session_calls c
@@ -59,11 +59,17 @@ owned AS (
     HAVING count(DISTINCT a.owner_arn) = 1
 ),
 foreign_calls AS (
-    SELECT c.*, o.owner_arn, o.owner_vpc, o.how,
-           row_number() OVER (PARTITION BY c.task_arn ORDER BY c.event_time, c.event_id) AS rn
-    FROM calls c
-    JOIN owned o ON o.task_arn = c.task_arn AND o.event_id = c.event_id
-    WHERE o.owner_arn <> c.task_arn
+    -- the few calls found, with the columns the evidence shows
+    SELECT w.task_arn, w.cluster_arn, w.task_role_arn, w.container_instance_arn,
+           w.event_time, w.event_source, w.event_name, w.error_code, w.source_ip, w.vpc_endpoint_id,
+           w.user_agent, w.access_key_id, w.event_id, ep.vpc_id AS call_vpc,
+           o.owner_arn, o.owner_vpc, o.how,
+           row_number() OVER (PARTITION BY w.task_arn ORDER BY w.event_time, w.event_id) AS rn
+    FROM task_session_calls w
+    JOIN owned o ON o.task_arn = w.task_arn AND o.event_id = w.event_id
+    LEFT JOIN endpoints ep ON ep.vpc_endpoint_id = w.vpc_endpoint_id
+    WHERE o.owner_arn <> w.task_arn
+      AND w.event_id IN (SELECT event_id FROM owned)
 )
 SELECT
     'use_by_other_task' AS kind,

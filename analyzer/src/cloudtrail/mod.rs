@@ -6,10 +6,12 @@
 //!
 //! Pipeline: parse threads (one per core) each take a whole file, stream it through gzip and
 //! the [`split::Splitter`] (never more than one record plus a read buffer in memory), parse
-//! each record with serde borrowing from the buffer, fill Arrow columns, and write them to a
-//! Parquet part of their own ([`part`]), compressing as they go. A closed part goes over a
-//! bounded channel to the thread that owns the store's connection, which removes the events
-//! already stored (by `eventID`, among the parts of the same time range), registers the part in
+//! each record with serde borrowing from the buffer, drop the copies of records the run already
+//! took ([`seen`], shared by the threads: CloudTrail delivers some records twice, in files that
+//! different threads read), fill Arrow columns, and write them to a Parquet part of their own
+//! ([`part`]), compressing as they go. A closed part goes over a bounded channel to the thread
+//! that owns the store's connection, which removes the events already stored by earlier runs
+//! (by `eventID`, among the parts of the same time range), registers the part in
 //! the same transaction as the view over all parts, and stores rejects and event selectors. The
 //! per-file counts go to `cloudtrail_files` at the end.
 //!
@@ -22,6 +24,7 @@ pub mod lookup;
 pub mod part;
 pub mod queue;
 pub mod record;
+pub mod seen;
 pub mod sniff;
 pub mod split;
 
@@ -45,9 +48,10 @@ use duckdb::params;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::store::{Store, now_us, ts};
-use part::{Namer, PART_ROWS, Part, PartWriter};
+use part::{Namer, PART_ROWS, Part, PartWriter, RunParts};
 use queue::Queue;
 use record::RecordError;
+use seen::{Coverage, Seen, SeenIds};
 use sniff::{HEAD_BYTES, SkipReason};
 use split::{Piece, Splitter};
 
@@ -440,9 +444,20 @@ pub fn ingest_inputs(
 /// Ingests records already in memory (e.g. from LookupEvents' `CloudTrailEvent` strings),
 /// all under one source name, through the same parse, part and dedupe path as files.
 pub fn ingest_records(store: &Store, source: &str, records: &[String]) -> Result<Summary> {
+    ingest_records_with(store, source, records, SeenIds::default())
+}
+
+/// [`ingest_records`] with the run's set of IDs given (a small one, to test what happens
+/// once it is full).
+pub(crate) fn ingest_records_with(
+    store: &Store,
+    source: &str,
+    records: &[String],
+    ids: SeenIds,
+) -> Result<Summary> {
     let start = Instant::now();
     let names = vec![source.to_string()];
-    let w = run(store, &names, 1, |worker, _| {
+    let w = run_with(store, &names, 1, ids, |worker, _| {
         for (i, rec) in records.iter().enumerate() {
             worker.record(0, source, i as u64, None, false, rec.as_bytes())?;
         }
@@ -461,6 +476,20 @@ fn run<'n, F>(store: &Store, names: &'n [String], threads: usize, work: F) -> Re
 where
     F: Fn(&mut Worker<'_>, &AtomicBool) -> Result<()> + Sync,
 {
+    run_with(store, names, threads, SeenIds::default(), work)
+}
+
+/// [`run`] with the set of event IDs the parse threads share.
+fn run_with<'n, F>(
+    store: &Store,
+    names: &'n [String],
+    threads: usize,
+    ids: SeenIds,
+    work: F,
+) -> Result<Writer<'n>>
+where
+    F: Fn(&mut Worker<'_>, &AtomicBool) -> Result<()> + Sync,
+{
     let namer = store.parts().namer()?;
     let _threads = OneDuckdbThread::set(store.conn())?;
     let mut writer = Writer::new(names);
@@ -469,9 +498,9 @@ where
         let (tx, rx) = sync_channel::<Chunk>(2 * threads.max(1));
         let handles: Vec<_> = (0..threads.max(1))
             .map(|t| {
-                let (tx, namer, abort, work) = (tx.clone(), &namer, &abort, &work);
+                let (tx, namer, ids, abort, work) = (tx.clone(), &namer, &ids, &abort, &work);
                 scope.spawn(move || {
-                    let mut w = Worker::new(t, tx, namer);
+                    let mut w = Worker::new(t, tx, namer, ids);
                     let r = work(&mut w, abort).and_then(|()| w.finish());
                     if r.is_err() {
                         abort.store(true, Ordering::Relaxed);
@@ -515,8 +544,13 @@ struct Worker<'r> {
     namer: &'r Namer,
     cols: Columns,
     part: Option<PartWriter>,
-    /// xxh3-128 of every event ID in the open part: a record repeated within it is counted as
-    /// a duplicate, not written (copies in other parts are found when a part is registered).
+    /// xxh3-128 of every event ID this run took, shared by the parse threads: a copy is counted
+    /// as a duplicate, not written.
+    ids: &'r SeenIds,
+    /// Whether every ID of the open part went into `ids`.
+    coverage: Coverage,
+    /// Once `ids` is full, the IDs of the open part it does not hold, so that a part never
+    /// holds an event ID twice (copies in other parts are found when a part is registered).
     seen: HashSet<u128, IdHash>,
     /// Per input file, for the open part.
     stats: HashMap<u32, FileStat>,
@@ -525,17 +559,17 @@ struct Worker<'r> {
 }
 
 impl<'r> Worker<'r> {
-    fn new(thread: usize, tx: SyncSender<Chunk>, namer: &'r Namer) -> Self {
+    fn new(thread: usize, tx: SyncSender<Chunk>, namer: &'r Namer, ids: &'r SeenIds) -> Self {
         Worker {
             thread,
             tx,
             namer,
             cols: Columns::new(),
             part: None,
-            // Room for a whole part up front: growing by doubling rehashed it all along the
-            // way. Only the control bytes are written now; the slots' pages are touched as
-            // they fill.
-            seen: HashSet::with_capacity_and_hasher(PART_ROWS as usize, IdHash::default()),
+            ids,
+            coverage: Coverage::Complete,
+            // Used only once `ids` is full.
+            seen: HashSet::with_hasher(IdHash::default()),
             stats: HashMap::new(),
             notes: Chunk::default(),
         }
@@ -639,10 +673,20 @@ impl<'r> Worker<'r> {
             Ok(event) => {
                 self.notes.records += 1;
                 let st = self.stats.entry(file).or_default();
-                if !self
-                    .seen
-                    .insert(xxhash_rust::xxh3::xxh3_128(event.event_id.as_bytes()))
-                {
+                let id = xxhash_rust::xxh3::xxh3_128(event.event_id.as_bytes());
+                let repeated = match self.ids.insert(id) {
+                    Seen::New => false,
+                    Seen::Repeated => true,
+                    Seen::Full => {
+                        self.coverage = Coverage::Partial;
+                        if self.seen.capacity() == 0 {
+                            // Room for a whole part up front: growing by doubling rehashes.
+                            self.seen.reserve(PART_ROWS as usize);
+                        }
+                        !self.seen.insert(id)
+                    }
+                };
+                if repeated {
                     st.duplicates += 1;
                     return Ok(());
                 }
@@ -715,7 +759,17 @@ impl<'r> Worker<'r> {
     }
 
     fn close_part(&mut self) -> Result<()> {
-        let part = self.part.take().map(PartWriter::finish).transpose()?;
+        let coverage = std::mem::replace(&mut self.coverage, Coverage::Complete);
+        let part = self
+            .part
+            .take()
+            .map(|p| {
+                p.finish().map(|mut p| {
+                    p.coverage = coverage;
+                    p
+                })
+            })
+            .transpose()?;
         self.seen.clear();
         self.send(part)
     }
@@ -758,6 +812,8 @@ struct Writer<'n> {
     /// Inputs not read.
     skipped: HashSet<u32>,
     summary: Summary,
+    /// The parts registered so far.
+    parts: RunParts,
 }
 
 impl<'n> Writer<'n> {
@@ -772,6 +828,7 @@ impl<'n> Writer<'n> {
             stats: HashMap::new(),
             skipped: HashSet::new(),
             summary: Summary::default(),
+            parts: RunParts::default(),
         }
     }
 
@@ -786,7 +843,7 @@ impl<'n> Writer<'n> {
         if let Some(part) = chunk.part {
             let duplicates = store
                 .parts()
-                .register(store.conn(), part)
+                .register(store.conn(), part, &mut self.parts)
                 .context("storing a part of cloudtrail_events")?;
             for (name, n) in duplicates {
                 if let Some(f) = self.index.get(name.as_str()) {

@@ -37,6 +37,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::seen::Coverage;
 use crate::store::{now_us, sql_string, ts};
 
 /// The table the parts hold (the view's name, and the directory's under the parts root).
@@ -102,6 +103,16 @@ pub struct Part {
     pub rows: u64,
     pub min_us: i64,
     pub max_us: i64,
+    /// Whether every event ID of the part went through the run's shared set (set by the parse
+    /// thread that wrote it).
+    pub coverage: Coverage,
+}
+
+/// The parts one ingest registered whose coverage was [`Coverage::Complete`]: no such part
+/// holds an event ID another one holds, so they are not looked up against each other.
+#[derive(Debug, Default)]
+pub struct RunParts {
+    complete: std::collections::HashSet<String>,
 }
 
 /// One part being written by one thread.
@@ -175,6 +186,7 @@ impl PartWriter {
             rows: self.rows,
             min_us: self.min_us,
             max_us: self.max_us,
+            coverage: Coverage::Partial,
         })
     }
 }
@@ -362,17 +374,41 @@ impl Parts {
     }
 
     /// Removes from `part` the events already stored (same `event_id`; a copy of a record has
-    /// its time, so only parts overlapping its time range are read), then registers what is
-    /// left. Returns the duplicates found per `source_file`. The part must hold no event ID
-    /// twice (its writer saw to that).
-    pub fn register(&self, conn: &Connection, part: Part) -> Result<Vec<(String, u64)>> {
+    /// its time, so only parts overlapping its time range are read, and of the parts this run
+    /// registered, only those the run's shared set does not vouch for: see [`RunParts`]), then
+    /// registers what is left. Returns the duplicates found per `source_file`. The part must
+    /// hold no event ID twice (its writer saw to that).
+    pub fn register(
+        &self,
+        conn: &Connection,
+        part: Part,
+        run: &mut RunParts,
+    ) -> Result<Vec<(String, u64)>> {
+        let coverage = part.coverage;
+        let name = Parts::file_name(&part.path);
+        let duplicates = self.dedupe_and_insert(conn, part, run)?;
+        if coverage == Coverage::Complete {
+            run.complete.insert(name);
+        }
+        Ok(duplicates)
+    }
+
+    fn dedupe_and_insert(
+        &self,
+        conn: &Connection,
+        part: Part,
+        run: &RunParts,
+    ) -> Result<Vec<(String, u64)>> {
         let mut part = part;
         let mut duplicates = Vec::new();
         if part.rows == 0 {
             remove(&part.path)?;
             return Ok(duplicates);
         }
-        let stored = self.overlapping(conn, part.min_us, part.max_us)?;
+        let mut stored = self.overlapping(conn, part.min_us, part.max_us)?;
+        if part.coverage == Coverage::Complete {
+            stored.retain(|p| !run.complete.contains(&Parts::file_name(p)));
+        }
         if !stored.is_empty() {
             let new = Parts::scan(std::slice::from_ref(&part.path));
             // The new part's IDs are the hash table (IN's right side is what DuckDB builds);
@@ -436,7 +472,10 @@ impl Parts {
         copy_to(conn, query, &out)?;
         std::fs::rename(&out, &part.path)
             .with_context(|| format!("replacing {}", part.path.display()))?;
-        stat_part(conn, &part.path)
+        let mut new = stat_part(conn, &part.path)?;
+        // Fewer rows, the same IDs otherwise.
+        new.coverage = part.coverage;
+        Ok(new)
     }
 
     /// Merges small parts into one once there are [`COMPACT_AT`] of them. Returns how many
@@ -570,6 +609,7 @@ fn stat_part(conn: &Connection, path: &Path) -> Result<Part> {
         rows: rows as u64,
         min_us: lo.unwrap_or(0),
         max_us: hi.unwrap_or(0),
+        coverage: Coverage::Partial,
     })
 }
 
@@ -668,6 +708,42 @@ mod tests {
         // Only registered files are in the directory.
         let files = std::fs::read_dir(store.parts().dir()).unwrap().count();
         assert_eq!(files, 2);
+    }
+
+    #[test]
+    fn once_the_runs_set_of_ids_is_full_copies_are_still_found() {
+        use crate::cloudtrail::ingest_records_with;
+        use crate::cloudtrail::seen::SeenIds;
+        let store = Store::open_in_memory().unwrap();
+        // A set that holds no ID: every part is looked up through DuckDB, and copies within
+        // one part are caught by the parse thread's own set.
+        let s = ingest_records_with(
+            &store,
+            "one",
+            &[rec("a", 1), rec("b", 2), rec("a", 1)],
+            SeenIds::new(0),
+        )
+        .unwrap();
+        assert_eq!((s.stored, s.duplicates), (2, 1), "{s}");
+        let s = ingest_records_with(
+            &store,
+            "two",
+            &[rec("b", 2), rec("c", 3), rec("c", 3)],
+            SeenIds::new(0),
+        )
+        .unwrap();
+        assert_eq!((s.stored, s.duplicates), (1, 2), "{s}");
+        // A run whose set vouches for its own parts still looks up those of earlier runs.
+        let s = ingest_records(&store, "three", &[rec("c", 3), rec("d", 4)]).unwrap();
+        assert_eq!((s.stored, s.duplicates), (1, 1), "{s}");
+        assert_eq!(count(&store, "SELECT count(*) FROM cloudtrail_events"), 4);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(DISTINCT event_id) FROM cloudtrail_events"
+            ),
+            4
+        );
     }
 
     #[test]
