@@ -595,3 +595,126 @@ fn container_image_agrees_with_the_task_definition_and_the_unit() {
     );
     assert!(image_env["CREDTRAIL_STORE"].starts_with(&format!("{DATA_DIR}/")));
 }
+
+/// What the run stage's comment promises: the binary links only glibc, libgcc_s and libstdc++,
+/// which Debian 12 slim has. Checked with `ldd`, then by running the binary in a root file
+/// system holding nothing else (the binary, those libraries copied from this Debian host, the
+/// image's state directory), as the image's user with the image's environment: `--version`
+/// and `--once` over an empty audit directory. Root only (chroot); no container engine here,
+/// so the image itself is not built.
+#[test]
+fn container_run_stage_needs_only_what_it_ships() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_credtrail-collector"));
+    let Ok(ldd) = Command::new("ldd").arg(bin).output() else {
+        eprintln!("skipped: no ldd");
+        return;
+    };
+    let text = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let allowed = [
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "libstdc++.so.6",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+    ];
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let file = Path::new(name).file_name().unwrap().to_str().unwrap();
+        assert!(allowed.contains(&file), "the binary links {file}:\n{text}");
+        // `name => /path (addr)` or `/path (addr)` for the loader
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            libs.push((name.to_owned(), PathBuf::from(p)));
+        }
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        eprintln!("skipped the chroot run: needs root");
+        return;
+    }
+    let stages = dockerfile_stages();
+    let run = &stages[1];
+    let user = instruction(run, "USER")[0].to_owned();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::set_permissions(r, fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, path) in &libs {
+        // the loader at the absolute path the binary names, libraries where it looks
+        let dest = if name.starts_with('/') {
+            r.join(name.trim_start_matches('/'))
+        } else {
+            r.join(path.strip_prefix("/").unwrap())
+        };
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(path, &dest).unwrap();
+    }
+    let exe = r.join(EXEC_PATH.trim_start_matches('/'));
+    fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    fs::copy(bin, &exe).unwrap();
+    let mut env = BTreeMap::new();
+    for e in instruction(run, "ENV") {
+        for pair in e.split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            env.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let data = r.join(DATA_DIR.trim_start_matches('/'));
+    let audit = r.join(env["CREDTRAIL_AUDIT_DIR"].trim_start_matches('/'));
+    fs::create_dir_all(&data).unwrap();
+    fs::create_dir_all(&audit).unwrap();
+    let owned = Command::new("chown")
+        .arg(&user)
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    fs::create_dir_all(r.join("tmp")).unwrap();
+    let Some(chroot) = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+    else {
+        eprintln!("skipped the chroot run: no chroot(8)");
+        return;
+    };
+    let chrooted = |args: &[&str]| {
+        Command::new(chroot)
+            .arg(format!("--userspec={user}"))
+            .arg(r)
+            .arg(EXEC_PATH)
+            .args(args)
+            .env_clear()
+            .envs(&env)
+            .output()
+            .unwrap()
+    };
+    let version = chrooted(&["--version"]);
+    assert!(
+        version.status.success(),
+        "{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&version.stdout)
+            .starts_with(concat!("credtrail-collector ", env!("CARGO_PKG_VERSION")))
+    );
+    let once = chrooted(&["--once", "--host", "image-test", "--min-free-mb", "0"]);
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let store = r.join(env["CREDTRAIL_STORE"].trim_start_matches('/'));
+    use std::os::unix::fs::MetadataExt;
+    let uid: u32 = user.split(':').next().unwrap().parse().unwrap();
+    assert_eq!(fs::metadata(&store).unwrap().uid(), uid);
+}
