@@ -16,7 +16,7 @@ mod systemd;
 use systemd::{Unit, values};
 
 const UNIT_NAME: &str = "credtrail-collector.service";
-const EXEC_PATH: &str = "/usr/local/bin/credtrail-collector";
+const EXEC_PATH: &str = "/usr/bin/credtrail-collector";
 const AUDIT_DIR: &str = "/var/log/ecs";
 const DATA_DIR: &str = "/var/lib/credtrail";
 
@@ -217,7 +217,7 @@ fn unit_runs_the_collector_as_an_unprivileged_restartable_service() {
 #[test]
 fn unit_environment_matches_the_task_definition() {
     let unit = read_unit();
-    let unit_env: BTreeMap<String, String> = values(&unit, "Service", "Environment")
+    let mut unit_env: BTreeMap<String, String> = values(&unit, "Service", "Environment")
         .iter()
         .map(|assignment| {
             let (k, v) = assignment
@@ -227,6 +227,22 @@ fn unit_environment_matches_the_task_definition() {
         })
         .collect();
     let td = task_definition();
+    // The rest comes from the environment file the unit names (the .deb's conffile), whose
+    // assignments are suggestions left commented out until an operator fills them in.
+    assert_eq!(
+        values(&unit, "Service", "EnvironmentFile"),
+        ["-/etc/credtrail/collector.env"]
+    );
+    let env_file = fs::read_to_string(deploy_dir().join("collector.env")).unwrap();
+    for line in env_file.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some((k, v)) = line.split_once('=')
+            && k.starts_with("CREDTRAIL_")
+            && !k.contains(' ')
+        {
+            unit_env.insert(k.to_owned(), v.to_owned());
+        }
+    }
     assert_eq!(unit_env, container_env(&td["containerDefinitions"][0]));
 }
 
@@ -442,4 +458,263 @@ fn the_collectors_user_writes_its_state_once_the_owner_container_ran() {
             .is_empty(),
         "segments published"
     );
+}
+
+/// One Dockerfile instruction: its keyword (upper case) and its arguments, continuation lines
+/// joined.
+fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if pending.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(trimmed);
+        let (keyword, args) = pending.split_once(' ').unwrap_or((pending.as_str(), ""));
+        out.push((keyword.to_ascii_uppercase(), args.trim().to_owned()));
+        pending.clear();
+    }
+    assert!(
+        pending.is_empty(),
+        "the Dockerfile ends inside an instruction"
+    );
+    out
+}
+
+/// The instructions of the image's last stage (the one the task runs), and the first stage's.
+fn dockerfile_stages() -> Vec<Vec<(String, String)>> {
+    let path = deploy_dir().join("container/Dockerfile");
+    let text = fs::read_to_string(&path).unwrap();
+    let mut stages: Vec<Vec<(String, String)>> = Vec::new();
+    for (keyword, args) in dockerfile_instructions(&text) {
+        if keyword == "FROM" {
+            stages.push(Vec::new());
+        }
+        stages
+            .last_mut()
+            .expect("the Dockerfile starts with FROM")
+            .push((keyword, args));
+    }
+    stages
+}
+
+fn instruction<'a>(stage: &'a [(String, String)], keyword: &str) -> Vec<&'a str> {
+    stage
+        .iter()
+        .filter(|(k, _)| k == keyword)
+        .map(|(_, a)| a.as_str())
+        .collect()
+}
+
+#[test]
+fn container_image_agrees_with_the_task_definition_and_the_unit() {
+    let stages = dockerfile_stages();
+    assert_eq!(stages.len(), 2, "a build stage and a run stage");
+    let (build, run) = (&stages[0], &stages[1]);
+    let td = task_definition();
+    let c = &td["containerDefinitions"][0];
+
+    // The build uses the workspace's toolchain and lock file, for this package.
+    let from = instruction(build, "FROM")[0];
+    let rust_version = fs::read_to_string(deploy_dir().join("../Cargo.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("the workspace's rust-version");
+    assert!(
+        from.contains(&format!("rust:{rust_version}-")) && from.ends_with(" AS build"),
+        "FROM {from}"
+    );
+    let builds = instruction(build, "RUN").join(" ");
+    assert!(
+        builds.contains("cargo build --release --locked -p credtrail-collector"),
+        "{builds}"
+    );
+
+    // The run stage: the binary where the unit runs it, as the task's user.
+    assert_eq!(
+        instruction(run, "ENTRYPOINT"),
+        [format!("[\"{EXEC_PATH}\"]")]
+    );
+    assert_eq!(
+        instruction(run, "COPY"),
+        [format!(
+            "--from=build /src/target/release/credtrail-collector {EXEC_PATH}"
+        )]
+    );
+    let user = str_at(c, "/user");
+    assert_eq!(instruction(run, "USER"), [user]);
+    assert_eq!(
+        instruction(run, "STOPSIGNAL"),
+        [last(&read_unit(), "KillSignal").unwrap()]
+    );
+
+    // Its environment is the task definition's, except what each fleet sets (S3 shipping).
+    let td_env = container_env(c);
+    let mut image_env = BTreeMap::new();
+    for env in instruction(run, "ENV") {
+        for pair in env.split_whitespace() {
+            let (k, v) = pair
+                .split_once('=')
+                .unwrap_or_else(|| panic!("ENV {pair}: not NAME=value"));
+            image_env.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    for (k, v) in &image_env {
+        assert_eq!(
+            td_env.get(k),
+            Some(v),
+            "ENV {k}={v} differs from the task's"
+        );
+    }
+    let missing: Vec<&String> = td_env
+        .keys()
+        .filter(|k| !image_env.contains_key(*k))
+        .collect();
+    assert_eq!(missing, ["CREDTRAIL_S3_URL"]);
+
+    // The state directory is a volume the task mounts, created owned by that user.
+    assert_eq!(instruction(run, "VOLUME"), [format!("[\"{DATA_DIR}\"]")]);
+    assert!(
+        array_at(c, "/mountPoints")
+            .iter()
+            .any(|m| m["containerPath"] == DATA_DIR && m["readOnly"] != true)
+    );
+    let (uid, gid) = user.split_once(':').unwrap();
+    let runs = instruction(run, "RUN").join(" ");
+    assert!(
+        runs.contains(&format!("install -d -o {uid} -g {gid} -m 0700 {DATA_DIR}")),
+        "{runs}"
+    );
+    assert!(image_env["CREDTRAIL_STORE"].starts_with(&format!("{DATA_DIR}/")));
+}
+
+/// What the run stage's comment promises: the binary links only glibc, libgcc_s and libstdc++,
+/// which Debian 12 slim has. Checked with `ldd`, then by running the binary in a root file
+/// system holding nothing else (the binary, those libraries copied from this Debian host, the
+/// image's state directory), as the image's user with the image's environment: `--version`
+/// and `--once` over an empty audit directory. Root only (chroot); no container engine here,
+/// so the image itself is not built.
+#[test]
+fn container_run_stage_needs_only_what_it_ships() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_credtrail-collector"));
+    let Ok(ldd) = Command::new("ldd").arg(bin).output() else {
+        eprintln!("skipped: no ldd");
+        return;
+    };
+    let text = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let allowed = [
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "libstdc++.so.6",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+    ];
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let file = Path::new(name).file_name().unwrap().to_str().unwrap();
+        assert!(allowed.contains(&file), "the binary links {file}:\n{text}");
+        // `name => /path (addr)` or `/path (addr)` for the loader
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            libs.push((name.to_owned(), PathBuf::from(p)));
+        }
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        eprintln!("skipped the chroot run: needs root");
+        return;
+    }
+    let stages = dockerfile_stages();
+    let run = &stages[1];
+    let user = instruction(run, "USER")[0].to_owned();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::set_permissions(r, fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, path) in &libs {
+        // the loader at the absolute path the binary names, libraries where it looks
+        let dest = if name.starts_with('/') {
+            r.join(name.trim_start_matches('/'))
+        } else {
+            r.join(path.strip_prefix("/").unwrap())
+        };
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(path, &dest).unwrap();
+    }
+    let exe = r.join(EXEC_PATH.trim_start_matches('/'));
+    fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    fs::copy(bin, &exe).unwrap();
+    let mut env = BTreeMap::new();
+    for e in instruction(run, "ENV") {
+        for pair in e.split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            env.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let data = r.join(DATA_DIR.trim_start_matches('/'));
+    let audit = r.join(env["CREDTRAIL_AUDIT_DIR"].trim_start_matches('/'));
+    fs::create_dir_all(&data).unwrap();
+    fs::create_dir_all(&audit).unwrap();
+    let owned = Command::new("chown")
+        .arg(&user)
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    fs::create_dir_all(r.join("tmp")).unwrap();
+    let Some(chroot) = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+    else {
+        eprintln!("skipped the chroot run: no chroot(8)");
+        return;
+    };
+    let chrooted = |args: &[&str]| {
+        Command::new(chroot)
+            .arg(format!("--userspec={user}"))
+            .arg(r)
+            .arg(EXEC_PATH)
+            .args(args)
+            .env_clear()
+            .envs(&env)
+            .output()
+            .unwrap()
+    };
+    let version = chrooted(&["--version"]);
+    assert!(
+        version.status.success(),
+        "{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&version.stdout)
+            .starts_with(concat!("credtrail-collector ", env!("CARGO_PKG_VERSION")))
+    );
+    let once = chrooted(&["--once", "--host", "image-test", "--min-free-mb", "0"]);
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let store = r.join(env["CREDTRAIL_STORE"].trim_start_matches('/'));
+    use std::os::unix::fs::MetadataExt;
+    let uid: u32 = user.split(':').next().unwrap().parse().unwrap();
+    assert_eq!(fs::metadata(&store).unwrap().uid(), uid);
 }
