@@ -57,6 +57,10 @@ pub enum Command {
     /// Write DIR/report.md and DIR/report.html: findings, least privilege per role, and
     /// timelines, as one self-contained page (no script, no external resource).
     Report(crate::report::ReportArgs),
+    /// Write the detections for another engine: `--engine spark` (the generated Spark SQL, a
+    /// PySpark driver and the store's tables as Parquet) or `--engine athena` (CREATE EXTERNAL
+    /// TABLE DDL with partition projection over the segments and the CloudTrail bucket).
+    ExportSql(crate::export_sql::ExportSqlArgs),
 }
 
 /// `credtrail --version`: the program's version and the built-in catalog's.
@@ -169,6 +173,10 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::coverage::command(&store, &a, &mut out)?;
             out.flush()?;
             Ok(())
+        }
+        Command::ExportSql(a) => {
+            let store = || Ok(crate::store::Store::open(&cli.store)?);
+            crate::export_sql::run(store, &a)
         }
         Command::Catalog => {
             writeln!(
