@@ -23,8 +23,14 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The tools' Python, after installing them when missing; None (and why) when they cannot be.
+/// The tools' Python, after installing them when missing (once per test binary: the tests run
+/// in parallel); None (and why) when they cannot be.
 fn python() -> Option<PathBuf> {
+    static PYTHON: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(install).clone()
+}
+
+fn install() -> Option<PathBuf> {
     let out = Command::new("bash")
         .arg(repo().join("scripts/install-pyspark.sh"))
         .output()
@@ -194,13 +200,14 @@ fn the_spark_job_finds_what_analyze_finds() {
         .lines()
         .filter(|l| l.starts_with("warning:"))
         .collect();
-    let failed_kinds: Vec<&str> = credtrail::detect::builtin()
-        .detections
+    let detections = credtrail::detect::builtin().detections;
+    let failed_kinds: Vec<&str> = detections
         .iter()
-        .filter(|d| warnings.iter().any(|w| w.contains(&d.file.replace("queries/detections/", ""))))
+        .filter(|d| {
+            let file = d.file.replace("queries/detections/", "");
+            warnings.iter().any(|w| w.contains(&file))
+        })
         .map(|d| d.id.as_str())
-        .collect::<Vec<_>>()
-        .into_iter()
         .collect();
     for k in &failed_kinds {
         assert!(
@@ -212,10 +219,9 @@ fn the_spark_job_finds_what_analyze_finds() {
         out.status.success() || !failed_kinds.is_empty(),
         "the Spark job failed:\n{stderr}"
     );
-    let keys: BTreeMap<String, Vec<String>> = credtrail::detect::builtin()
-        .detections
-        .into_iter()
-        .map(|d| (d.id, d.key))
+    let keys: BTreeMap<String, Vec<String>> = detections
+        .iter()
+        .map(|d| (d.id.clone(), d.key.clone()))
         .collect();
     let expected = by_kind(&analyzed, &keys);
     let got = by_kind(&std::fs::read_to_string(&findings).unwrap(), &keys);
