@@ -61,6 +61,10 @@ pub enum Command {
     /// collectors' segments, write (and upload) the report, print the findings; exit status 3
     /// on findings at or above [analyze] fail_on.
     RunSchedule(crate::schedule::RunScheduleArgs),
+    /// Write the detections for another engine: `--engine spark` (the generated Spark SQL, a
+    /// PySpark driver and the store's tables as Parquet) or `--engine athena` (CREATE EXTERNAL
+    /// TABLE DDL with partition projection over the segments and the CloudTrail bucket).
+    ExportSql(crate::export_sql::ExportSqlArgs),
 }
 
 /// `credtrail --version`: the program's version and the built-in catalog's.
@@ -179,6 +183,10 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::coverage::command(&store, &a, &mut out)?;
             out.flush()?;
             Ok(())
+        }
+        Command::ExportSql(a) => {
+            let store = || Ok(crate::store::Store::open(&cli.store)?);
+            crate::export_sql::run(store, &a)
         }
         Command::Catalog => {
             writeln!(

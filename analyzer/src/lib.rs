@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod asff;
+pub mod athena;
 pub mod audit;
 pub mod aws;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod coverage;
 pub mod demo;
 pub mod detect;
 pub mod ecs;
+pub mod export_sql;
 pub mod findings;
 pub mod header;
 pub mod iam;
@@ -27,6 +29,7 @@ pub mod report;
 pub mod s3;
 pub mod schedule;
 pub mod score;
+pub mod spark;
 pub mod sql;
 pub mod statement;
 pub mod store;

@@ -50,7 +50,8 @@ learned AS (
            END AS until
     FROM spans s
     LEFT JOIN stops st ON st.task_arn = s.owner
-    WHERE NOT EXISTS (SELECT 1 FROM shared x WHERE x.host = s.host AND x.source_ip = s.source_ip)
+    LEFT JOIN shared x ON x.host = s.host AND x.source_ip = s.source_ip
+    WHERE x.host IS NULL
 ),
 inventory AS (
     -- the agent's snapshots: a task holds the address from slack_minutes before the first
