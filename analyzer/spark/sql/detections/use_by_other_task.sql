@@ -16,17 +16,8 @@ WITH endpoints AS (
 ), calls AS (
   SELECT
     c.task_arn,
-    c.cluster_arn,
-    c.task_role_arn,
-    c.container_instance_arn,
     c.event_time,
-    c.event_source,
-    c.event_name,
-    c.error_code,
     c.source_ip,
-    c.vpc_endpoint_id,
-    c.user_agent,
-    c.access_key_id,
     c.event_id,
     c.aws_region,
     c.recipient_account_id,
@@ -708,16 +699,36 @@ WITH endpoints AS (
     COUNT(DISTINCT a.owner_arn) = 1
 ), foreign_calls AS (
   SELECT
-    c.*,
+    w.task_arn,
+    w.cluster_arn,
+    w.task_role_arn,
+    w.container_instance_arn,
+    w.event_time,
+    w.event_source,
+    w.event_name,
+    w.error_code,
+    w.source_ip,
+    w.vpc_endpoint_id,
+    w.user_agent,
+    w.access_key_id,
+    w.event_id,
+    ep.vpc_id AS call_vpc,
     o.owner_arn,
     o.owner_vpc,
     o.how,
-    ROW_NUMBER() OVER (PARTITION BY c.task_arn ORDER BY c.event_time NULLS LAST, c.event_id NULLS LAST) AS rn
-  FROM calls AS c
+    ROW_NUMBER() OVER (PARTITION BY w.task_arn ORDER BY w.event_time NULLS LAST, w.event_id NULLS LAST) AS rn
+  FROM task_session_calls AS w
   JOIN owned AS o
-    ON o.task_arn = c.task_arn AND o.event_id = c.event_id
+    ON o.task_arn = w.task_arn AND o.event_id = w.event_id
+  LEFT JOIN endpoints AS ep
+    ON ep.vpc_endpoint_id = w.vpc_endpoint_id
   WHERE
-    o.owner_arn <> c.task_arn
+    o.owner_arn <> w.task_arn
+    AND w.event_id IN (
+      SELECT
+        event_id
+      FROM owned
+    )
 )
 SELECT
   'use_by_other_task' AS kind,
