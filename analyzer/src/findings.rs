@@ -104,6 +104,15 @@ impl Recorded {
             .collect()
     }
 
+    /// The changes as the report lists them: a title and its findings, in order.
+    pub fn groups(&self) -> [(&'static str, &[Finding]); 3] {
+        [
+            ("New", &self.new),
+            ("Severity changed", &self.changed),
+            ("Resolved", &self.resolved),
+        ]
+    }
+
     /// One line: which run, since which, and the counts.
     pub fn summary(&self) -> String {
         let since = match &self.previous {

@@ -393,11 +393,7 @@ fn changes(o: &mut String, d: &Data) {
         "<section id=\"changes\"><h2>Since the last run</h2><p>{}.</p>",
         esc(&c.summary())
     );
-    for (title, list) in [
-        ("New", &c.new),
-        ("Severity changed", &c.changed),
-        ("Resolved", &c.resolved),
-    ] {
+    for (title, list) in c.groups() {
         if list.is_empty() {
             continue;
         }

@@ -177,11 +177,7 @@ fn changes(o: &mut String, d: &Data) {
 ",
     );
     let _ = writeln!(o, "{}.\n", md(&c.summary()));
-    for (title, list) in [
-        ("New", &c.new),
-        ("Severity changed", &c.changed),
-        ("Resolved", &c.resolved),
-    ] {
+    for (title, list) in c.groups() {
         if list.is_empty() {
             continue;
         }
