@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{
-    Env, check_invariants, count, line, segment_numbers, sigterm, sorted, stored_numbers,
+    Env, append_in_two_writes, check_invariants, count, line, segment_numbers, sigterm, sorted,
+    stored_numbers,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_credtrail-collector");
@@ -95,14 +96,7 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
                 } else {
                     buf.len()
                 };
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&live)
-                    .unwrap();
-                f.write_all(&buf[..cut]).unwrap();
-                f.write_all(&buf[cut..]).unwrap();
-                drop(f);
+                append_in_two_writes(&live, &buf, cut);
                 written.store(n, Ordering::SeqCst);
                 since_roll += burst;
                 if since_roll > 1500 {

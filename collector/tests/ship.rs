@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_same_lines, line, sigterm, sorted};
+use common::{
+    Env, append_in_two_writes, assert_same_lines, line, parquet_numbers, sigterm, sorted,
+};
 use s3s_fs::{ACCESS_KEY, SECRET_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credtrail-collector");
@@ -106,27 +108,7 @@ fn objects(root: &Path, table: &str) -> Vec<PathBuf> {
 
 /// The numbers of every request line in the bucket's objects (a multiset).
 fn bucket_numbers(root: &Path) -> Vec<u64> {
-    let files = objects(root, "credential_requests");
-    if files.is_empty() {
-        return Vec::new();
-    }
-    let list = files
-        .iter()
-        .map(|f| format!("'{}'", f.display()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let conn = duckdb::Connection::open_in_memory().unwrap();
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT CAST(regexp_extract(user_agent, 'n=(\\d+)$', 1) AS UBIGINT)
-             FROM read_parquet([{list}], hive_partitioning = false)
-             WHERE user_agent LIKE '%n=%' ORDER BY 1"
-        ))
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, u64>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    parquet_numbers(&objects(root, "credential_requests"))
 }
 
 /// The key a local segment goes to (what the collector documents), relative to the bucket.
@@ -256,14 +238,7 @@ fn kills_and_an_s3_outage_ship_every_line_exactly_once_within_the_backlog_bound(
                     n += 1;
                 }
                 let cut = rng.next(buf.len() as u64) as usize;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&live)
-                    .unwrap();
-                f.write_all(&buf[..cut]).unwrap();
-                f.write_all(&buf[cut..]).unwrap();
-                drop(f);
+                append_in_two_writes(&live, &buf, cut);
                 written.store(n, Ordering::SeqCst);
                 since_roll += burst;
                 if since_roll > 5000 {

@@ -224,7 +224,11 @@ pub fn check_invariants(conn: &Connection) {
 /// A `read_parquet(…)` over every published segment file of `table` under `segments`, for a
 /// FROM clause; `None` when nothing is published.
 pub fn published_table(segments: &Path, table: &str) -> Option<String> {
-    let files = credtrail_collector::segment::files_of(segments, table);
+    read_parquet(&credtrail_collector::segment::files_of(segments, table))
+}
+
+/// A `read_parquet(…)` over `files`, for a FROM clause; `None` when there are none.
+pub fn read_parquet(files: &[PathBuf]) -> Option<String> {
     if files.is_empty() {
         return None;
     }
@@ -236,6 +240,17 @@ pub fn published_table(segments: &Path, table: &str) -> Option<String> {
     Some(format!("read_parquet([{list}], hive_partitioning = false)"))
 }
 
+/// Appends `bytes` to `path` in two writes, cut at `cut`, as a buffered writer may.
+pub fn append_in_two_writes(path: &Path, bytes: &[u8], cut: usize) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(&bytes[..cut]).unwrap();
+    f.write_all(&bytes[cut..]).unwrap();
+}
+
 /// Sends SIGTERM to `pid`; true when `kill` succeeded.
 pub fn sigterm(pid: u32) -> bool {
     std::process::Command::new("kill")
@@ -245,9 +260,17 @@ pub fn sigterm(pid: u32) -> bool {
         .success()
 }
 
-/// Rows of a table across every published segment file, as numbers (requests) or a count.
+/// The numbers of every request across every published segment file, sorted: a multiset.
 pub fn segment_numbers(segments: &Path) -> Vec<u64> {
-    let Some(from) = published_table(segments, "credential_requests") else {
+    parquet_numbers(&credtrail_collector::segment::files_of(
+        segments,
+        "credential_requests",
+    ))
+}
+
+/// The numbers of every request in the `credential_requests` Parquet files `files`, sorted.
+pub fn parquet_numbers(files: &[PathBuf]) -> Vec<u64> {
+    let Some(from) = read_parquet(files) else {
         return Vec::new();
     };
     let conn = Connection::open_in_memory().unwrap();
