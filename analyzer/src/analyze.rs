@@ -58,6 +58,59 @@ pub struct AnalyzeArgs {
     /// `--since`/`--until` is recorded in the store, with or without this flag.
     #[arg(long, conflicts_with_all = ["since", "until"])]
     pub since_last_run: bool,
+    /// Judge the whole history, not only what changed since the previous recorded run
+    /// (incremental runs judge the events since its data watermark less `[analyze]
+    /// horizon_hours`, and the findings they touch).
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub full: bool,
+}
+
+/// A recorded run's outcome: every current finding (after the configuration), and the record.
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    pub failed: Vec<(String, String)>,
+    pub expired: Vec<crate::config::Expired>,
+    pub recorded: crate::findings::Recorded,
+}
+
+/// A recorded run over the whole store: full or incremental (increment.rs), recorded in the
+/// store (findings.rs); the current findings come back with the configuration applied afresh,
+/// also to those this run did not judge again.
+pub fn recorded(
+    store: &Store,
+    dets: &[crate::detect::Detection],
+    opts: &RunOptions,
+    config: &crate::config::Config,
+    command: &str,
+    full: bool,
+) -> Result<Outcome> {
+    let started = crate::store::now_us();
+    let horizon = config
+        .horizon_hours
+        .unwrap_or(crate::increment::DEFAULT_HORIZON_HOURS);
+    let plan = crate::increment::plan(store, dets, opts, full, horizon)?;
+    if let crate::increment::Mode::Full(why) = &plan.mode {
+        tracing::info!("full analysis: {why}");
+    }
+    let (mut report, run) = crate::increment::run(store, dets, opts, &plan, command, started)?;
+    for (step, secs) in &report.timings {
+        tracing::info!("{step}: {secs:.2} s");
+    }
+    let today = crate::config::today();
+    config.apply(&mut report.findings, today);
+    let failed: Vec<String> = report.failed.iter().map(|(f, _)| f.clone()).collect();
+    let recorded = crate::findings::record(store, &run, dets, &report.findings, &failed)?;
+    let mut findings = recorded.current.clone();
+    for f in &mut findings {
+        config.unapply(f);
+    }
+    let expired = config.apply(&mut findings, today);
+    Ok(Outcome {
+        findings,
+        failed: report.failed,
+        expired,
+        recorded,
+    })
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -103,29 +156,21 @@ pub fn analyze(
     };
     store.check_time("--since", opts.since.as_deref())?;
     store.check_time("--until", opts.until.as_deref())?;
-    let started = crate::store::now_us();
-    let mut report = run(store, &loaded.detections, &opts);
-    for (file, e) in &report.failed {
+    // A run over a chosen slice of time is not the store's state: only whole runs are recorded.
+    let (findings, failed, expired, recorded) = if opts.since.is_none() && opts.until.is_none() {
+        let o = recorded(store, &loaded.detections, &opts, config, "analyze", a.full)?;
+        (o.findings, o.failed, o.expired, Some(o.recorded))
+    } else {
+        let mut report = run(store, &loaded.detections, &opts);
+        let expired = config.apply(&mut report.findings, crate::config::today());
+        (report.findings, report.failed, expired, None)
+    };
+    for (file, e) in &failed {
         eprintln!("warning: detection failed and was skipped: {file}: {e}");
     }
-    let expired = config.apply(&mut report.findings, crate::config::today());
     for e in &expired {
         eprintln!("warning: {}", escape_control(&e.to_string()));
     }
-    // A run over a chosen slice of time is not the store's state: only whole runs are recorded.
-    let recorded = if opts.since.is_none() && opts.until.is_none() {
-        let failed: Vec<String> = report.failed.iter().map(|(f, _)| f.clone()).collect();
-        Some(crate::findings::record(
-            store,
-            "analyze",
-            started,
-            &loaded.detections,
-            &report.findings,
-            &failed,
-        )?)
-    } else {
-        None
-    };
     let min = a
         .min_severity
         .or(config.min_severity)
@@ -137,7 +182,7 @@ pub fn analyze(
             }
             r.changes()
         }
-        _ => report.findings,
+        _ => findings,
     };
     let findings: Vec<Finding> = shown.into_iter().filter(|f| f.severity >= min).collect();
     let defaults =

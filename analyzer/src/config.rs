@@ -127,6 +127,7 @@ struct RawNetwork {
 struct RawAnalyze {
     fail_on: Option<Severity>,
     min_severity: Option<Severity>,
+    horizon_hours: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +216,9 @@ pub struct Config {
     pub fail_on: Option<Severity>,
     /// `[analyze] min_severity`: as `--min-severity` when the flag is absent.
     pub min_severity: Option<Severity>,
+    /// `[analyze] horizon_hours`: how late an event may arrive and still be judged by the next
+    /// incremental run (increment.rs; default 24).
+    pub horizon_hours: Option<u32>,
     /// `[export] aws_region`: ASFF's region for findings whose ARNs name none.
     pub aws_region: Option<String>,
     /// `[export] aws_account_id`: ASFF's account for findings whose ARNs name none.
@@ -300,6 +304,15 @@ impl Config {
             min_severity: raw.analyze.min_severity,
             ..Config::default()
         };
+        if let Some(h) = &raw.analyze.horizon_hours {
+            if *h.get_ref() == 0 {
+                return Err(invalid(
+                    at(h.span()),
+                    "horizon_hours must be at least 1".to_string(),
+                ));
+            }
+            cfg.horizon_hours = Some(*h.get_ref());
+        }
         for (name, value) in &raw.params {
             let line = at(name.span());
             let n = name.get_ref().as_str();
@@ -550,6 +563,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Undo what [`Config::apply`] did to a finding (its detected severity back, no
+    /// suppression), so that it can be applied again with this configuration.
+    pub fn unapply(&self, f: &mut Finding) {
+        if let Some(s) = f.detected_severity.take() {
+            f.severity = s;
+        }
+        f.suppressed = None;
     }
 
     /// Applies the severity overrides and the suppressions active on `today` to `findings`

@@ -76,6 +76,26 @@ pub const REQUIRED_KEYS: &[&str] = &[
     "params",
 ];
 
+/// Header keys a detection may have.
+pub const OPTIONAL_KEYS: &[&str] = &["judges"];
+
+/// What one run of a detection judges (the `judges` header), which says how an incremental run
+/// (increment.rs) may narrow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Judges {
+    /// `events` (the default): each finding is made of events, each judged at its own time
+    /// (with context read from the whole store); `since`/`until` select the events judged.
+    #[default]
+    Events,
+    /// `keys`: a key qualifies by a burst of events within a short window, and then its
+    /// finding counts every event of the key, in or out of bursts: a run judges its keys over
+    /// their whole history.
+    Keys,
+    /// `window`: a statement about the whole observation window (a grant nobody used in it, a
+    /// baseline over every task of a family): every run judges the window whole.
+    Window,
+}
+
 /// Columns a detection may name in its `key` header.
 pub const KEY_COLUMNS: &[&str] = &["cluster_arn", "task_arn", "role_arn", "host", "source_ip"];
 
@@ -129,6 +149,7 @@ pub struct Detection {
     pub key: Vec<String>,
     /// Declared parameters with their defaults, in header order.
     pub params: Vec<(String, String)>,
+    pub judges: Judges,
     pub sql: String,
 }
 
@@ -142,8 +163,24 @@ pub(crate) fn is_ident(s: &str) -> bool {
 
 /// Parse one detection file; every problem found is returned.
 pub fn parse(file: &str, text: &str) -> Result<Detection, Vec<LoadError>> {
-    let mut q = QueryFile::parse(file, text, REQUIRED_KEYS);
+    let mut q = QueryFile::parse(file, text, REQUIRED_KEYS, OPTIONAL_KEYS);
     let id = q.check_id(is_ident, "an identifier");
+    let judges = if q.has("judges") {
+        match q.get("judges") {
+            (_, v) if v == "events" => Judges::Events,
+            (_, v) if v == "keys" => Judges::Keys,
+            (_, v) if v == "window" => Judges::Window,
+            (line, v) => {
+                q.error(
+                    line,
+                    format!("judges {v:?}: want `events`, `keys` or `window`"),
+                );
+                Judges::Events
+            }
+        }
+    } else {
+        Judges::Events
+    };
     let (line, key) = q.get("key");
     let key = list(&key);
     for k in &key {
@@ -183,6 +220,7 @@ pub fn parse(file: &str, text: &str) -> Result<Detection, Vec<LoadError>> {
         reads: list(&q.get("reads").1),
         key,
         params,
+        judges,
         sql: q.sql,
     })
 }
@@ -465,6 +503,35 @@ pub fn check_params(dets: &[Detection], opts: &RunOptions) -> Result<()> {
 
 /// Run every detection, dedupe by (kind, key) and sort.
 pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
+    let mut report = start(store);
+    let mut keyed = Vec::new();
+    for d in dets {
+        if let Some(f) = timed(&mut report, d, || run_one(store, d, opts)) {
+            keyed.extend(f.into_iter().map(|f| (d.key.clone(), f)));
+        }
+    }
+    finish(report, keyed)
+}
+
+/// Runs `f` for detection `d`, recording its time and, when it fails, the failure.
+pub fn timed<T>(report: &mut Report, d: &Detection, f: impl FnOnce() -> Result<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    let result = f();
+    report
+        .timings
+        .push((d.file.clone(), start.elapsed().as_secs_f64()));
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            report.failed.push((d.file.clone(), format!("{e:#}")));
+            None
+        }
+    }
+}
+
+/// What every run does before its detections: the memory limit, and the derived tables the
+/// views read (the event map, the trail coverage model).
+pub fn start(store: &Store) -> Report {
     let mut report = Report::default();
     // The store opens with a small memory limit for ingest; joins over a fleet's CloudTrail need
     // more (the 100-host benchmark stays well under this).
@@ -490,18 +557,12 @@ pub fn run(store: &Store, dets: &[Detection], opts: &RunOptions) -> Report {
             .failed
             .push(("trail_coverage".into(), format!("{e:#}")));
     }
-    let mut keyed = Vec::new();
-    for d in dets {
-        let start = std::time::Instant::now();
-        let result = run_one(store, d, opts);
-        report
-            .timings
-            .push((d.file.clone(), start.elapsed().as_secs_f64()));
-        match result {
-            Ok(f) => keyed.extend(f.into_iter().map(|f| (d.key.clone(), f))),
-            Err(e) => report.failed.push((d.file.clone(), format!("{e:#}"))),
-        }
-    }
+    report
+}
+
+/// The findings of the detections (each with its detection's `key`), deduped by (kind, key)
+/// and sorted, into `report`.
+pub fn finish(mut report: Report, mut keyed: Vec<(Vec<String>, Finding)>) -> Report {
     keyed.sort_by(|a, b| order(&a.1, &b.1));
     let mut seen = HashSet::new();
     for (key, f) in keyed {

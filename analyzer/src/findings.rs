@@ -1,13 +1,15 @@
 //! Findings kept in the store across runs, with a state, and the record of each analysis
 //! (`findings` and `analysis_runs` in `schema.sql`).
 //!
-//! Every recorded run (`analyze` or `report` without `--since`/`--until`) analyses the whole
-//! history the store holds, so the current findings after a run are exactly those of a full run
-//! on the same data, whatever order the data arrived in. A finding (kind, key: the detection's
-//! `key` columns) is `new` the first run that produces it (again after it was resolved),
-//! `ongoing` while later runs produce it, and `resolved` when a run of its detection no longer
-//! does (more data made it benign: a learned egress address, a baseline that grew). A detection
-//! that failed in a run leaves its findings as they were: it analysed nothing.
+//! A recorded run (`analyze` or `report` without `--since`/`--until`) judges either the whole
+//! history the store holds (a full run) or, incrementally (increment.rs), the events since the
+//! previous run's data watermark less the horizon, plus, for each finding those events touch or
+//! that was still current then, its whole span. A finding (kind, key: the detection's `key`
+//! columns) is `new` the first run that produces it (again after it was resolved), `ongoing`
+//! while later runs produce it or leave it unjudged (its events all older than the horizon), and
+//! `resolved` when a run that judged its key no longer produces it (more data made it benign: a
+//! learned egress address, a baseline that grew). A detection that failed in a run leaves its
+//! findings as they were: it analysed nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -88,9 +90,15 @@ pub struct Recorded {
     pub ongoing: usize,
     /// Findings an earlier run produced and this run's detections no longer do, as last seen.
     pub resolved: Vec<Finding>,
-    /// The earliest and latest event the run analysed.
+    /// The earliest and latest event the store held.
     pub window_from: Option<String>,
     pub data_watermark: Option<String>,
+    /// `full`, or `incremental` from `judged_since`.
+    pub mode: String,
+    pub judged_since: Option<String>,
+    /// Every current finding after the run (as stored: after the configuration of the run that
+    /// last judged it), without its change.
+    pub current: Vec<Finding>,
 }
 
 impl Recorded {
@@ -113,7 +121,7 @@ impl Recorded {
         ]
     }
 
-    /// One line: which run, since which, and the counts.
+    /// One line: which run, since which, what it judged, and the counts.
     pub fn summary(&self) -> String {
         let since = match &self.previous {
             Some(p) => format!(
@@ -122,8 +130,12 @@ impl Recorded {
             ),
             None => "first recorded run".to_string(),
         };
+        let judged = match &self.judged_since {
+            Some(t) => format!("incremental, events from {t}"),
+            None => "full".to_string(),
+        };
         format!(
-            "run {}, {since}: {} new, {} resolved, {} ongoing ({} with a changed severity)",
+            "run {} ({judged}), {since}: {} new, {} resolved, {} ongoing ({} with a changed severity)",
             self.run_id,
             self.new.len(),
             self.resolved.len(),
@@ -251,17 +263,82 @@ fn data_window(conn: &duckdb::Connection) -> Result<(Option<String>, Option<Stri
     )?)
 }
 
-/// Record one run: `findings` are every current finding of `dets` as reported (after the
+/// What a recorded run was: its command, when it started, and what it judged.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    /// `analyze` or `report`.
+    pub command: String,
+    pub started_us: i64,
+    /// The start of the events an incremental run judged; `None`: a full run.
+    pub judged_since: Option<String>,
+    /// What the run's judgement depends on besides the data (increment.rs): the next run is
+    /// incremental only when it is the same.
+    pub fingerprint: Option<String>,
+    /// Detection id → the keys (as [`key_of`] gives them) it judged again; a detection absent
+    /// here judged every key.
+    pub judged_keys: HashMap<String, HashSet<String>>,
+}
+
+impl RunRecord {
+    /// A full run of `command` started at `started_us`.
+    pub fn full(command: &str, started_us: i64) -> RunRecord {
+        RunRecord {
+            command: command.to_string(),
+            started_us,
+            ..RunRecord::default()
+        }
+    }
+
+    fn judged(&self, kind: &str, key: &str) -> bool {
+        self.judged_keys.get(kind).is_none_or(|k| k.contains(key))
+    }
+}
+
+/// A current finding's span in event time, for an incremental run to judge it again.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub key: String,
+    /// `None`: unknown.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+}
+
+/// Every current (not resolved) finding's span, by kind.
+pub fn spans(store: &Store) -> Result<HashMap<String, Vec<Span>>> {
+    let mut stmt = store.conn().prepare(
+        "SELECT kind, finding_key, strftime(event_first_seen, '%Y-%m-%dT%H:%M:%SZ'),
+                strftime(event_last_seen, '%Y-%m-%dT%H:%M:%SZ')
+         FROM findings WHERE state <> 'resolved'",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Span {
+                key: r.get(1)?,
+                first_seen: r.get(2)?,
+                last_seen: r.get(3)?,
+            },
+        ))
+    })?;
+    let mut out: HashMap<String, Vec<Span>> = HashMap::new();
+    for row in rows {
+        let (kind, span) = row?;
+        out.entry(kind).or_default().push(span);
+    }
+    Ok(out)
+}
+
+/// Record one run: `findings` are the findings of `dets` the run judged, as reported (after the
 /// configuration), `failed` the files of detections that failed (their findings keep their
 /// state). Returns what changed; the findings in it carry their [`Change`].
 pub fn record(
     store: &Store,
-    command: &str,
-    started_us: i64,
+    run: &RunRecord,
     dets: &[Detection],
     findings: &[Finding],
     failed: &[String],
 ) -> Result<Recorded> {
+    let (command, started_us) = (run.command.as_str(), run.started_us);
     let failed: HashSet<&str> = failed.iter().map(String::as_str).collect();
     let analysed: HashSet<&str> = dets
         .iter()
@@ -304,6 +381,13 @@ pub fn record(
                 previous,
                 window_from: window_from.clone(),
                 data_watermark: data_watermark.clone(),
+                mode: if run.judged_since.is_some() {
+                    "incremental"
+                } else {
+                    "full"
+                }
+                .to_string(),
+                judged_since: run.judged_since.clone(),
                 ..Recorded::default()
             };
             let mut rows = Vec::new();
@@ -373,7 +457,21 @@ pub fn record(
             let mut left: Vec<Row> = stored.into_values().collect();
             left.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
             for mut old in left {
-                if old.state != State::Resolved && analysed.contains(old.kind.as_str()) {
+                if old.state == State::Resolved || !analysed.contains(old.kind.as_str()) {
+                    rows.push(old);
+                    continue;
+                }
+                if !run.judged(&old.kind, &old.key) {
+                    // Not judged again (all its events older than the horizon): still current,
+                    // as a full run that produced it again would leave it.
+                    rec.ongoing += 1;
+                    if old.state == State::New {
+                        old.state = State::Ongoing;
+                        old.state_run = run_id;
+                    }
+                    old.last_seen_run = run_id;
+                    old.last_seen_at = started_us;
+                } else {
                     old.state = State::Resolved;
                     old.state_run = run_id;
                     let mut shown = old.finding.clone();
@@ -398,8 +496,12 @@ pub fn record(
                 .join(", ");
             conn.execute(
                 &format!(
-                    "INSERT INTO analysis_runs VALUES (?, ?, ?, ?, ?::TIMESTAMP, ?::TIMESTAMP,
-                     ?, ?, ?, ?, ?, [{failed_list}]::VARCHAR[])"
+                    "INSERT INTO analysis_runs (run_id, command, started_at, finished_at,
+                         window_from, data_watermark, findings, new_findings, ongoing_findings,
+                         resolved_findings, severity_changed, failed_detections, mode,
+                         judged_since, fingerprint)
+                     VALUES (?, ?, ?, ?, ?::TIMESTAMP, ?::TIMESTAMP, ?, ?, ?, ?, ?,
+                             [{failed_list}]::VARCHAR[], ?, ?::TIMESTAMP, ?)"
                 ),
                 params![
                     run_id,
@@ -413,8 +515,18 @@ pub fn record(
                     rec.ongoing as i64,
                     rec.resolved.len() as i64,
                     rec.changed.len() as i64,
+                    rec.mode,
+                    run.judged_since,
+                    run.fingerprint,
                 ],
             )?;
+            // A failed detection's findings keep their state, but this run did not judge them.
+            rec.current = rows
+                .iter()
+                .filter(|r| r.state != State::Resolved && analysed.contains(r.kind.as_str()))
+                .map(|r| r.finding.clone())
+                .collect();
+            crate::detect::sort(&mut rec.current);
             crate::detect::sort(&mut rec.new);
             crate::detect::sort(&mut rec.changed);
             crate::detect::sort(&mut rec.resolved);
@@ -510,8 +622,7 @@ mod tests {
 
         let r1 = record(
             &store,
-            "analyze",
-            0,
+            &RunRecord::full("analyze", 0),
             &dets,
             &[
                 finding("a", "t1", "h1", high, 1),
@@ -532,8 +643,7 @@ mod tests {
         // finding, ongoing, with the new count; t2 is gone: resolved; t3 is new.
         let r2 = record(
             &store,
-            "report",
-            1,
+            &RunRecord::full("report", 1),
             &dets,
             &[
                 finding("a", "t1", "h2", high, 5),
@@ -561,8 +671,7 @@ mod tests {
         // t2 comes back: new again, first seen in run 1.
         let r3 = record(
             &store,
-            "analyze",
-            2,
+            &RunRecord::full("analyze", 2),
             &dets,
             &[finding("b", "t1", "h1", high, 1)],
             &["a.sql".to_string()],
@@ -571,8 +680,7 @@ mod tests {
         assert_eq!((r3.new.len(), r3.resolved.len()), (1, 0));
         let r4 = record(
             &store,
-            "analyze",
-            3,
+            &RunRecord::full("analyze", 3),
             &dets,
             &[
                 finding("a", "t1", "h1", high, 5),

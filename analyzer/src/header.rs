@@ -28,9 +28,9 @@ pub struct QueryFile {
 }
 
 impl QueryFile {
-    /// Reads the header (every key of `keys` required, no other allowed, none repeated) and the
-    /// SQL after it (required).
-    pub fn parse(file: &str, text: &str, keys: &[&str]) -> QueryFile {
+    /// Reads the header (every key of `keys` required, those of `optional` allowed, no other,
+    /// none repeated) and the SQL after it (required).
+    pub fn parse(file: &str, text: &str, keys: &[&str], optional: &[&str]) -> QueryFile {
         let mut q = QueryFile {
             file: file.to_string(),
             fields: BTreeMap::new(),
@@ -47,7 +47,7 @@ impl QueryFile {
                 continue;
             };
             let k = k.trim();
-            if !keys.contains(&k) {
+            if !keys.contains(&k) && !optional.contains(&k) {
                 q.error(i + 1, format!("unknown header key {k:?}"));
                 continue;
             }

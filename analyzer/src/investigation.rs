@@ -87,7 +87,7 @@ fn is_param(s: &str) -> bool {
 
 /// Parse one investigation file; every problem found is returned.
 pub fn parse(file: &str, text: &str) -> Result<Investigation, Vec<LoadError>> {
-    let mut q = QueryFile::parse(file, text, REQUIRED_KEYS);
+    let mut q = QueryFile::parse(file, text, REQUIRED_KEYS, &[]);
     let id = q.check_id(is_id, "lowercase-with-dashes");
     for k in ["title", "description", "reads"] {
         let (line, v) = q.get(k);

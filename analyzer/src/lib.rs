@@ -19,6 +19,7 @@ pub mod export_sql;
 pub mod findings;
 pub mod header;
 pub mod iam;
+pub mod increment;
 pub mod ingest;
 pub mod investigation;
 pub mod network;

@@ -393,6 +393,9 @@ CREATE TABLE IF NOT EXISTS analysis_runs (
     severity_changed  BIGINT NOT NULL,
     failed_detections VARCHAR[] NOT NULL  -- their findings kept their state
 );
+ALTER TABLE analysis_runs ADD COLUMN IF NOT EXISTS mode VARCHAR;           -- full | incremental
+ALTER TABLE analysis_runs ADD COLUMN IF NOT EXISTS judged_since TIMESTAMP; -- incremental: events from
+ALTER TABLE analysis_runs ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;    -- increment.rs
 
 -- One row per finding (kind, key) ever recorded, with its state after the latest run.
 CREATE TABLE IF NOT EXISTS findings (

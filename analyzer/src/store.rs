@@ -14,7 +14,7 @@ use duckdb::types::{TimeUnit, Value};
 use crate::cloudtrail::part::Parts;
 
 const SCHEMA: &str = include_str!("schema.sql");
-const VIEWS: &str = include_str!("views.sql");
+pub(crate) const VIEWS: &str = include_str!("views.sql");
 /// The collector's DDL: the contract between its segments and this store (`credential_requests`
 /// is a view in the collector's store; its published columns are in `segments.sql`).
 const COLLECTOR_SCHEMA: &str = concat!(

@@ -309,7 +309,8 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
     let first = std::fs::read_to_string(first_dir.join("report.md")).unwrap();
     let lead = first.split("\n## ").nth(1).unwrap();
     assert!(
-        lead.starts_with("Since the last run\n\nrun 2, since run 1 (analyze at "),
+        lead.starts_with("Since the last run\n\nrun 2 (incremental, events from ")
+            && lead.contains("since run 1 (analyze at "),
         "{lead}"
     );
     let new = lead
@@ -423,7 +424,8 @@ fn report_shows_findings_and_keeps_hostile_logs_inert() {
     let md_text = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     // Three analyze runs since: nothing changed (a report over a slice of time is not a run).
     assert!(
-        md_text.contains("run 6, since run 5 (analyze at ")
+        md_text.contains("run 6 (incremental, events from ")
+            && md_text.contains("since run 5 (analyze at ")
             && md_text.contains(&format!(": 0 new, 0 resolved, {} ongoing", findings.len())),
         "{}",
         &md_text[..2000.min(md_text.len())]

@@ -3,7 +3,9 @@
 //! deliveries), with `analyze --since-last-run` after each day. The changes the seven runs print
 //! (new findings added, resolved ones removed, severity changes applied), in sum, must be the
 //! findings one full run on a fresh store holding the whole week produces: the same (kind, key,
-//! severity), and the store's current findings the same counts.
+//! severity), and the store's current findings the same counts. Every run after the first is
+//! incremental (increment.rs): it judges the events since the previous run's latest event less
+//! the 24-hour horizon, and the findings they touch.
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -263,7 +265,8 @@ fn seven_daily_runs_sum_to_one_full_run() {
     assert_eq!(counts(&current), counts(&full));
     let again = credtrail(&db, &["analyze", "--since-last-run"]);
     assert!(
-        again.starts_with(&format!("run {}, since run {}", DAYS + 2, DAYS + 1))
+        again.starts_with(&format!("run {} (incremental, events from ", DAYS + 2))
+            && again.contains(&format!("since run {}", DAYS + 1))
             && again.contains(": 0 new, 0 resolved,"),
         "{again}"
     );
@@ -288,5 +291,32 @@ fn seven_daily_runs_sum_to_one_full_run() {
         runs.lines().nth(1),
         Some(format!("{},{}", DAYS + 2, full.len()).as_str()),
         "{runs}"
+    );
+    // Only the first run judged everything; each later one judged from the previous run's
+    // latest event less the horizon and the margin (24 h + 2 h).
+    let modes = credtrail(
+        &db,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT run_id, mode, judged_since IS NOT DISTINCT FROM
+                    lag(data_watermark) OVER (ORDER BY run_id) - INTERVAL 26 HOUR
+             FROM analysis_runs ORDER BY run_id",
+        ],
+    );
+    let modes: Vec<&str> = modes.lines().skip(1).collect();
+    assert_eq!(modes.len(), (DAYS + 2) as usize, "{modes:?}");
+    assert_eq!(modes[0], "1,full,true", "{modes:?}");
+    for m in &modes[1..] {
+        assert!(m.ends_with(",incremental,true"), "{modes:?}");
+    }
+
+    // A full run on the daily store judges everything again and changes nothing.
+    let full_again = credtrail(&db, &["analyze", "--full", "--since-last-run"]);
+    assert!(
+        full_again.starts_with(&format!("run {} (full)", DAYS + 3))
+            && full_again.contains(": 0 new, 0 resolved,"),
+        "{full_again}"
     );
 }

@@ -5,6 +5,7 @@
 -- reads: task_session_calls
 -- key: task_arn
 -- params: window_minutes=10, min_denied=5
+-- judges: keys
 WITH denied AS (
     SELECT task_arn, cluster_arn, task_role_arn, container_instance_arn,
            event_time, event_source, event_name, error_code, source_ip,

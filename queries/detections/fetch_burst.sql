@@ -5,6 +5,7 @@
 -- reads: audit_lines, tasks
 -- key: task_arn
 -- params: window_minutes=5, max_fetches=30, family_ratio=10
+-- judges: window
 WITH ok AS (
     SELECT r.event_time, r.instance AS host, r.source_ip, r.user_agent, r.task_arn, r.event_type,
            coalesce(t.family, r.task_arn) AS family_key, t.family

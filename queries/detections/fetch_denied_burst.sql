@@ -5,6 +5,7 @@
 -- reads: audit_lines
 -- key: host, source_ip
 -- params: window_minutes=10, min_failures=5, near_minutes=60
+-- judges: keys
 WITH refused AS (
     -- `host` is the container instance that wrote the line (audit_lines): host names can repeat
     SELECT event_time, status, instance AS host, host AS host_name, source_ip, user_agent, request_path

@@ -5,6 +5,7 @@
 -- reads: role_action_status, task_roles
 -- key: role_arn
 -- params: min_unused=1, min_used=1, max_resources=20, max_listed=500
+-- judges: window
 WITH win AS (
     SELECT coalesce(getvariable('since')::TIMESTAMP, min(event_time)) AS window_start,
            coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end

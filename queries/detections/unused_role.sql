@@ -5,6 +5,7 @@
 -- reads: task_roles, cloudtrail_events, credential_requests, task_coverage, grant_visibility
 -- key: role_arn
 -- params:
+-- judges: window
 WITH win AS (
     SELECT coalesce(getvariable('since')::TIMESTAMP, min(event_time)) AS window_start,
            coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end

@@ -57,6 +57,10 @@ pub struct ReportArgs {
     /// The report bucket's region (default: the environment's, else us-east-1).
     #[arg(long)]
     pub region: Option<String>,
+    /// Judge the whole history, not only what changed since the previous recorded run (as
+    /// `analyze --full`).
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub full: bool,
 }
 
 /// What the store holds, within the report's window.
@@ -672,7 +676,7 @@ fn timeline(
 
 /// Read everything the report shows from the store, running the built-in detections.
 pub fn collect(store: &Store, since: Option<String>, until: Option<String>) -> Result<Data> {
-    collect_with(store, since, until, &crate::config::Config::default())
+    collect_with(store, since, until, &crate::config::Config::default(), None)
 }
 
 /// [`collect`] with a configuration's thresholds, severities and suppressions.
@@ -681,6 +685,7 @@ pub fn collect_with(
     since: Option<String>,
     until: Option<String>,
     config: &crate::config::Config,
+    full: Option<bool>,
 ) -> Result<Data> {
     store.check_time("--since", since.as_deref())?;
     store.check_time("--until", until.as_deref())?;
@@ -691,18 +696,27 @@ pub fn collect_with(
         .iter()
         .map(|e| ("(load)".to_string(), e.to_string()))
         .collect();
-    let run = detect::run(
-        store,
-        &loaded.detections,
-        &RunOptions {
-            since: since.clone(),
-            until: until.clone(),
-            params: config.run_params(&[]),
-        },
-    );
-    failed.extend(run.failed);
-    let mut findings = run.findings;
-    let expired = config.apply(&mut findings, crate::config::today());
+    let opts = RunOptions {
+        since: since.clone(),
+        until: until.clone(),
+        params: config.run_params(&[]),
+    };
+    // `full`: a recorded run over the whole store (findings.rs), full or incremental.
+    let (mut findings, expired, changes) = match full {
+        Some(full) if since.is_none() && until.is_none() => {
+            let o =
+                crate::analyze::recorded(store, &loaded.detections, &opts, config, "report", full)?;
+            failed.extend(o.failed);
+            (o.findings, o.expired, Some(o.recorded))
+        }
+        _ => {
+            let run = detect::run(store, &loaded.detections, &opts);
+            failed.extend(run.failed);
+            let mut findings = run.findings;
+            let expired = config.apply(&mut findings, crate::config::today());
+            (findings, expired, None)
+        }
+    };
     add_request_parameters(store, &mut findings)?;
     let coverage = coverage(store, &since, &until)?;
     let reach = crate::coverage::read(store)?;
@@ -723,7 +737,7 @@ pub fn collect_with(
         failed,
         roles,
         timeline,
-        changes: None,
+        changes,
     })
 }
 
@@ -761,20 +775,13 @@ pub fn run(
             "--endpoint-url and --region apply to the report's upload: give --s3-url (or [report] s3_url)"
         );
     }
-    let started = crate::store::now_us();
-    let mut data = collect_with(store, args.since.clone(), args.until.clone(), config)?;
-    // Only a report over the whole store is a run of the findings' history.
-    if args.since.is_none() && args.until.is_none() {
-        let failed: Vec<String> = data.failed.iter().map(|(f, _)| f.clone()).collect();
-        data.changes = Some(crate::findings::record(
-            store,
-            "report",
-            started,
-            &detect::builtin().detections,
-            &data.findings,
-            &failed,
-        )?);
-    }
+    let data = collect_with(
+        store,
+        args.since.clone(),
+        args.until.clone(),
+        config,
+        Some(args.full),
+    )?;
     for e in &data.expired {
         eprintln!(
             "warning: {}",

@@ -6,6 +6,7 @@
 -- reads: task_session_calls
 -- key: task_arn
 -- params: window_minutes=10, min_denied=5
+-- judges: keys
 WITH denied AS (
   SELECT
     task_arn,

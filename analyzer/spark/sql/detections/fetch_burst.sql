@@ -6,6 +6,7 @@
 -- reads: audit_lines, tasks
 -- key: task_arn
 -- params: window_minutes=5, max_fetches=30, family_ratio=10
+-- judges: window
 WITH ok AS (
   SELECT
     r.event_time,

@@ -6,6 +6,7 @@
 -- reads: audit_lines
 -- key: host, source_ip
 -- params: window_minutes=10, min_failures=5, near_minutes=60
+-- judges: keys
 -- successful fetches from the same address near the burst: a client there holds credentials
 WITH refused AS (
   SELECT

@@ -6,6 +6,7 @@
 -- reads: role_action_status, task_roles
 -- key: role_arn
 -- params: min_unused=1, min_used=1, max_resources=20, max_listed=500
+-- judges: window
 WITH win AS (
   SELECT
     COALESCE(CAST(__credtrail_param_since__ AS TIMESTAMP_NTZ), MIN(event_time)) AS window_start,

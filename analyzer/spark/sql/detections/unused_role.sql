@@ -6,6 +6,7 @@
 -- reads: task_roles, cloudtrail_events, credential_requests, task_coverage, grant_visibility
 -- key: role_arn
 -- params:
+-- judges: window
 WITH win AS (
   SELECT
     COALESCE(CAST(__credtrail_param_since__ AS TIMESTAMP_NTZ), MIN(event_time)) AS window_start,
