@@ -582,17 +582,28 @@ WITH win AS (
            coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end
     FROM cloudtrail_events
 ),
--- The authorized calls (role_calls without `denied`) in the window, counted per role session
--- and API before any join (millions of calls, thousands of rows), of the granted roles.
-calls AS (
+-- The authorized calls in the window, one pass: counted per role session, API and the resources
+-- each call touched as a policy names them (role_calls.resource_arns), before any join (millions
+-- of calls, thousands of rows: an S3 object's ARN becomes its bucket's `/*`), of the granted roles.
+call_groups AS (
     SELECT *
     FROM (SELECT e.session_issuer_arn AS role_arn, e.event_source, e.event_name, e.session_name,
+                 list_transform(list_filter(call_arns(e.event_source, e.session_issuer_arn,
+                                                      e.aws_region, e.recipient_account_id,
+                                                      e.resources, e.request_parameters),
+                                            x -> x LIKE 'arn:%'),
+                                x -> policy_resource_arn(e.event_source, x)) AS arns,
                  count(*) AS calls, max(e.event_time) AS last_used
           FROM cloudtrail_events e, win
           WHERE NOT authorization_error(e.error_code)
             AND e.event_time >= win.window_start AND e.event_time <= win.window_end
           GROUP BY ALL)
     WHERE role_arn IN (SELECT role_arn FROM role_grants)
+),
+calls AS (
+    SELECT role_arn, event_source, event_name, session_name, sum(calls) AS calls,
+           max(last_used) AS last_used
+    FROM call_groups GROUP BY ALL
 ),
 session_family AS (
     SELECT s.role_arn, s.session_name, any_value(t.family) AS family
@@ -611,21 +622,10 @@ used AS (
     LEFT JOIN session_family f ON f.role_arn = c.role_arn AND f.session_name = c.session_name
     GROUP BY c.role_arn, m.action
 ),
--- The resources those calls touched (role_calls.resource_arns, taken apart call by call), per
--- role and API.
+-- The resources those calls touched, per role and API.
 api_resources AS (
-    SELECT *
-    FROM (SELECT DISTINCT role_arn, event_source, event_name,
-                 policy_resource_arn(event_source, arn) AS arn
-          FROM (SELECT e.session_issuer_arn AS role_arn, e.event_source, e.event_name,
-                       unnest(call_arns(e.event_source, e.session_issuer_arn, e.aws_region,
-                                        e.recipient_account_id, e.resources,
-                                        e.request_parameters)) AS arn
-                FROM cloudtrail_events e, win
-                WHERE NOT authorization_error(e.error_code)
-                  AND e.event_time >= win.window_start AND e.event_time <= win.window_end)
-          WHERE arn LIKE 'arn:%')
-    WHERE role_arn IN (SELECT role_arn FROM role_grants)
+    SELECT DISTINCT role_arn, event_source, event_name, arn
+    FROM (SELECT role_arn, event_source, event_name, unnest(arns) AS arn FROM call_groups)
 ),
 touched AS (
     SELECT role_arn, action, list(arn ORDER BY arn) AS resources
