@@ -251,7 +251,8 @@ FROM cloudtrail_events AS e
 JOIN tasks AS t
   ON e.session_name = t.task_id AND e.session_issuer_arn = t.task_role_arn
 WHERE
-  NOT (
+  t.execution_role_arn IS DISTINCT FROM t.task_role_arn
+  OR NOT (
     (
       t.execution_role_arn
     ) IS NOT DISTINCT FROM (
@@ -1116,15 +1117,12 @@ WITH win AS (
       role_arn
   ) AS r
     ON r.role_arn = g.role_arn
-), per_region AS (
+), grant_regions AS (
   SELECT
     g.role_arn,
     g.action,
-    reg.region,
-    COALESCE(BOOL_OR(p.covered_all), FALSE) AS covered,
-    ARRAY_JOIN(ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(p.why) FILTER(WHERE
-      p.why <> ''))), '; ') AS why,
-    COUNT(p.trail) AS scopes
+    w.account,
+    reg.region
   FROM role_grants AS g
   JOIN acts AS a
     ON a.action = g.action
@@ -1140,7 +1138,16 @@ WITH win AS (
         END
       ) AS region
   ) AS reg
-  LEFT JOIN (
+), scopes_here AS (
+  SELECT
+    gr.role_arn,
+    gr.action,
+    gr.region,
+    p.trail,
+    p.covered_all,
+    p.why
+  FROM grant_regions AS gr
+  JOIN (
     SELECT
       p.trail,
       p.regions,
@@ -1166,18 +1173,32 @@ WITH win AS (
       g2.role_arn,
       g2.action
   ) AS p
-    ON p.role_arn = g.role_arn
-    AND p.action = g.action
-    AND (
-      p.regions IS NULL OR reg.region IS NULL OR ARRAY_CONTAINS(p.regions, reg.region)
+    ON p.role_arn = gr.role_arn AND p.action = gr.action
+  WHERE
+    (
+      p.regions IS NULL OR gr.region IS NULL OR ARRAY_CONTAINS(p.regions, gr.region)
     )
     AND (
-      p.accounts IS NULL OR ARRAY_CONTAINS(p.accounts, w.account)
+      p.accounts IS NULL OR ARRAY_CONTAINS(p.accounts, gr.account)
     )
+), per_region AS (
+  SELECT
+    gr.role_arn,
+    gr.action,
+    gr.region,
+    COALESCE(BOOL_OR(p.covered_all), FALSE) AS covered,
+    ARRAY_JOIN(ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(p.why) FILTER(WHERE
+      p.why <> ''))), '; ') AS why,
+    COUNT(p.trail) AS scopes
+  FROM grant_regions AS gr
+  LEFT JOIN scopes_here AS p
+    ON p.role_arn = gr.role_arn
+    AND p.action = gr.action
+    AND p.region IS NOT DISTINCT FROM gr.region
   GROUP BY
-    g.role_arn,
-    g.action,
-    reg.region
+    gr.role_arn,
+    gr.action,
+    gr.region
 ), coverage AS (
   SELECT
     role_arn,
