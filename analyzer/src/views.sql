@@ -169,7 +169,9 @@ FROM cloudtrail_events e
 JOIN tasks t
   ON e.session_name = t.task_id
  AND e.session_issuer_arn = t.task_role_arn
-WHERE NOT execution_side(t.task_role_arn, t.execution_role_arn, t.pull_started_at, t.started_at,
+-- (the first test alone settles most calls: an OR stops at it, a NOT of the macro would not)
+WHERE t.execution_role_arn IS DISTINCT FROM t.task_role_arn
+   OR NOT execution_side(t.task_role_arn, t.execution_role_arn, t.pull_started_at, t.started_at,
                          e.event_source, e.event_name, e.event_time);
 
 -- The one definition of an authorization error (detections.md, Terms), shared by
@@ -523,29 +525,42 @@ role_where AS (
 ),
 -- Per (role, action, region): covered when some source of events covering that region and
 -- account covers the action on every resource the role is granted it on.
-per_region AS (
-    SELECT g.role_arn, g.action, reg.region,
-           coalesce(bool_or(p.covered_all), false) AS covered,
-           array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE p.why <> ''))), '; ') AS why,
-           count(p.trail) AS scopes
+grant_regions AS (
+    -- each grant in each region the role's tasks ran in (IAM's global events: us-east-1)
+    SELECT g.role_arn, g.action, w.account, reg.region
     FROM role_grants g
     JOIN acts a ON a.action = g.action
     JOIN role_where w ON w.role_arn = g.role_arn
     CROSS JOIN LATERAL (SELECT unnest(CASE WHEN a.prefix IN ('iam', 'cloudfront', 'route53', 'organizations')
                                            THEN ['us-east-1'] ELSE w.regions END) AS region) reg
-    LEFT JOIN (SELECT p.trail, p.regions, p.accounts, g2.role_arn, g2.action,
-                      bool_and(p.covered) AS covered_all,
-                      array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE NOT p.covered))), '; ') AS why
-               FROM grant_resources g2
-               JOIN per_scope p ON p.action = g2.action
-                AND (p.resource IS NULL OR list_contains(g2.resources, p.resource))
-               GROUP BY p.trail, p.regions, p.accounts, g2.role_arn, g2.action) p
-      ON p.role_arn = g.role_arn AND p.action = g.action
-     AND (p.regions IS NULL OR reg.region IS NULL OR list_contains(p.regions, reg.region))
-     AND (p.accounts IS NULL OR list_contains(p.accounts, w.account))
-    GROUP BY g.role_arn, g.action, reg.region
 ),
--- A region named in the reason only when the regions differ.
+scopes_here AS (
+    -- the sources of events that read that region and account (an inner join, so it is a hash
+    -- join on role and action; the outer join below only adds the grants no source reads)
+    SELECT gr.role_arn, gr.action, gr.region, p.trail, p.covered_all, p.why
+    FROM grant_regions gr
+    JOIN (SELECT p.trail, p.regions, p.accounts, g2.role_arn, g2.action,
+                 bool_and(p.covered) AS covered_all,
+                 array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE NOT p.covered))), '; ') AS why
+          FROM grant_resources g2
+          JOIN per_scope p ON p.action = g2.action
+           AND (p.resource IS NULL OR list_contains(g2.resources, p.resource))
+          GROUP BY p.trail, p.regions, p.accounts, g2.role_arn, g2.action) p
+      ON p.role_arn = gr.role_arn AND p.action = gr.action
+    WHERE (p.regions IS NULL OR gr.region IS NULL OR list_contains(p.regions, gr.region))
+      AND (p.accounts IS NULL OR list_contains(p.accounts, gr.account))
+),
+per_region AS (
+    SELECT gr.role_arn, gr.action, gr.region,
+           coalesce(bool_or(p.covered_all), false) AS covered,
+           array_to_string(list_sort(list_distinct(list(p.why) FILTER (WHERE p.why <> ''))), '; ') AS why,
+           count(p.trail) AS scopes
+    FROM grant_regions gr
+    LEFT JOIN scopes_here p
+      ON p.role_arn = gr.role_arn AND p.action = gr.action
+     AND p.region IS NOT DISTINCT FROM gr.region
+    GROUP BY gr.role_arn, gr.action, gr.region
+),
 coverage AS (
     SELECT role_arn, action, bool_and(covered) AS covered,
            CASE WHEN bool_and(NOT covered AND scopes > 0) AND count(DISTINCT why) = 1
@@ -582,17 +597,28 @@ WITH win AS (
            coalesce(getvariable('until')::TIMESTAMP, max(event_time)) AS window_end
     FROM cloudtrail_events
 ),
--- The authorized calls (role_calls without `denied`) in the window, counted per role session
--- and API before any join (millions of calls, thousands of rows), of the granted roles.
-calls AS (
+-- The authorized calls in the window, one pass: counted per role session, API and the resources
+-- each call touched as a policy names them (role_calls.resource_arns), before any join (millions
+-- of calls, thousands of rows: an S3 object's ARN becomes its bucket's `/*`), of the granted roles.
+call_groups AS (
     SELECT *
     FROM (SELECT e.session_issuer_arn AS role_arn, e.event_source, e.event_name, e.session_name,
+                 list_transform(list_filter(call_arns(e.event_source, e.session_issuer_arn,
+                                                      e.aws_region, e.recipient_account_id,
+                                                      e.resources, e.request_parameters),
+                                            x -> x LIKE 'arn:%'),
+                                x -> policy_resource_arn(e.event_source, x)) AS arns,
                  count(*) AS calls, max(e.event_time) AS last_used
           FROM cloudtrail_events e, win
           WHERE NOT authorization_error(e.error_code)
             AND e.event_time >= win.window_start AND e.event_time <= win.window_end
           GROUP BY ALL)
     WHERE role_arn IN (SELECT role_arn FROM role_grants)
+),
+calls AS (
+    SELECT role_arn, event_source, event_name, session_name, sum(calls) AS calls,
+           max(last_used) AS last_used
+    FROM call_groups GROUP BY ALL
 ),
 session_family AS (
     SELECT s.role_arn, s.session_name, any_value(t.family) AS family
@@ -611,21 +637,10 @@ used AS (
     LEFT JOIN session_family f ON f.role_arn = c.role_arn AND f.session_name = c.session_name
     GROUP BY c.role_arn, m.action
 ),
--- The resources those calls touched (role_calls.resource_arns, taken apart call by call), per
--- role and API.
+-- The resources those calls touched, per role and API.
 api_resources AS (
-    SELECT *
-    FROM (SELECT DISTINCT role_arn, event_source, event_name,
-                 policy_resource_arn(event_source, arn) AS arn
-          FROM (SELECT e.session_issuer_arn AS role_arn, e.event_source, e.event_name,
-                       unnest(call_arns(e.event_source, e.session_issuer_arn, e.aws_region,
-                                        e.recipient_account_id, e.resources,
-                                        e.request_parameters)) AS arn
-                FROM cloudtrail_events e, win
-                WHERE NOT authorization_error(e.error_code)
-                  AND e.event_time >= win.window_start AND e.event_time <= win.window_end)
-          WHERE arn LIKE 'arn:%')
-    WHERE role_arn IN (SELECT role_arn FROM role_grants)
+    SELECT DISTINCT role_arn, event_source, event_name, arn
+    FROM (SELECT role_arn, event_source, event_name, unnest(arns) AS arn FROM call_groups)
 ),
 touched AS (
     SELECT role_arn, action, list(arn ORDER BY arn) AS resources

@@ -9,9 +9,11 @@ WITH endpoints AS (
     SELECT vpc_endpoint_id, any_value(vpc_id) AS vpc_id FROM vpc_endpoints GROUP BY vpc_endpoint_id
 ),
 calls AS (
-    -- only what the address tests need: millions of rows, read twice (the evidence's columns
-    -- are read for the few calls found, in foreign_calls)
-    SELECT c.task_arn, c.event_time, c.source_ip, c.event_id, c.aws_region, c.recipient_account_id,
+    -- the calls the address tests can match, read once: millions of rows streamed through one
+    -- join with the (few) task addresses, so the evidence's columns ride along
+    SELECT c.task_arn, c.cluster_arn, c.task_role_arn, c.container_instance_arn, c.event_time,
+           c.event_source, c.event_name, c.error_code, c.source_ip, c.vpc_endpoint_id,
+           c.user_agent, c.access_key_id, c.event_id, c.aws_region, c.recipient_account_id,
            ep.vpc_id AS call_vpc,
            CASE WHEN contains(c.source_ip, ':') THEN ipv6_hex(c.source_ip) ELSE c.source_ip END AS ip_key
     FROM task_session_calls c
@@ -34,9 +36,9 @@ addresses AS (
     WHERE host IS NULL
 ),
 foreign_pairs AS (
-    -- calls whose address another task held then (most matches are a task's own address, so
-    -- these are few): one row per call and foreign owner
-    SELECT c.task_arn, c.event_id, a.owner_arn, a.vpc_id AS owner_vpc, a.source
+    -- the calls whose address another task held then (most matches are a task's own address,
+    -- so these are few); one row per call (event IDs are unique in the store)
+    SELECT DISTINCT c.*
     FROM calls c
     JOIN addresses a
       ON a.ip_key = c.ip_key AND a.owned_from <= c.event_time AND c.event_time <= a.owned_until
@@ -49,27 +51,23 @@ owned AS (
     -- too, not shared by several)
     SELECT c.task_arn, c.event_id, any_value(a.owner_arn) AS owner_arn,
            any_value(a.vpc_id) AS owner_vpc, list_sort(list_distinct(list(a.source))) AS how
-    FROM calls c
+    FROM foreign_pairs c
     JOIN addresses a
       ON a.ip_key = c.ip_key AND a.owned_from <= c.event_time AND c.event_time <= a.owned_until
      AND same_address_space(c.call_vpc, c.aws_region, c.recipient_account_id,
                             a.vpc_id, a.region, a.account_id)
-    WHERE (c.task_arn, c.event_id) IN (SELECT task_arn, event_id FROM foreign_pairs)
     GROUP BY c.task_arn, c.event_id
     HAVING count(DISTINCT a.owner_arn) = 1
 ),
 foreign_calls AS (
-    -- the few calls found, with the columns the evidence shows
     SELECT w.task_arn, w.cluster_arn, w.task_role_arn, w.container_instance_arn,
            w.event_time, w.event_source, w.event_name, w.error_code, w.source_ip, w.vpc_endpoint_id,
-           w.user_agent, w.access_key_id, w.event_id, ep.vpc_id AS call_vpc,
+           w.user_agent, w.access_key_id, w.event_id, w.call_vpc,
            o.owner_arn, o.owner_vpc, o.how,
            row_number() OVER (PARTITION BY w.task_arn ORDER BY w.event_time, w.event_id) AS rn
-    FROM task_session_calls w
+    FROM foreign_pairs w
     JOIN owned o ON o.task_arn = w.task_arn AND o.event_id = w.event_id
-    LEFT JOIN endpoints ep ON ep.vpc_endpoint_id = w.vpc_endpoint_id
     WHERE o.owner_arn <> w.task_arn
-      AND w.event_id IN (SELECT event_id FROM owned)
 )
 SELECT
     'use_by_other_task' AS kind,

@@ -5,7 +5,7 @@
 -- reads: task_session_calls, tasks, egress_addresses, owned_addresses, network_interfaces
 -- key: task_arn
 -- params: min_sessions=3, expected_egress=
-WITH public_calls AS (
+WITH public_calls AS NOT MATERIALIZED (
     SELECT c.task_arn, c.cluster_arn, c.task_role_arn, c.container_instance_arn,
            c.event_time, c.event_source, c.event_name, c.error_code, c.source_ip, c.user_agent,
            c.access_key_id, c.event_id, c.aws_region, c.recipient_account_id

@@ -251,7 +251,8 @@ FROM cloudtrail_events AS e
 JOIN tasks AS t
   ON e.session_name = t.task_id AND e.session_issuer_arn = t.task_role_arn
 WHERE
-  NOT (
+  t.execution_role_arn IS DISTINCT FROM t.task_role_arn
+  OR NOT (
     (
       t.execution_role_arn
     ) IS NOT DISTINCT FROM (
@@ -1116,15 +1117,12 @@ WITH win AS (
       role_arn
   ) AS r
     ON r.role_arn = g.role_arn
-), per_region AS (
+), grant_regions AS (
   SELECT
     g.role_arn,
     g.action,
-    reg.region,
-    COALESCE(BOOL_OR(p.covered_all), FALSE) AS covered,
-    ARRAY_JOIN(ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(p.why) FILTER(WHERE
-      p.why <> ''))), '; ') AS why,
-    COUNT(p.trail) AS scopes
+    w.account,
+    reg.region
   FROM role_grants AS g
   JOIN acts AS a
     ON a.action = g.action
@@ -1140,7 +1138,16 @@ WITH win AS (
         END
       ) AS region
   ) AS reg
-  LEFT JOIN (
+), scopes_here AS (
+  SELECT
+    gr.role_arn,
+    gr.action,
+    gr.region,
+    p.trail,
+    p.covered_all,
+    p.why
+  FROM grant_regions AS gr
+  JOIN (
     SELECT
       p.trail,
       p.regions,
@@ -1166,18 +1173,32 @@ WITH win AS (
       g2.role_arn,
       g2.action
   ) AS p
-    ON p.role_arn = g.role_arn
-    AND p.action = g.action
-    AND (
-      p.regions IS NULL OR reg.region IS NULL OR ARRAY_CONTAINS(p.regions, reg.region)
+    ON p.role_arn = gr.role_arn AND p.action = gr.action
+  WHERE
+    (
+      p.regions IS NULL OR gr.region IS NULL OR ARRAY_CONTAINS(p.regions, gr.region)
     )
     AND (
-      p.accounts IS NULL OR ARRAY_CONTAINS(p.accounts, w.account)
+      p.accounts IS NULL OR ARRAY_CONTAINS(p.accounts, gr.account)
     )
+), per_region AS (
+  SELECT
+    gr.role_arn,
+    gr.action,
+    gr.region,
+    COALESCE(BOOL_OR(p.covered_all), FALSE) AS covered,
+    ARRAY_JOIN(ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(p.why) FILTER(WHERE
+      p.why <> ''))), '; ') AS why,
+    COUNT(p.trail) AS scopes
+  FROM grant_regions AS gr
+  LEFT JOIN scopes_here AS p
+    ON p.role_arn = gr.role_arn
+    AND p.action = gr.action
+    AND p.region IS NOT DISTINCT FROM gr.region
   GROUP BY
-    g.role_arn,
-    g.action,
-    reg.region
+    gr.role_arn,
+    gr.action,
+    gr.region
 ), coverage AS (
   SELECT
     role_arn,
@@ -1234,7 +1255,7 @@ WITH win AS (
     COALESCE(CAST(__credtrail_param_since__ AS TIMESTAMP_NTZ), MIN(event_time)) AS window_start,
     COALESCE(CAST(__credtrail_param_until__ AS TIMESTAMP_NTZ), MAX(event_time)) AS window_end
   FROM cloudtrail_events
-), calls AS (
+), call_groups AS (
   SELECT
     *
   FROM (
@@ -1243,123 +1264,8 @@ WITH win AS (
       e.event_source,
       e.event_name,
       e.session_name,
-      COUNT(*) AS calls,
-      MAX(e.event_time) AS last_used
-    FROM cloudtrail_events AS e, win
-    WHERE
-      NOT (
-        NOT (
-          e.error_code
-        ) IS NULL
-        AND (
-          (
-            e.error_code
-          ) ILIKE '%AccessDenied%'
-          OR (
-            e.error_code
-          ) ILIKE '%Unauthorized%'
-          OR (
-            e.error_code
-          ) ILIKE '%NotAuthorized%'
-          OR (
-            e.error_code
-          ) ILIKE '%AuthorizationError%'
-          OR (
-            e.error_code
-          ) ILIKE 'Forbidden%'
-          OR (
-            e.error_code
-          ) ILIKE '%.Forbidden%'
-          OR (
-            e.error_code
-          ) IN (
-            'AuthFailure',
-            'InvalidClientTokenId',
-            'ExpiredToken',
-            'ExpiredTokenException',
-            'SignatureDoesNotMatch',
-            'UnrecognizedClientException',
-            'InvalidAccessKeyId',
-            'AllAccessDisabled'
-          )
-        )
-      )
-      AND e.event_time >= win.window_start
-      AND e.event_time <= win.window_end
-    GROUP BY ALL
-  )
-  WHERE
-    role_arn IN (
-      SELECT
-        role_arn
-      FROM role_grants
-    )
-), session_family AS (
-  SELECT
-    s.role_arn,
-    s.session_name,
-    ANY_VALUE(t.family) IGNORE NULLS AS family
-  FROM (
-    SELECT DISTINCT
-      role_arn,
-      session_name
-    FROM calls
-  ) AS s
-  JOIN tasks AS t
-    ON t.task_id = s.session_name
-    AND (
-      t.task_role_arn = s.role_arn OR t.execution_role_arn = s.role_arn
-    )
-  GROUP BY
-    s.role_arn,
-    s.session_name
-), used AS (
-  SELECT
-    c.role_arn,
-    m.action,
-    CAST(SUM(c.calls) AS BIGINT) AS calls,
-    MAX(c.last_used) AS last_used,
-    ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(f.family) FILTER(WHERE
-      NOT f.family IS NULL))) AS families
-  FROM calls AS c
-  JOIN cloudtrail_event_map AS m
-    ON m.event_source = c.event_source
-    AND m.event_name = c.event_name
-    AND NOT m.action IS NULL
-  LEFT JOIN session_family AS f
-    ON f.role_arn = c.role_arn AND f.session_name = c.session_name
-  GROUP BY
-    c.role_arn,
-    m.action
-), api_resources AS (
-  SELECT
-    *
-  FROM (
-    SELECT DISTINCT
-      role_arn,
-      event_source,
-      event_name,
-      (
-        CASE
-          WHEN (
-            event_source
-          ) = 's3.amazonaws.com' AND CONTAINS((
-            arn
-          ), '/')
-          THEN REGEXP_REPLACE((
-            arn
-          ), '^(arn:[^:]+:s3:::[^/]+)/.+$', '$1/*')
-          ELSE (
-            arn
-          )
-        END
-      ) AS arn
-    FROM (
-      SELECT
-        e.session_issuer_arn AS role_arn,
-        e.event_source,
-        e.event_name,
-        EXPLODE(
+      TRANSFORM(
+        FILTER(
           (
             CONCAT(
               COALESCE(
@@ -1568,52 +1474,69 @@ WITH win AS (
                 )
               )
             )
-          )
-        ) AS arn
-      FROM cloudtrail_events AS e, win
-      WHERE
-        NOT (
-          NOT (
-            e.error_code
-          ) IS NULL
-          AND (
-            (
-              e.error_code
-            ) ILIKE '%AccessDenied%'
-            OR (
-              e.error_code
-            ) ILIKE '%Unauthorized%'
-            OR (
-              e.error_code
-            ) ILIKE '%NotAuthorized%'
-            OR (
-              e.error_code
-            ) ILIKE '%AuthorizationError%'
-            OR (
-              e.error_code
-            ) ILIKE 'Forbidden%'
-            OR (
-              e.error_code
-            ) ILIKE '%.Forbidden%'
-            OR (
-              e.error_code
-            ) IN (
-              'AuthFailure',
-              'InvalidClientTokenId',
-              'ExpiredToken',
-              'ExpiredTokenException',
-              'SignatureDoesNotMatch',
-              'UnrecognizedClientException',
-              'InvalidAccessKeyId',
-              'AllAccessDisabled'
+          ),
+          x -> x LIKE 'arn:%'
+        ),
+        x -> (
+          CASE
+            WHEN (
+              e.event_source
+            ) = 's3.amazonaws.com' AND CONTAINS((
+              x
+            ), '/')
+            THEN REGEXP_REPLACE((
+              x
+            ), '^(arn:[^:]+:s3:::[^/]+)/.+$', '$1/*')
+            ELSE (
+              x
             )
+          END
+        )
+      ) AS arns,
+      COUNT(*) AS calls,
+      MAX(e.event_time) AS last_used
+    FROM cloudtrail_events AS e, win
+    WHERE
+      NOT (
+        NOT (
+          e.error_code
+        ) IS NULL
+        AND (
+          (
+            e.error_code
+          ) ILIKE '%AccessDenied%'
+          OR (
+            e.error_code
+          ) ILIKE '%Unauthorized%'
+          OR (
+            e.error_code
+          ) ILIKE '%NotAuthorized%'
+          OR (
+            e.error_code
+          ) ILIKE '%AuthorizationError%'
+          OR (
+            e.error_code
+          ) ILIKE 'Forbidden%'
+          OR (
+            e.error_code
+          ) ILIKE '%.Forbidden%'
+          OR (
+            e.error_code
+          ) IN (
+            'AuthFailure',
+            'InvalidClientTokenId',
+            'ExpiredToken',
+            'ExpiredTokenException',
+            'SignatureDoesNotMatch',
+            'UnrecognizedClientException',
+            'InvalidAccessKeyId',
+            'AllAccessDisabled'
           )
         )
-        AND e.event_time >= win.window_start
-        AND e.event_time <= win.window_end
-    )
-    WHERE
-      arn LIKE 'arn:%'
+      )
+      AND e.event_time >= win.window_start
+      AND e.event_time <= win.window_end
+    GROUP BY ALL
   )
   WHERE
     role_arn IN (
@@ -1621,6 +1544,67 @@ WITH win AS (
         role_arn
       FROM role_grants
     )
+), calls AS (
+  SELECT
+    role_arn,
+    event_source,
+    event_name,
+    session_name,
+    SUM(calls) AS calls,
+    MAX(last_used) AS last_used
+  FROM call_groups
+  GROUP BY ALL
+), session_family AS (
+  SELECT
+    s.role_arn,
+    s.session_name,
+    ANY_VALUE(t.family) IGNORE NULLS AS family
+  FROM (
+    SELECT DISTINCT
+      role_arn,
+      session_name
+    FROM calls
+  ) AS s
+  JOIN tasks AS t
+    ON t.task_id = s.session_name
+    AND (
+      t.task_role_arn = s.role_arn OR t.execution_role_arn = s.role_arn
+    )
+  GROUP BY
+    s.role_arn,
+    s.session_name
+), used AS (
+  SELECT
+    c.role_arn,
+    m.action,
+    CAST(SUM(c.calls) AS BIGINT) AS calls,
+    MAX(c.last_used) AS last_used,
+    ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(f.family) FILTER(WHERE
+      NOT f.family IS NULL))) AS families
+  FROM calls AS c
+  JOIN cloudtrail_event_map AS m
+    ON m.event_source = c.event_source
+    AND m.event_name = c.event_name
+    AND NOT m.action IS NULL
+  LEFT JOIN session_family AS f
+    ON f.role_arn = c.role_arn AND f.session_name = c.session_name
+  GROUP BY
+    c.role_arn,
+    m.action
+), api_resources AS (
+  SELECT DISTINCT
+    role_arn,
+    event_source,
+    event_name,
+    arn
+  FROM (
+    SELECT
+      role_arn,
+      event_source,
+      event_name,
+      EXPLODE(arns) AS arn
+    FROM call_groups
+  )
 ), touched AS (
   SELECT
     role_arn,

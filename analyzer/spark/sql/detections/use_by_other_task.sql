@@ -16,8 +16,17 @@ WITH endpoints AS (
 ), calls AS (
   SELECT
     c.task_arn,
+    c.cluster_arn,
+    c.task_role_arn,
+    c.container_instance_arn,
     c.event_time,
+    c.event_source,
+    c.event_name,
+    c.error_code,
     c.source_ip,
+    c.vpc_endpoint_id,
+    c.user_agent,
+    c.access_key_id,
     c.event_id,
     c.aws_region,
     c.recipient_account_id,
@@ -608,12 +617,8 @@ WITH endpoints AS (
   WHERE
     host IS NULL
 ), foreign_pairs AS (
-  SELECT
-    c.task_arn,
-    c.event_id,
-    a.owner_arn,
-    a.vpc_id AS owner_vpc,
-    a.source
+  SELECT DISTINCT
+    c.*
   FROM calls AS c
   JOIN addresses AS a
     ON a.ip_key = c.ip_key
@@ -654,7 +659,7 @@ WITH endpoints AS (
     ANY_VALUE(a.owner_arn) IGNORE NULLS AS owner_arn,
     ANY_VALUE(a.vpc_id) IGNORE NULLS AS owner_vpc,
     ARRAY_SORT(ARRAY_DISTINCT(COLLECT_LIST(a.source))) AS how
-  FROM calls AS c
+  FROM foreign_pairs AS c
   JOIN addresses AS a
     ON a.ip_key = c.ip_key
     AND a.owned_from <= c.event_time
@@ -685,13 +690,6 @@ WITH endpoints AS (
         END
       )
     )
-  WHERE
-    (c.task_arn, c.event_id) IN (
-      SELECT
-        task_arn,
-        event_id
-      FROM foreign_pairs
-    )
   GROUP BY
     c.task_arn,
     c.event_id
@@ -712,23 +710,16 @@ WITH endpoints AS (
     w.user_agent,
     w.access_key_id,
     w.event_id,
-    ep.vpc_id AS call_vpc,
+    w.call_vpc,
     o.owner_arn,
     o.owner_vpc,
     o.how,
     ROW_NUMBER() OVER (PARTITION BY w.task_arn ORDER BY w.event_time NULLS LAST, w.event_id NULLS LAST) AS rn
-  FROM task_session_calls AS w
+  FROM foreign_pairs AS w
   JOIN owned AS o
     ON o.task_arn = w.task_arn AND o.event_id = w.event_id
-  LEFT JOIN endpoints AS ep
-    ON ep.vpc_endpoint_id = w.vpc_endpoint_id
   WHERE
     o.owner_arn <> w.task_arn
-    AND w.event_id IN (
-      SELECT
-        event_id
-      FROM owned
-    )
 )
 SELECT
   'use_by_other_task' AS kind,
