@@ -128,6 +128,9 @@ pub struct Batch {
     /// The same requests in their published columns, for the segments.
     published: RequestColumns,
     dicts: Dictionaries,
+    /// The dictionary ids of its rows were read from the store (its `dicts` may since have
+    /// moved on to the next batch: [`Batch::successor`]).
+    ids_loaded: bool,
     /// (seq, exact bytes) of the requests that keep them.
     raw: Vec<(i64, Vec<u8>)>,
     new_kinds: Vec<KindRow>,
@@ -566,6 +569,7 @@ impl Batch {
     pub fn new(host: String, next_seq: i64, dicts: Dictionaries) -> Batch {
         Batch {
             host,
+            ids_loaded: dicts.loaded,
             requests: RowColumns::default(),
             published: RequestColumns::new(),
             dicts,
@@ -635,6 +639,14 @@ impl Batch {
     /// The dictionaries, for the next batch (this one is done with).
     pub fn take_dictionaries(&mut self) -> Dictionaries {
         std::mem::take(&mut self.dicts)
+    }
+
+    /// The next batch, to read into while this one commits: its seqs and dictionary ids
+    /// continue this one's, so it may only be committed after this one was, and must be
+    /// dropped if this one fails.
+    pub fn successor(&mut self) -> Batch {
+        let dicts = self.take_dictionaries();
+        Batch::new(self.host.clone(), self.next_seq, dicts)
     }
 
     /// Forgets cached dictionary ids; only while the batch holds no requests.
@@ -1118,6 +1130,11 @@ impl Store {
             conn.execute_batch(SCHEMA)
                 .map_err(|source| OpenError::classify(path, source))?;
         }
+        // A line's strings are stored once, in the dictionary tables, whose values are distinct
+        // and few on a real host: FSST (which compresses strings by their shared substrings)
+        // cost more time at every checkpoint of a backlog than the space it saves is worth.
+        conn.execute_batch("SET disabled_compression_methods = 'fsst'")
+            .map_err(|source| OpenError::classify(path, source))?;
         let store = Store {
             conn,
             path: path.to_path_buf(),
@@ -1335,7 +1352,7 @@ impl Store {
     /// parsing and planning them again cost a fifth of a backlog's CPU time.
     fn write(&mut self, batch: &mut Batch, published: &Published, now: i64) -> Result<()> {
         if !batch.requests.is_empty() {
-            if !batch.dicts.loaded {
+            if !batch.ids_loaded {
                 bail!("the batch's dictionary ids were never read from the store");
             }
             self.write_dictionaries(batch)?;
