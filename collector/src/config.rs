@@ -52,8 +52,8 @@ pub struct Config {
     pub batch_rows: usize,
 
     /// A batch is committed as soon as it holds this many bytes of lines (its memory, whatever
-    /// the length of the lines). Two batches are in memory during a backlog: one being read and
-    /// the last one committed, being written to the segment spool.
+    /// the length of the lines). Up to three batches are in memory during a backlog: one being
+    /// read, one committing, and one being written to the segment spool.
     #[arg(long, env = "CREDTRAIL_BATCH_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub batch_bytes: usize,
 

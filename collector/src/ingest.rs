@@ -17,9 +17,9 @@ use crate::config::Config;
 use crate::coverage::{Coverage, Pending};
 use crate::segment::{Publisher, SegmentLimits};
 use crate::ship::{ShipSettings, Shipper};
-use crate::store::{Batch, OpenError, Store};
+use crate::store::{Batch, OpenError, Published, Store};
 use crate::sys;
-use crate::tail::{ReadOutcome, TailLimits, Tailer};
+use crate::tail::{Handoff, ReadOutcome, TailLimits, Tailer};
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,6 +85,46 @@ pub struct Collector {
     summary: RunSummary,
     /// Set when the process is asked to stop: reading stops at the next commit.
     stop: crate::Stop,
+    /// The thread that commits a full batch while the next one is read (started at the first
+    /// full batch; `None` until then or when it cannot be started).
+    committer: Option<Committer>,
+    /// The full batch being committed by `committer`, if any. Only while `poll` reads a backlog:
+    /// every other use of the store waits for it first.
+    in_flight: Option<InFlight>,
+}
+
+/// A batch being committed on the committer's thread, and what it holds.
+struct InFlight {
+    handoff: Handoff,
+    rows: usize,
+    counts: (usize, usize, usize),
+    gaps: usize,
+}
+
+/// The store's connection moves to this thread with a full batch and comes back with the
+/// outcome, so that reading and parsing the next batch overlaps the commit (DuckDB's commit and
+/// checkpoint are half of a backlog's time). One batch at most is in flight.
+struct Committer {
+    to: std::sync::mpsc::SyncSender<(Store, Batch)>,
+    from: std::sync::mpsc::Receiver<(Store, Batch, Result<Published>)>,
+}
+
+impl Committer {
+    fn start() -> std::io::Result<Committer> {
+        let (to, jobs) = std::sync::mpsc::sync_channel::<(Store, Batch)>(1);
+        let (done, from) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || {
+                for (mut store, mut batch) in jobs {
+                    let outcome = store.commit(&mut batch);
+                    if done.send((store, batch, outcome)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Committer { to, from })
+    }
 }
 
 impl Collector {
@@ -197,6 +237,8 @@ impl Collector {
             scanned_at_us: None,
             summary: RunSummary::default(),
             stop: crate::Stop::default(),
+            committer: None,
+            in_flight: None,
         })
     }
 
@@ -287,6 +329,7 @@ impl Collector {
         }
         loop {
             if self.space_is_low() {
+                self.settle();
                 return Ok(());
             }
             let outcome = match self.tailer.read(&mut self.batch, flush_incomplete) {
@@ -300,12 +343,23 @@ impl Collector {
                 self.batch_since = Some(Instant::now());
             }
             if outcome == ReadOutcome::BatchFull {
-                if !self.commit() || self.stop.requested() {
+                // A batch with coverage rows commits here and now: applying them starts the
+                // reach over, which must not drop lines read meanwhile.
+                let committing = if self.coverage_pending.is_none() {
+                    self.commit_behind()
+                } else {
+                    self.commit()
+                };
+                if !committing || self.stop.requested() {
+                    self.settle();
                     return Ok(());
                 }
                 continue;
             }
             break;
+        }
+        if !self.settle() {
+            return Ok(());
         }
         // Every file is read to its end: the host is covered up to the last scan's start.
         let mut cover = false;
@@ -359,9 +413,116 @@ impl Collector {
         self.batch.push_inventory(observed_at_us, rows);
     }
 
+    /// Hands the full open batch to the committer's thread and starts the next one, after the
+    /// batch in flight before it committed; false when that one failed (then everything is
+    /// rebuilt from the store, as after any failed commit) or this one cannot be committed now.
+    /// Without the thread, commits here.
+    fn commit_behind(&mut self) -> bool {
+        if !self.settle() {
+            return false;
+        }
+        if self.committer.is_none() {
+            match Committer::start() {
+                Ok(c) => self.committer = Some(c),
+                Err(e) => {
+                    warn!(error = %e, "cannot start the commit thread; committing on this one");
+                    return self.commit();
+                }
+            }
+        }
+        if self.batch.is_empty() || self.space_is_low() || self.store.is_none() {
+            return self.commit();
+        }
+        self.tailer.stage_states(&mut self.batch);
+        let handoff = self.tailer.handoff();
+        let in_flight = InFlight {
+            handoff,
+            rows: self.batch.rows(),
+            counts: self.batch.counts(),
+            gaps: self.batch.gaps.len(),
+        };
+        let next = self.batch.successor();
+        let batch = std::mem::replace(&mut self.batch, next);
+        let store = self.store.take().expect("checked above");
+        let committer = self.committer.as_ref().expect("started above");
+        if let Err(std::sync::mpsc::SendError((store, batch))) = committer.to.send((store, batch)) {
+            // The thread is gone: commit here, the read-ahead batch is empty still.
+            self.committer = None;
+            self.store = Some(store);
+            self.batch = batch;
+            return self.commit();
+        }
+        self.in_flight = Some(in_flight);
+        self.batch_since = None;
+        true
+    }
+
+    /// Waits for the batch in flight, if any: on success its rows are published and its file
+    /// offsets become committed; on failure the store is reopened and every decision, the
+    /// batch read meanwhile included, is rebuilt from it. False when it failed.
+    fn settle(&mut self) -> bool {
+        let Some(in_flight) = self.in_flight.take() else {
+            return true;
+        };
+        let received = self
+            .committer
+            .as_ref()
+            .expect("a batch in flight has a committer")
+            .from
+            .recv();
+        let Ok((store, mut batch, outcome)) = received else {
+            // The thread panicked with the store: nothing of the batch is known committed.
+            self.committer = None;
+            error!("the commit thread ended; reopening the store and reading these lines again");
+            return self.fail_commit(&mut Batch::new(self.host.clone(), 0, Default::default()));
+        };
+        match outcome {
+            Ok(published) => {
+                self.store = Some(store);
+                if let Some(p) = self.publisher.as_mut() {
+                    p.spool(published);
+                }
+                self.commit_failed = false;
+                self.holding_memory |= in_flight.rows >= 10_000;
+                self.tailer.committed_to(in_flight.handoff);
+                let (requests, rejected, inventory) = in_flight.counts;
+                self.summary.lines += requests as u64;
+                self.summary.rejected += rejected as u64;
+                self.summary.inventory_rows += inventory as u64;
+                self.summary.gaps += in_flight.gaps as u64;
+                true
+            }
+            Err(e) => {
+                // The connection goes before the store is opened again.
+                drop(store);
+                error!(error = %format!("{e:#}"), rows = in_flight.rows, "commit failed; reopening the store and reading these lines again");
+                self.fail_commit(&mut batch)
+            }
+        }
+    }
+
+    /// After a failed commit of `failed` (handed off, no longer the open batch): its inventory
+    /// snapshots move to the open batch, and the store is reopened. Always false.
+    fn fail_commit(&mut self, failed: &mut Batch) -> bool {
+        self.commit_failed = true;
+        self.coverage_pending = None;
+        if let Some(p) = self.publisher.as_mut() {
+            p.discard_spool();
+        }
+        for (at, row) in failed.take_inventory() {
+            self.batch.push_inventory(at, vec![row]);
+        }
+        self.store = None;
+        self.reopen();
+        false
+    }
+
     /// Commits the open batch; false when it could not be (the batch is then kept or rebuilt
     /// from the files, never lost).
     pub fn commit(&mut self) -> bool {
+        if !self.settle() {
+            return false;
+        }
         if self.batch.is_empty() {
             self.tailer.stage_states(&mut self.batch);
             if self.batch.is_empty() {

@@ -59,6 +59,7 @@ impl Stop {
 /// Ingests everything present once, publishes segments if configured, and returns.
 pub fn run_once(config: &Config) -> Result<RunSummary> {
     sys::tune_allocator();
+    sys::share_heap();
     let config = &Config {
         once: true, // coverage rows say `once`, also for library callers
         ..config.clone()

@@ -128,11 +128,14 @@ pub struct Batch {
     /// The same requests in their published columns, for the segments.
     published: RequestColumns,
     dicts: Dictionaries,
+    /// The dictionary ids of its rows were read from the store (its `dicts` may since have
+    /// moved on to the next batch: [`Batch::successor`]).
+    ids_loaded: bool,
     /// (seq, exact bytes) of the requests that keep them.
     raw: Vec<(i64, Vec<u8>)>,
     new_kinds: Vec<KindRow>,
-    new_tasks: Vec<(i64, String)>,
-    new_addresses: Vec<(i64, String)>,
+    new_tasks: NewValues,
+    new_addresses: NewValues,
     new_sources: Vec<(i64, String, String)>,
     rejected: Vec<RejectedRow>,
     inventory: Vec<(i64, i64, InventoryRow)>,
@@ -402,7 +405,12 @@ impl Hasher for PassHasher {
 /// which is harmless: an id never names two values).
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<u64, (Box<[u8]>, i64), BuildHasherDefault<PassHasher>>,
+    /// hash of a key → (where the key lies in `keys`, its id).
+    ids: HashMap<u64, (std::ops::Range<usize>, i64), BuildHasherDefault<PassHasher>>,
+    /// The keys, end to end: one buffer, not an allocation per key (when every line names a new
+    /// task, allocating and freeing its key was a tenth of reading).
+    keys: Vec<u8>,
+    /// Bytes held: the keys plus 32 per entry.
     bytes: usize,
     next: i64,
 }
@@ -418,27 +426,29 @@ impl Interner {
     /// The id of `key`, and whether it is new (its row must be inserted with the batch).
     fn id(&mut self, key: &[u8]) -> (i64, bool) {
         let hash = xxh3_64(key);
-        if let Some((known, id)) = self.ids.get(&hash)
-            && **known == *key
+        if let Some((at, id)) = self.ids.get(&hash)
+            && self.keys[at.clone()] == *key
         {
             return (*id, false);
         }
         let id = self.next;
         self.next += 1;
-        if self.bytes + key.len() > MAX_INTERNED_BYTES {
+        if self.bytes + key.len() + 32 > MAX_INTERNED_BYTES {
             self.clear();
         }
         // Two keys with one hash: the newer replaces the older (which then gets a new id if it
-        // comes again).
-        if let Some((old, _)) = self.ids.insert(hash, (key.into(), id)) {
-            self.bytes -= old.len() + 32;
-        }
+        // comes again; its bytes stay counted until the cache starts over).
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.ids.insert(hash, (start..self.keys.len(), id));
         self.bytes += key.len() + 32;
         (id, true)
     }
 
+    /// Forgets every key and hands their memory back.
     fn clear(&mut self) {
         self.ids = HashMap::default();
+        self.keys = Vec::new();
         self.bytes = 0;
     }
 }
@@ -566,13 +576,14 @@ impl Batch {
     pub fn new(host: String, next_seq: i64, dicts: Dictionaries) -> Batch {
         Batch {
             host,
+            ids_loaded: dicts.loaded,
             requests: RowColumns::default(),
             published: RequestColumns::new(),
             dicts,
             raw: Vec::new(),
             new_kinds: Vec::new(),
-            new_tasks: Vec::new(),
-            new_addresses: Vec::new(),
+            new_tasks: NewValues::default(),
+            new_addresses: NewValues::default(),
             new_sources: Vec::new(),
             rejected: Vec::new(),
             inventory: Vec::new(),
@@ -635,6 +646,14 @@ impl Batch {
     /// The dictionaries, for the next batch (this one is done with).
     pub fn take_dictionaries(&mut self) -> Dictionaries {
         std::mem::take(&mut self.dicts)
+    }
+
+    /// The next batch, to read into while this one commits: its seqs and dictionary ids
+    /// continue this one's, so it may only be committed after this one was, and must be
+    /// dropped if this one fails.
+    pub fn successor(&mut self) -> Batch {
+        let dicts = self.take_dictionaries();
+        Batch::new(self.host.clone(), self.next_seq, dicts)
     }
 
     /// Forgets cached dictionary ids; only while the batch holds no requests.
@@ -707,7 +726,7 @@ impl Batch {
     fn task_id(&mut self, arn: &str) -> i64 {
         let (id, new) = self.dicts.tasks.id(arn.as_bytes());
         if new {
-            self.new_tasks.push((id, arn.to_string()));
+            self.new_tasks.push(id, arn);
         }
         id
     }
@@ -715,7 +734,7 @@ impl Batch {
     fn address_id(&mut self, ip: &str) -> i64 {
         let (id, new) = self.dicts.addresses.id(ip.as_bytes());
         if new {
-            self.new_addresses.push((id, ip.to_string()));
+            self.new_addresses.push(id, ip);
         }
         id
     }
@@ -803,16 +822,35 @@ fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> StringArray {
 }
 
 /// Dictionary entries (id, value) as the two columns of `request_tasks` or `request_addresses`.
-fn dictionary_batch(entries: &[(i64, String)]) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("value", DataType::Utf8, false),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(entries.iter().map(|e| e.0))),
-        Arc::new(strings(entries.iter().map(|e| Some(e.1.as_str())))),
-    ];
-    RecordBatch::try_new(schema, columns).context("building dictionary entries")
+/// Entries of a dictionary table (`id`, `value`) first used in a batch, in Arrow columns as they
+/// come (a backlog can name a new task on every line: no allocation per entry).
+#[derive(Default)]
+struct NewValues {
+    ids: Int64Builder,
+    values: StringBuilder,
+}
+
+impl NewValues {
+    fn push(&mut self, id: i64, value: &str) {
+        self.ids.append_value(id);
+        self.values.append_value(value);
+    }
+
+    fn is_empty(&self) -> bool {
+        duckdb::arrow::array::ArrayBuilder::is_empty(&self.ids)
+    }
+
+    /// The entries as one Arrow batch; the columns start empty again (a batch is committed
+    /// once: after a failure it is read again from the files).
+    fn batch(&mut self) -> Result<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("value", DataType::Utf8, false),
+        ]));
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(self.ids.finish()), Arc::new(self.values.finish())];
+        RecordBatch::try_new(schema, columns).context("building dictionary entries")
+    }
 }
 
 /// `rejected_lines` rows as Arrow columns, in the table's order.
@@ -1118,6 +1156,11 @@ impl Store {
             conn.execute_batch(SCHEMA)
                 .map_err(|source| OpenError::classify(path, source))?;
         }
+        // A line's strings are stored once, in the dictionary tables, whose values are distinct
+        // and few on a real host: FSST (which compresses strings by their shared substrings)
+        // cost more time at every checkpoint of a backlog than the space it saves is worth.
+        conn.execute_batch("SET disabled_compression_methods = 'fsst'")
+            .map_err(|source| OpenError::classify(path, source))?;
         let store = Store {
             conn,
             path: path.to_path_buf(),
@@ -1335,7 +1378,7 @@ impl Store {
     /// parsing and planning them again cost a fifth of a backlog's CPU time.
     fn write(&mut self, batch: &mut Batch, published: &Published, now: i64) -> Result<()> {
         if !batch.requests.is_empty() {
-            if !batch.dicts.loaded {
+            if !batch.ids_loaded {
                 bail!("the batch's dictionary ids were never read from the store");
             }
             self.write_dictionaries(batch)?;
@@ -1472,7 +1515,7 @@ impl Store {
     }
 
     /// Inserts the dictionary entries the batch's rows are the first to use.
-    fn write_dictionaries(&self, batch: &Batch) -> Result<()> {
+    fn write_dictionaries(&self, batch: &mut Batch) -> Result<()> {
         if !batch.new_kinds.is_empty() {
             let mut app = self.conn.appender("request_kinds")?;
             for k in &batch.new_kinds {
@@ -1492,12 +1535,12 @@ impl Store {
         // Every line of a backlog can name a task never seen before: appended as one Arrow
         // batch, not row by row (binding each row's values was a tenth of such a backlog's CPU).
         for (table, entries) in [
-            ("request_tasks", &batch.new_tasks),
-            ("request_addresses", &batch.new_addresses),
+            ("request_tasks", &mut batch.new_tasks),
+            ("request_addresses", &mut batch.new_addresses),
         ] {
             if !entries.is_empty() {
                 let mut app = self.conn.appender(table)?;
-                app.append_record_batch(dictionary_batch(entries)?)
+                app.append_record_batch(entries.batch()?)
                     .with_context(|| format!("appending {table}"))?;
                 app.flush()?;
             }

@@ -118,6 +118,17 @@ struct Unidentified {
     fresh: bool,
 }
 
+/// What one batch handed to a commit held of the tailer's files ([`Tailer::handoff`]).
+#[derive(Debug)]
+pub struct Handoff {
+    /// The uncommitted state of every touched file, as staged in the batch.
+    states: Vec<SourceState>,
+    reach: Reach,
+    max_numbered: Option<u64>,
+    /// Vanished files held when it was handed off (their gaps are in it).
+    vanished: usize,
+}
+
 pub struct Tailer {
     dir: PathBuf,
     limits: TailLimits,
@@ -206,6 +217,40 @@ impl Tailer {
         self.tracked.len() + self.unidentified.len()
     }
 
+    /// What the batch being handed to a commit holds of each file, taken when its states are
+    /// staged: reading may go on into the next batch while it commits, and only this much
+    /// becomes committed when it succeeds ([`Tailer::committed_to`]).
+    pub fn handoff(&self) -> Handoff {
+        Handoff {
+            states: self.tracked.iter().filter_map(|t| t.next.clone()).collect(),
+            reach: self.reach.clone(),
+            max_numbered: self.max_numbered_seen,
+            vanished: self.vanished.len(),
+        }
+    }
+
+    /// The batch handed off as `handoff` committed while later lines were read into the next
+    /// one: what it held of each file is now durable; what was read after it is not.
+    pub fn committed_to(&mut self, handoff: Handoff) {
+        self.reach_committed = handoff.reach;
+        self.max_numbered_committed = handoff.max_numbered;
+        let vanished = handoff.vanished.min(self.vanished.len());
+        self.vanished.drain(..vanished);
+        for state in handoff.states {
+            if let Some(t) = self
+                .tracked
+                .iter_mut()
+                .find(|t| t.committed.source_id == state.source_id)
+            {
+                if t.next.as_ref() == Some(&state) {
+                    t.next = None;
+                }
+                t.committed = state;
+            }
+        }
+        self.forget_ended();
+    }
+
     /// The batch committed: what it held of each file is now durable.
     pub fn committed(&mut self) {
         self.reach_committed = self.reach.clone();
@@ -216,6 +261,11 @@ impl Tailer {
                 t.committed = next;
             }
         }
+        self.forget_ended();
+    }
+
+    /// Drops the files whose committed source ended, remembering their IDs.
+    fn forget_ended(&mut self) {
         let mut ended = Vec::new();
         self.tracked.retain(|t| {
             let active = t.committed.status == SourceStatus::Active;

@@ -10,6 +10,9 @@
 //! them: in a roll deleted, or a file truncated, before a scan of a running collector held it
 //! open (or while a batch holding it failed to commit).
 //!
+//! Each case runs with a small batch size or the default: with small batches a drain commits
+//! batch after batch while it reads the next one, so a commit can fail with lines read beyond it.
+//!
 //! `PROPTEST_CASES` runs more cases than the default (which keeps the suite fast).
 
 mod common;
@@ -187,8 +190,19 @@ fn sorted(mut v: Vec<u64>) -> Vec<u64> {
 }
 
 fn run(actions: &[Action]) {
+    run_with(actions, default_batch_rows());
+}
+
+/// The collector's default `--batch-rows`.
+fn default_batch_rows() -> usize {
+    Config::new("audit", "store.duckdb").batch_rows
+}
+
+/// `run` with batches committed at `batch_rows` rows.
+fn run_with(actions: &[Action], batch_rows: usize) {
     let env = Env::new();
-    let config = env.config();
+    let mut config = env.config();
+    config.batch_rows = batch_rows;
     fault::fail_commits(&config.store, 0);
     let mut m = Model {
         files: Vec::new(),
@@ -357,8 +371,11 @@ proptest! {
     })]
 
     #[test]
-    fn every_line_is_stored_and_published_exactly_once(actions in proptest::collection::vec(action(), 1..40)) {
-        run(&actions);
+    fn every_line_is_stored_and_published_exactly_once(
+        actions in proptest::collection::vec(action(), 1..40),
+        batch_rows in prop_oneof![Just(3usize), Just(8), Just(default_batch_rows())],
+    ) {
+        run_with(&actions, batch_rows);
     }
 }
 
@@ -404,4 +421,34 @@ fn a_failed_drain_then_a_first_poll_with_nothing_to_commit() {
         Drain,
         Drain,
     ]);
+}
+
+/// A backlog of several batches whose first commit fails while the second is read, then a
+/// truncation, more lines and a kill: the read-ahead lines are read again, stored once.
+#[test]
+fn a_commit_fails_while_the_next_batch_is_read() {
+    use Action::*;
+    run_with(
+        &[
+            Append(29),
+            FailNextCommit,
+            Drain,
+            Append(6),
+            Drain,
+            Truncate,
+            Append(11),
+            FailNextCommit,
+            FailNextCommit,
+            Drain,
+            RollSize,
+            Append(9),
+            Drain,
+            Kill,
+            Append(7),
+            Restart,
+            Drain,
+            Publish,
+        ],
+        4,
+    );
 }
