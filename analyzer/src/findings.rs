@@ -93,8 +93,7 @@ pub struct Recorded {
     /// The earliest and latest event the store held.
     pub window_from: Option<String>,
     pub data_watermark: Option<String>,
-    /// `full`, or `incremental` from `judged_since`.
-    pub mode: String,
+    /// The start of the events an incremental run judged; `None`: a full run.
     pub judged_since: Option<String>,
     /// Every current finding after the run (as stored: after the configuration of the run that
     /// last judged it), without its change.
@@ -252,7 +251,7 @@ fn insert(conn: &duckdb::Connection, r: &Row) -> Result<()> {
 }
 
 /// The earliest and latest event time the store holds (audit log and CloudTrail).
-fn data_window(conn: &duckdb::Connection) -> Result<(Option<String>, Option<String>)> {
+pub(crate) fn data_window(conn: &duckdb::Connection) -> Result<(Option<String>, Option<String>)> {
     Ok(conn.query_row(
         "SELECT strftime(min(lo), '%Y-%m-%dT%H:%M:%SZ'), strftime(max(hi), '%Y-%m-%dT%H:%M:%SZ')
          FROM (SELECT min(event_time) AS lo, max(event_time) AS hi FROM credential_requests
@@ -381,12 +380,6 @@ pub fn record(
                 previous,
                 window_from: window_from.clone(),
                 data_watermark: data_watermark.clone(),
-                mode: if run.judged_since.is_some() {
-                    "incremental"
-                } else {
-                    "full"
-                }
-                .to_string(),
                 judged_since: run.judged_since.clone(),
                 ..Recorded::default()
             };
@@ -515,7 +508,11 @@ pub fn record(
                     rec.ongoing as i64,
                     rec.resolved.len() as i64,
                     rec.changed.len() as i64,
-                    rec.mode,
+                    if run.judged_since.is_some() {
+                        "incremental"
+                    } else {
+                        "full"
+                    },
                     run.judged_since,
                     run.fingerprint,
                 ],

@@ -150,13 +150,7 @@ pub fn plan(
     let Some(since) = p.since else {
         return full_because(format!("run {} saw no events", p.run_id));
     };
-    let earliest: Option<String> = conn.query_row(
-        "SELECT strftime(min(t), '%Y-%m-%dT%H:%M:%SZ')
-         FROM (SELECT min(event_time) AS t FROM credential_requests
-               UNION ALL SELECT min(event_time) FROM cloudtrail_events)",
-        [],
-        |r| r.get(0),
-    )?;
+    let (earliest, _) = crate::findings::data_window(conn)?;
     if let (Some(now), Some(then)) = (&earliest, &p.window_from)
         && now < then
     {
